@@ -1,0 +1,73 @@
+# reprise — make help lists the targets.
+SHELL := /bin/bash
+GO    ?= go
+BIN   := bin
+TOOLS := $(CURDIR)/bin/tools
+
+# Pinned code generators for `make proto`.
+BUF_VERSION                := v1.75.0
+PROTOC_GEN_GO_VERSION      := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## Build bin/agent, bin/collector, bin/replayer
+	$(GO) build -o $(BIN)/agent ./agent
+	$(GO) build -o $(BIN)/collector ./collector
+	$(GO) build -o $(BIN)/replayer ./replayer
+
+.PHONY: generate
+generate: ## Rebuild the eBPF objects and their Go bindings with clang (bpf2go)
+	$(GO) generate ./bpf/...
+
+$(TOOLS)/buf:
+	GOBIN=$(TOOLS) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
+	GOBIN=$(TOOLS) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	GOBIN=$(TOOLS) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+
+.PHONY: proto
+proto: $(TOOLS)/buf ## Lint the protobuf API and regenerate its Go code
+	cd proto && $(TOOLS)/buf lint && $(TOOLS)/buf generate
+
+.PHONY: check-generated
+check-generated: generate proto ## Fail if generated code differs from what is committed
+	@git diff --exit-code --stat -- bpf proto || { echo "generated code is stale: run make generate proto and commit"; exit 1; }
+	@untracked=$$(git ls-files --others --exclude-standard -- bpf proto); \
+	  if [ -n "$$untracked" ]; then echo "untracked generated files: $$untracked"; exit 1; fi
+
+.PHONY: test
+test: ## Run every test with -race (privileged capture tests need root)
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+.PHONY: test-privileged
+test-privileged: ## Run only the tests that load eBPF programs (root)
+	REPRISE_REQUIRE_PRIVILEGED=1 $(GO) test -race -count=1 -timeout 10m -run 'Privileged|Capture' ./agent/...
+
+.PHONY: fuzz
+fuzz: ## Fuzz the untrusted-input parsers for FUZZTIME each (default 30s)
+	$(GO) test -run '^$$' -fuzz FuzzParser -fuzztime $${FUZZTIME:-30s} ./agent/http1/
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $${FUZZTIME:-30s} ./agent/capture/
+
+.PHONY: bench
+bench: ## Run the Go benchmarks
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+.PHONY: lint
+lint: $(TOOLS)/buf ## gofmt, go vet and buf lint
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	cd proto && $(TOOLS)/buf lint
+
+.PHONY: demo
+demo: ## Capture, store, query and replay on this machine (root)
+	./scripts/demo.sh
+
+.PHONY: clean
+clean: ## Remove build output
+	rm -rf $(BIN) .demo
