@@ -77,8 +77,9 @@ type row struct {
 }
 
 func rowOf(ex *reprisev1.Exchange) row {
-	r := row{
+	return row{
 		id:         ex.GetId(),
+		startTime:  startNanos(ex),
 		service:    ex.GetService(),
 		direction:  int32(ex.GetDirection()),
 		method:     strings.ToUpper(ex.GetRequest().GetMethod()),
@@ -87,10 +88,18 @@ func rowOf(ex *reprisev1.Exchange) row {
 		host:       ex.GetRequest().GetHost(),
 		agentID:    ex.GetCapture().GetAgentId(),
 	}
-	if ex.GetStartTime() != nil {
-		r.startTime = ex.GetStartTime().AsTime().UnixNano()
+}
+
+// startNanos is the exchange's start time in unix nanoseconds; 0 when unset.
+func startNanos(ex *reprisev1.Exchange) int64 {
+	if ex.GetStartTime() == nil {
+		return 0
 	}
-	return r
+	return ex.GetStartTime().AsTime().UnixNano()
+}
+
+func cursorOf(ex *reprisev1.Exchange) cursor {
+	return cursor{startTime: startNanos(ex), id: ex.GetId()}
 }
 
 // requestPath is the path of a request-target: no query, and no scheme or

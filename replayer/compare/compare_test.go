@@ -27,11 +27,15 @@ func jsonResp(body string) *reprisev1.HttpResponse {
 	return resp(200, "application/json; charset=utf-8", body)
 }
 
-// encoded returns r with its body compressed by the given coding.
+// encoded returns r with its body compressed by the given coding; a coding
+// it does not know is only declared, the body left as it is.
 func encoded(r *reprisev1.HttpResponse, coding string) *reprisev1.HttpResponse {
 	var buf bytes.Buffer
 	var w io.WriteCloser
 	switch coding {
+	default:
+		r.Headers = append(r.Headers, &reprisev1.Header{Name: "Content-Encoding", Value: coding})
+		return r
 	case "gzip":
 		w = gzip.NewWriter(&buf)
 	case "deflate":

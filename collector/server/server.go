@@ -1,0 +1,119 @@
+// Package server assembles the collector: the gRPC services, the HTTP
+// endpoints for health and metrics, and their shutdown.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/reprise-dev/reprise/collector/ingest"
+	"github.com/reprise-dev/reprise/collector/metrics"
+	"github.com/reprise-dev/reprise/collector/query"
+	"github.com/reprise-dev/reprise/collector/store"
+	"github.com/reprise-dev/reprise/internal/sanitize"
+	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
+)
+
+// maxRecvMsgSize bounds one ingest batch. gRPC's 4 MiB default is too small
+// for a batch of exchanges that carry bodies.
+const maxRecvMsgSize = 32 << 20
+
+// shutdownTimeout bounds the graceful stop: agents keep their ingest streams
+// open indefinitely, so after this the remaining streams are cut. Batches
+// they had not been acked for are resent by the agents.
+const shutdownTimeout = 10 * time.Second
+
+// OpenStore opens the store that spec names: a file path for the embedded
+// SQLite store.
+func OpenStore(spec string) (store.Store, error) {
+	if strings.HasPrefix(spec, "postgres://") || strings.HasPrefix(spec, "postgresql://") {
+		return nil, errors.New("open store: PostgreSQL is not supported yet; use a file path for the embedded store")
+	}
+	return store.OpenSQLite(spec)
+}
+
+// NewGRPC returns a gRPC server with IngestService, QueryService and server
+// reflection (so grpcurl works without the proto files).
+func NewGRPC(st store.Store, m metrics.Metrics) *grpc.Server {
+	srv := grpc.NewServer(grpc.MaxRecvMsgSize(maxRecvMsgSize))
+	reprisev1.RegisterIngestServiceServer(srv, ingest.New(st, sanitize.Default(), m))
+	reprisev1.RegisterQueryServiceServer(srv, query.New(st, m))
+	reflection.Register(srv)
+	return srv
+}
+
+// NewHTTP returns the handler for /healthz, /readyz and /metrics.
+func NewHTTP(st store.Store, gatherer prometheus.Gatherer) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := st.Ping(ctx); err != nil {
+			http.Error(w, "store not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// Serve runs the collector on the listeners until ctx is done or a server
+// fails, then stops both. It does not close st: the caller owns it and
+// closes it once Serve has returned, when no request can use it any more.
+func Serve(ctx context.Context, grpcLis, httpLis net.Listener, st store.Store) error {
+	log := slog.With("component", "server")
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.NewPrometheus(reg)
+
+	grpcSrv := NewGRPC(st, m)
+	httpSrv := &http.Server{Handler: NewHTTP(st, reg), ReadHeaderTimeout: 10 * time.Second}
+
+	errc := make(chan error, 2)
+	go func() { errc <- grpcSrv.Serve(grpcLis) }()
+	go func() { errc <- httpSrv.Serve(httpLis) }()
+	log.Info("serving", "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String())
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err := <-errc:
+		serveErr = fmt.Errorf("serve: %w", err)
+	}
+
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	stopped := make(chan struct{})
+	go func() {
+		grpcSrv.GracefulStop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-shutdownCtx.Done():
+		log.Warn("graceful stop timed out, closing remaining streams")
+		grpcSrv.Stop()
+		<-stopped
+	}
+	if err := httpSrv.Shutdown(shutdownCtx); err != nil && serveErr == nil {
+		serveErr = fmt.Errorf("shut down http: %w", err)
+	}
+	return serveErr
+}
