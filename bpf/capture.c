@@ -153,12 +153,12 @@ struct {
 volatile const __u32 self_tgid;
 volatile const __u8 filter_ports;
 
-#define COUNT(field, n)                                          \
-	do {                                                     \
-		__u32 zero = 0;                                  \
+#define COUNT(field, n)                                                  \
+	do {                                                             \
+		__u32 zero = 0;                                          \
 		struct counters *c = bpf_map_lookup_elem(&stats, &zero); \
-		if (c)                                           \
-			c->field += (n);                         \
+		if (c)                                                   \
+			c->field += (n);                                 \
 	} while (0)
 
 // The TCP socket behind fd in the current process, or NULL for anything
@@ -353,7 +353,7 @@ static __always_inline int exit_data(__u32 op, long ret)
 	return 0;
 }
 
-static __always_inline int exit_accept(long ret)
+static __always_inline int accepted(long ret)
 {
 	struct conn_key key = { .tgid = bpf_get_current_pid_tgid() >> 32, .fd = ret };
 	if (ret < 0 || key.tgid == self_tgid)
@@ -369,15 +369,15 @@ static __always_inline int exit_accept(long ret)
 
 // accept needs no enter program: the new fd is the return value.
 SEC("tracepoint/syscalls/sys_exit_accept")
-int exit_accept0(struct trace_event_raw_sys_exit *ctx)
+int exit_accept(struct trace_event_raw_sys_exit *ctx)
 {
-	return exit_accept(ctx->ret);
+	return accepted(ctx->ret);
 }
 
 SEC("tracepoint/syscalls/sys_exit_accept4")
 int exit_accept4(struct trace_event_raw_sys_exit *ctx)
 {
-	return exit_accept(ctx->ret);
+	return accepted(ctx->ret);
 }
 
 SEC("tracepoint/syscalls/sys_enter_connect")

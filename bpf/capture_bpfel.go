@@ -92,7 +92,7 @@ const (
 	CaptureProgEnterRecvfrom = "enter_recvfrom"
 	CaptureProgEnterSendto   = "enter_sendto"
 	CaptureProgEnterWrite    = "enter_write"
-	CaptureProgExitAccept0   = "exit_accept0"
+	CaptureProgExitAccept    = "exit_accept"
 	CaptureProgExitAccept4   = "exit_accept4"
 	CaptureProgExitConnect   = "exit_connect"
 	CaptureProgExitRead      = "exit_read"
@@ -151,7 +151,7 @@ type CaptureProgramSpecs struct {
 	EnterRecvfrom *ebpf.ProgramSpec `ebpf:"enter_recvfrom"`
 	EnterSendto   *ebpf.ProgramSpec `ebpf:"enter_sendto"`
 	EnterWrite    *ebpf.ProgramSpec `ebpf:"enter_write"`
-	ExitAccept0   *ebpf.ProgramSpec `ebpf:"exit_accept0"`
+	ExitAccept    *ebpf.ProgramSpec `ebpf:"exit_accept"`
 	ExitAccept4   *ebpf.ProgramSpec `ebpf:"exit_accept4"`
 	ExitConnect   *ebpf.ProgramSpec `ebpf:"exit_connect"`
 	ExitRead      *ebpf.ProgramSpec `ebpf:"exit_read"`
@@ -237,7 +237,7 @@ type CapturePrograms struct {
 	EnterRecvfrom *ebpf.Program `ebpf:"enter_recvfrom"`
 	EnterSendto   *ebpf.Program `ebpf:"enter_sendto"`
 	EnterWrite    *ebpf.Program `ebpf:"enter_write"`
-	ExitAccept0   *ebpf.Program `ebpf:"exit_accept0"`
+	ExitAccept    *ebpf.Program `ebpf:"exit_accept"`
 	ExitAccept4   *ebpf.Program `ebpf:"exit_accept4"`
 	ExitConnect   *ebpf.Program `ebpf:"exit_connect"`
 	ExitRead      *ebpf.Program `ebpf:"exit_read"`
@@ -254,7 +254,7 @@ func (p *CapturePrograms) Close() error {
 		p.EnterRecvfrom,
 		p.EnterSendto,
 		p.EnterWrite,
-		p.ExitAccept0,
+		p.ExitAccept,
 		p.ExitAccept4,
 		p.ExitConnect,
 		p.ExitRead,

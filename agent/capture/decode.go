@@ -1,0 +1,102 @@
+package capture
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/reprise-dev/reprise/agent/event"
+)
+
+// Layout of struct event in bpf/capture.c (little endian: the programs are
+// built for bpfel only). decode_test.go checks it against the generated Go
+// struct, so a change on the C side fails the unit tests.
+const (
+	offTS     = 0
+	offStart  = 8
+	offPos    = 16
+	offTGID   = 24
+	offTID    = 28
+	offFD     = 32
+	offSize   = 36
+	offLen    = 40
+	offLPort  = 44
+	offRPort  = 46
+	offLAddr  = 48
+	offRAddr  = 64
+	offComm   = 80
+	offKind   = 96
+	offRole   = 97
+	offDir    = 98
+	headerLen = 104
+)
+
+var errMalformed = errors.New("malformed record")
+
+// decode turns one ring buffer record into an event. boot is the wall clock
+// time of kernel monotonic time zero. Data is copied: the reader reuses raw.
+func decode(raw []byte, boot time.Time) (event.Event, error) {
+	if len(raw) < headerLen {
+		return event.Event{}, fmt.Errorf("%w: %d bytes, header is %d", errMalformed, len(raw), headerLen)
+	}
+	le := binary.LittleEndian
+	n := le.Uint32(raw[offLen:])
+	if uint64(n) != uint64(len(raw)-headerLen) {
+		return event.Event{}, fmt.Errorf("%w: payload length %d, record has %d", errMalformed, n, len(raw)-headerLen)
+	}
+	ev := event.Event{
+		Kind: event.Kind(raw[offKind]),
+		Conn: event.ConnID{
+			TGID:  le.Uint32(raw[offTGID:]),
+			FD:    int32(le.Uint32(raw[offFD:])),
+			Start: le.Uint64(raw[offStart:]),
+		},
+		TID:    le.Uint32(raw[offTID:]),
+		Comm:   comm(raw[offComm : offComm+16]),
+		Time:   boot.Add(time.Duration(le.Uint64(raw[offTS:]))),
+		Role:   event.Role(raw[offRole]),
+		Local:  addrPort(raw[offLAddr:offLAddr+16], le.Uint16(raw[offLPort:])),
+		Remote: addrPort(raw[offRAddr:offRAddr+16], le.Uint16(raw[offRPort:])),
+	}
+	if ev.Role > event.RoleClient {
+		return event.Event{}, fmt.Errorf("%w: role %d", errMalformed, ev.Role)
+	}
+	switch ev.Kind {
+	case event.KindOpen, event.KindClose:
+		if n != 0 {
+			return event.Event{}, fmt.Errorf("%w: %d payload bytes on kind %d", errMalformed, n, ev.Kind)
+		}
+	case event.KindData:
+		ev.Dir = event.Direction(raw[offDir])
+		ev.Pos = le.Uint64(raw[offPos:])
+		ev.Size = le.Uint32(raw[offSize:])
+		if ev.Dir > event.Egress {
+			return event.Event{}, fmt.Errorf("%w: direction %d", errMalformed, ev.Dir)
+		}
+		if n > ev.Size {
+			return event.Event{}, fmt.Errorf("%w: %d payload bytes for size %d", errMalformed, n, ev.Size)
+		}
+		if n > 0 {
+			ev.Data = append([]byte(nil), raw[headerLen:]...)
+		}
+	default:
+		return event.Event{}, fmt.Errorf("%w: kind %d", errMalformed, ev.Kind)
+	}
+	return ev, nil
+}
+
+// addrPort unmaps v4-mapped addresses so IPv4 peers print as 127.0.0.1.
+func addrPort(b []byte, port uint16) netip.AddrPort {
+	return netip.AddrPortFrom(netip.AddrFrom16([16]byte(b)).Unmap(), port)
+}
+
+func comm(b []byte) string {
+	for i, c := range b {
+		if c == 0 {
+			return string(b[:i])
+		}
+	}
+	return string(b)
+}

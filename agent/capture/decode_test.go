@@ -1,0 +1,215 @@
+package capture
+
+import (
+	"encoding/binary"
+	"errors"
+	"net/netip"
+	"reflect"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/reprise-dev/reprise/agent/event"
+	"github.com/reprise-dev/reprise/bpf"
+)
+
+// The decoder's offsets must match the struct the C side writes.
+func TestLayoutMatchesBPF(t *testing.T) {
+	var e bpf.CaptureEvent
+	for _, c := range []struct {
+		name      string
+		got, want uintptr
+	}{
+		{"ts", unsafe.Offsetof(e.Ts), offTS},
+		{"start", unsafe.Offsetof(e.Start), offStart},
+		{"pos", unsafe.Offsetof(e.Pos), offPos},
+		{"tgid", unsafe.Offsetof(e.Tgid), offTGID},
+		{"tid", unsafe.Offsetof(e.Tid), offTID},
+		{"fd", unsafe.Offsetof(e.Fd), offFD},
+		{"size", unsafe.Offsetof(e.Size), offSize},
+		{"len", unsafe.Offsetof(e.Len), offLen},
+		{"lport", unsafe.Offsetof(e.Lport), offLPort},
+		{"rport", unsafe.Offsetof(e.Rport), offRPort},
+		{"laddr", unsafe.Offsetof(e.Laddr), offLAddr},
+		{"raddr", unsafe.Offsetof(e.Raddr), offRAddr},
+		{"comm", unsafe.Offsetof(e.Comm), offComm},
+		{"kind", unsafe.Offsetof(e.Kind), offKind},
+		{"role", unsafe.Offsetof(e.Role), offRole},
+		{"dir", unsafe.Offsetof(e.Dir), offDir},
+		{"size of header", unsafe.Sizeof(e), headerLen},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s: generated struct has %d, decoder uses %d", c.name, c.got, c.want)
+		}
+	}
+}
+
+// record is a raw record as the kernel writes it.
+type record struct {
+	ts, start, pos   uint64
+	tgid, tid        uint32
+	fd               int32
+	size             uint32
+	lport, rport     uint16
+	laddr, raddr     [16]byte
+	comm             string
+	kind, role, dir  uint8
+	data             []byte
+	lenField         *uint32 // overrides len(data) in the header
+	truncateHeaderTo int
+}
+
+func (r record) bytes() []byte {
+	b := make([]byte, headerLen, headerLen+len(r.data))
+	le := binary.LittleEndian
+	le.PutUint64(b[offTS:], r.ts)
+	le.PutUint64(b[offStart:], r.start)
+	le.PutUint64(b[offPos:], r.pos)
+	le.PutUint32(b[offTGID:], r.tgid)
+	le.PutUint32(b[offTID:], r.tid)
+	le.PutUint32(b[offFD:], uint32(r.fd))
+	le.PutUint32(b[offSize:], r.size)
+	n := uint32(len(r.data))
+	if r.lenField != nil {
+		n = *r.lenField
+	}
+	le.PutUint32(b[offLen:], n)
+	le.PutUint16(b[offLPort:], r.lport)
+	le.PutUint16(b[offRPort:], r.rport)
+	copy(b[offLAddr:], r.laddr[:])
+	copy(b[offRAddr:], r.raddr[:])
+	copy(b[offComm:offComm+16], r.comm)
+	b[offKind], b[offRole], b[offDir] = r.kind, r.role, r.dir
+	b = append(b, r.data...)
+	if r.truncateHeaderTo > 0 {
+		b = b[:r.truncateHeaderTo]
+	}
+	return b
+}
+
+func mapped(s string) [16]byte {
+	return netip.MustParseAddr(s).As16()
+}
+
+func u32(v uint32) *uint32 { return &v }
+
+func TestDecode(t *testing.T) {
+	boot := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	v4 := netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	v4mapped := netip.AddrFrom16(v4.As16()) // ::ffff:127.0.0.1, as the kernel writes IPv4
+	tests := []struct {
+		name string
+		rec  record
+		want event.Event
+		err  bool
+	}{
+		{
+			name: "open ipv4 server",
+			rec: record{
+				ts: 1500, start: 1000, tgid: 42, tid: 43, fd: 7, lport: 8080, rport: 51000,
+				laddr: v4mapped.As16(), raddr: v4mapped.As16(), comm: "server",
+				kind: uint8(event.KindOpen), role: uint8(event.RoleServer),
+			},
+			want: event.Event{
+				Kind: event.KindOpen, Conn: event.ConnID{TGID: 42, FD: 7, Start: 1000}, TID: 43,
+				Comm: "server", Time: boot.Add(1500), Role: event.RoleServer,
+				Local:  netip.AddrPortFrom(v4, 8080),
+				Remote: netip.AddrPortFrom(v4, 51000),
+			},
+		},
+		{
+			name: "data ipv6 client, full comm",
+			rec: record{
+				ts: 2000, start: 1000, pos: 10, size: 3, tgid: 42, tid: 42, fd: 3, lport: 40000, rport: 443,
+				laddr: mapped("::1"), raddr: mapped("2001:db8::1"), comm: "0123456789abcdef",
+				kind: uint8(event.KindData), role: uint8(event.RoleClient), dir: uint8(event.Egress),
+				data: []byte("GET"),
+			},
+			want: event.Event{
+				Kind: event.KindData, Conn: event.ConnID{TGID: 42, FD: 3, Start: 1000}, TID: 42,
+				Comm: "0123456789abcdef", Time: boot.Add(2000), Role: event.RoleClient,
+				Local:  netip.MustParseAddrPort("[::1]:40000"),
+				Remote: netip.MustParseAddrPort("[2001:db8::1]:443"),
+				Dir:    event.Egress, Pos: 10, Size: 3, Data: []byte("GET"),
+			},
+		},
+		{
+			name: "truncated data covers more than it carries",
+			rec: record{
+				start: 1, pos: 65536, size: 40000, kind: uint8(event.KindData), dir: uint8(event.Ingress),
+				data: []byte("abc"),
+			},
+			want: event.Event{
+				Kind: event.KindData, Conn: event.ConnID{Start: 1}, Time: boot,
+				Local:  netip.AddrPortFrom(netip.IPv6Unspecified(), 0),
+				Remote: netip.AddrPortFrom(netip.IPv6Unspecified(), 0),
+				Pos:    65536, Size: 40000, Data: []byte("abc"),
+			},
+		},
+		{name: "empty", rec: record{truncateHeaderTo: 1}, err: true},
+		{name: "short header", rec: record{kind: uint8(event.KindOpen), truncateHeaderTo: headerLen - 1}, err: true},
+		{name: "unknown kind", rec: record{kind: 9}, err: true},
+		{name: "kind zero", rec: record{}, err: true},
+		{name: "unknown role", rec: record{kind: uint8(event.KindOpen), role: 3}, err: true},
+		{name: "unknown direction", rec: record{kind: uint8(event.KindData), dir: 2}, err: true},
+		{name: "payload on close", rec: record{kind: uint8(event.KindClose), data: []byte("x")}, err: true},
+		{name: "payload beyond size", rec: record{kind: uint8(event.KindData), size: 1, data: []byte("xy")}, err: true},
+		{name: "len beyond record", rec: record{kind: uint8(event.KindData), size: 10, data: []byte("xy"), lenField: u32(5)}, err: true},
+		{name: "len short of record", rec: record{kind: uint8(event.KindData), size: 10, data: []byte("xy"), lenField: u32(1)}, err: true},
+		{name: "huge len", rec: record{kind: uint8(event.KindData), size: 10, lenField: u32(^uint32(0))}, err: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := decode(tt.rec.bytes(), boot)
+			if tt.err {
+				if !errors.Is(err, errMalformed) {
+					t.Fatalf("decode: got %+v, %v; want errMalformed", got, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("decode: %v", err)
+			}
+			if !got.Time.Equal(tt.want.Time) || !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("decode:\n got %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+// Data must not alias the reader's buffer, which is reused for the next record.
+func TestDecodeCopiesData(t *testing.T) {
+	raw := record{kind: uint8(event.KindData), size: 3, data: []byte("abc")}.bytes()
+	ev, err := decode(raw, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw[headerLen] = 'X'
+	if string(ev.Data) != "abc" {
+		t.Fatalf("Data changed with the record buffer: %q", ev.Data)
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	f.Add(record{kind: uint8(event.KindOpen), comm: "curl", laddr: mapped("127.0.0.1")}.bytes())
+	f.Add(record{kind: uint8(event.KindData), size: 5, data: []byte("HTTP/")}.bytes())
+	f.Add(record{kind: uint8(event.KindData), size: 4, data: []byte("GET "), lenField: u32(3)}.bytes())
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		ev, err := decode(raw, time.Unix(0, 0))
+		if err != nil {
+			if !errors.Is(err, errMalformed) {
+				t.Fatalf("error does not wrap errMalformed: %v", err)
+			}
+			return
+		}
+		if len(raw) < headerLen || uint32(len(ev.Data)) > ev.Size {
+			t.Fatalf("accepted an invalid record: %+v", ev)
+		}
+		if ev.Kind != event.KindData && (ev.Data != nil || ev.Size != 0) {
+			t.Fatalf("connection event with data: %+v", ev)
+		}
+		if !ev.Local.IsValid() || !ev.Remote.IsValid() || ev.Local.Addr().Is4In6() {
+			t.Fatalf("bad addresses: %+v", ev)
+		}
+	})
+}
