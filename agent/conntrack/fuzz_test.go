@@ -1,0 +1,73 @@
+package conntrack
+
+import (
+	"testing"
+	"time"
+
+	"github.com/reprise-dev/reprise/agent/event"
+	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
+)
+
+// FuzzTracker cuts two streams into events as ctl says (sizes, reordering,
+// losses, truncated copies) and checks that the tracker does not panic,
+// keeps its bounds, and emits only exchanges with a request.
+func FuzzTracker(f *testing.F) {
+	f.Add([]byte("GET / HTTP/1.1\r\n\r\nPOST /p HTTP/1.1\r\nContent-Length: 2\r\n\r\nab"),
+		[]byte("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nxHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n"),
+		[]byte{3, 7, 200, 5, 64, 1, 9, 130, 4, 2})
+	f.Fuzz(func(t *testing.T, in, out, ctl []byte) {
+		cfg := Config{MaxBuffered: 256, BodyCap: 8}
+		tr := New(cfg, func(x *reprisev1.Exchange) {
+			if x.Request == nil || x.Capture == nil {
+				t.Fatalf("exchange without request: %v", x)
+			}
+		})
+		id := event.ConnID{TGID: 1, FD: 3, Start: 1}
+		at := t0
+		tr.Handle(event.Event{Kind: event.KindOpen, Conn: id, Time: at, Role: event.Role(len(ctl) % 3)})
+		streams := [2][]byte{in, out}
+		var pos [2]uint64
+		var held *event.Event // an event delivered one late
+		for i, c := range ctl {
+			d := event.Direction(c & 1)
+			n := min(int(c>>3)+1, len(streams[d])-int(pos[d]))
+			if n <= 0 {
+				continue
+			}
+			at = at.Add(time.Duration(c>>6) * 40 * time.Millisecond)
+			ev := event.Event{Kind: event.KindData, Conn: id, Time: at, Dir: d, Pos: pos[d], Size: uint32(n),
+				Data: streams[d][pos[d] : pos[d]+uint64(n)]}
+			pos[d] += uint64(n)
+			switch c >> 1 & 3 {
+			case 1: // lost
+				continue
+			case 2: // truncated copy
+				ev.Data = ev.Data[:n/2]
+			case 3: // delivered after the next one
+				if held == nil {
+					held = &ev
+					continue
+				}
+			}
+			tr.Handle(ev)
+			if held != nil && i%2 == 0 {
+				tr.Handle(*held)
+				held = nil
+			}
+			if c := tr.conns[id]; c != nil {
+				for _, s := range c.dirs {
+					if s.held < 0 || s.held > cfg.MaxBuffered {
+						t.Fatalf("held %d bytes", s.held)
+					}
+				}
+			}
+		}
+		if held != nil {
+			tr.Handle(*held)
+		}
+		tr.Handle(event.Event{Kind: event.KindClose, Conn: id, Time: at})
+		if st := tr.Stats(); st.Conns != 0 {
+			t.Fatalf("connection left after close: %+v", st)
+		}
+	})
+}

@@ -1,0 +1,305 @@
+package conntrack
+
+import (
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/reprise-dev/reprise/agent/event"
+	"github.com/reprise-dev/reprise/agent/http1"
+)
+
+// conn is one tracked connection.
+type conn struct {
+	id            event.ConnID
+	comm          string
+	role          event.Role
+	local, remote netip.AddrPort
+	lastSeen      time.Time
+	midstream     bool
+
+	dirs    [2]stream // by event.Direction
+	decided bool      // reqDir is known and the parsers exist
+	reqDir  event.Direction
+	// upgraded is set after 101 Switching Protocols or a CONNECT tunnel:
+	// the bytes that follow are not HTTP/1.
+	upgraded bool
+
+	queue    []*pending // requests in order, waiting for their responses
+	requests int        // requests seen, placeholders aside
+	seq      uint32     // sequence of the next exchange emitted
+}
+
+// segment is a piece of one direction's stream: the bytes of one data event
+// or, with lost set, a hole of that many bytes.
+type segment struct {
+	pos  uint64
+	size uint32 // stream bytes covered; len(data) is less when truncated
+	data []byte
+	lost uint64
+	at   time.Time
+	tid  uint32
+}
+
+// stream is one direction of a connection.
+type stream struct {
+	next   uint64    // stream position of the next byte expected
+	future []segment // segments beyond a hole, by position
+	ready  []segment // in order, not yet parsed
+	held   int       // bytes in future and ready
+	parser *http1.Parser
+	// start and tid describe the event holding the first byte of the
+	// message being parsed; last is the time of the latest byte parsed.
+	start time.Time
+	tid   uint32
+	last  time.Time
+}
+
+// data places the bytes of ev in their stream and parses what it can.
+func (t *Tracker) data(c *conn, ev event.Event) {
+	d := ev.Dir
+	s := &c.dirs[d]
+	seg := segment{pos: ev.Pos, size: ev.Size, data: ev.Data[:min(len(ev.Data), int(ev.Size))], at: ev.Time, tid: ev.TID}
+	switch {
+	case c.upgraded:
+		t.stats.BytesIgnored += uint64(ev.Size)
+		return
+	case seg.pos+uint64(seg.size) <= s.next:
+		return // bytes already seen
+	case seg.pos > s.next:
+		i, _ := slices.BinarySearchFunc(s.future, seg.pos, func(f segment, pos uint64) int { return compare(f.pos, pos) })
+		s.future = slices.Insert(s.future, i, seg)
+		s.held += len(seg.data)
+		if len(s.future) > maxFuture || s.held > t.cfg.MaxBuffered {
+			t.skipGap(c, d)
+		}
+	default:
+		t.accept(c, d, seg)
+		t.drain(c, d)
+	}
+	t.skipStale(c, ev.Time)
+	t.pump(c)
+}
+
+func compare(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// accept appends seg, which starts at or before the next byte expected, to
+// the ready bytes, trimming what was already seen. A truncated copy leaves a
+// hole after it.
+func (t *Tracker) accept(c *conn, d event.Direction, seg segment) {
+	s := &c.dirs[d]
+	if cut := s.next - seg.pos; cut > 0 {
+		seg.data = seg.data[min(cut, uint64(len(seg.data))):]
+		seg.size -= uint32(cut)
+		seg.pos = s.next
+	}
+	s.next += uint64(seg.size)
+	if len(seg.data) > 0 {
+		s.ready = append(s.ready, seg)
+		s.held += len(seg.data)
+	}
+	if lost := uint64(seg.size) - uint64(len(seg.data)); lost > 0 {
+		t.hole(c, d, lost)
+	}
+}
+
+// hole records lost bytes at the end of the ready bytes of direction d.
+func (t *Tracker) hole(c *conn, d event.Direction, lost uint64) {
+	s := &c.dirs[d]
+	if c.decided {
+		// The parser learns of it in stream order, after the bytes before.
+		s.ready = append(s.ready, segment{lost: lost})
+		return
+	}
+	// Without parsers yet, the bytes before the hole cannot be joined to
+	// those after it: drop them and have the parsers start by resyncing.
+	for _, seg := range s.ready {
+		lost += uint64(len(seg.data))
+		s.held -= len(seg.data)
+	}
+	s.ready = nil
+	t.stats.BytesLost += lost
+	c.midstream = true
+}
+
+// drain moves the held segments that the stream has reached to ready.
+func (t *Tracker) drain(c *conn, d event.Direction) {
+	s := &c.dirs[d]
+	for len(s.future) > 0 && s.future[0].pos <= s.next {
+		f := s.future[0]
+		s.future = s.future[1:]
+		s.held -= len(f.data)
+		if f.pos+uint64(f.size) > s.next {
+			t.accept(c, d, f)
+		}
+	}
+}
+
+// skipGap gives up on the hole before the first held segment of direction d.
+func (t *Tracker) skipGap(c *conn, d event.Direction) {
+	s := &c.dirs[d]
+	f := s.future[0]
+	t.hole(c, d, f.pos-s.next)
+	s.next = f.pos
+	t.drain(c, d)
+}
+
+// skipStale gives up on holes that segments after them outlived by more
+// than the reorder window.
+func (t *Tracker) skipStale(c *conn, now time.Time) {
+	for d := range c.dirs {
+		s := &c.dirs[d]
+		for len(s.future) > 0 && now.Sub(s.future[0].at) > reorderWindow {
+			t.skipGap(c, event.Direction(d))
+		}
+	}
+}
+
+// pump decides the direction if needed and feeds ready bytes to the parsers:
+// all requests, and responses while a request waits for one.
+func (t *Tracker) pump(c *conn) {
+	if c.upgraded {
+		for d := range c.dirs {
+			s := &c.dirs[d]
+			t.stats.BytesIgnored += uint64(s.held)
+			s.ready, s.future, s.held = nil, nil, 0
+		}
+		return
+	}
+	if c.decided || t.decide(c) {
+		t.feed(c, c.reqDir)
+		t.feed(c, c.reqDir^1)
+	}
+	// Looking for a start line rescans what an undecided direction holds,
+	// so it holds less.
+	limit := t.cfg.MaxBuffered
+	if !c.decided {
+		limit = min(limit, maxUndecided)
+	}
+	for d := range c.dirs {
+		if s := &c.dirs[d]; s.held > limit {
+			t.overflow(c, event.Direction(d))
+		}
+	}
+}
+
+// overflow drops all the bytes direction d holds. Once the connection is
+// known to be HTTP that is a hole the parser resynchronises after; before,
+// the bytes are likely not HTTP at all.
+func (t *Tracker) overflow(c *conn, d event.Direction) {
+	s := &c.dirs[d]
+	var dropped uint64
+	for _, seg := range s.ready {
+		dropped += uint64(len(seg.data)) + seg.lost
+	}
+	if n := len(s.future); n > 0 {
+		// The held segments go too, with the holes between them.
+		end := s.future[n-1].pos + uint64(s.future[n-1].size)
+		dropped += end - s.next
+		s.next = end
+	}
+	s.ready, s.future, s.held = nil, nil, 0
+	if !c.decided {
+		t.stats.BytesIgnored += dropped
+		c.midstream = true
+		return
+	}
+	// Nothing is left before the hole, so the parser can learn of it now.
+	t.stats.Overflows++
+	t.desync(c, d, dropped)
+}
+
+// decide finds which direction carries requests: the one where a request
+// line shows, or the other one where a status line shows. When both
+// directions look like requests, the role reported by the kernel decides.
+func (t *Tracker) decide(c *conn) bool {
+	var looks [2]bool
+	for d := range c.dirs {
+		b := c.dirs[d].peek()
+		if http1.IndexRequestStart(b) >= 0 {
+			looks[d] = true
+		}
+		if http1.IndexResponseStart(b) >= 0 {
+			looks[d^1] = true
+		}
+	}
+	switch {
+	case looks[event.Ingress] && looks[event.Egress] && c.role == event.RoleServer, looks[event.Ingress] && !looks[event.Egress]:
+		c.reqDir = event.Ingress
+	case looks[event.Ingress] && looks[event.Egress] && c.role == event.RoleClient, looks[event.Egress] && !looks[event.Ingress]:
+		c.reqDir = event.Egress
+	default:
+		return false
+	}
+	c.decided = true
+	pcfg := http1.Config{BodyCap: t.cfg.BodyCap}
+	req, resp := &c.dirs[c.reqDir], &c.dirs[c.reqDir^1]
+	req.parser = http1.NewRequestParser(pcfg)
+	resp.parser = http1.NewResponseParser(pcfg, c.answeredMethod)
+	if c.midstream {
+		req.parser.Resync()
+		resp.parser.Resync()
+	}
+	return true
+}
+
+// peek returns the ready bytes of s in one slice.
+func (s *stream) peek() []byte {
+	if len(s.ready) == 1 {
+		return s.ready[0].data
+	}
+	var b []byte
+	for _, seg := range s.ready {
+		b = append(b, seg.data...)
+	}
+	return b
+}
+
+// feed parses the ready bytes of direction d, stopping on responses when no
+// request waits for one: its method is needed to frame it, and its request
+// may come on another CPU a little later.
+func (t *Tracker) feed(c *conn, d event.Direction) {
+	s := &c.dirs[d]
+	isReq := d == c.reqDir
+	for len(s.ready) > 0 && !c.upgraded {
+		seg := &s.ready[0]
+		if seg.lost > 0 {
+			t.desync(c, d, seg.lost)
+			s.ready = s.ready[1:]
+			continue
+		}
+		if !isReq && !s.parser.InMessage() && c.unanswered() == nil {
+			return
+		}
+		if !s.parser.InMessage() {
+			s.start, s.tid = seg.at, seg.tid
+		}
+		n, m, err := s.parser.Feed(seg.data)
+		seg.data = seg.data[n:]
+		s.held -= n
+		s.last = seg.at
+		if len(seg.data) == 0 {
+			s.ready = s.ready[1:]
+		}
+		switch {
+		case err != nil:
+			t.stats.ParseErrors++
+			t.desync(c, d, 0)
+		case isReq:
+			t.request(c, m)
+		case m != nil:
+			t.response(c, m)
+		}
+	}
+	if len(s.ready) == 0 {
+		s.ready = nil
+	}
+}

@@ -1,0 +1,67 @@
+package http1
+
+import (
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// FuzzParser feeds the same input whole, byte by byte and in three pieces:
+// the parser must not panic, must report the same messages and errors however
+// the input is split, and every message must be self-consistent.
+func FuzzParser(f *testing.F) {
+	f.Add([]byte("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), false)
+	f.Add([]byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"), true)
+	cfg := Config{BodyCap: 16, MaxHeaderBytes: 512, MaxHeaders: 8}
+	methods := strings.Split(strings.Repeat("GET HEAD POST CONNECT ", 16), " ")
+	f.Fuzz(func(t *testing.T, in []byte, response bool) {
+		whole := parse(cfg, response, methods, [][]byte{in}, true)
+		var bytewise [][]byte
+		for i := range in {
+			bytewise = append(bytewise, in[i:i+1])
+		}
+		a, b := len(in)/3, 2*len(in)/3
+		for name, pieces := range map[string][][]byte{"bytewise": bytewise, "thirds": {in[:a], in[a:b], in[b:]}} {
+			h := parse(cfg, response, methods, pieces, true)
+			if !reflect.DeepEqual(normal(h.msgs), normal(whole.msgs)) || len(h.errs) != len(whole.errs) {
+				t.Fatalf("%s differs from whole:\n got %+v %v\nwant %+v %v", name, normal(h.msgs), h.errs, normal(whole.msgs), whole.errs)
+			}
+		}
+		for _, m := range whole.msgs {
+			if err := check(m, cfg, response); err != "" {
+				t.Fatalf("%s: %+v", err, *m)
+			}
+		}
+	})
+}
+
+// check returns what is inconsistent in m, or "".
+func check(m *Message, cfg Config, response bool) string {
+	switch {
+	case !isProto(m.Proto):
+		return "bad proto"
+	case response && (m.StatusCode < 100 || m.StatusCode > 999 || m.Method != "" || m.Target != ""):
+		return "bad status line"
+	case !response && (!isToken(m.Method) || !isTarget(m.Target) || m.StatusCode != 0):
+		return "bad request line"
+	case len(m.Body) > cfg.BodyCap || int64(len(m.Body)) > m.BodySize:
+		return "body over the cap or over its size"
+	case m.BodyTruncated != (m.BodySize > int64(len(m.Body))):
+		return "truncation flag disagrees with sizes"
+	case len(m.Headers) > cfg.MaxHeaders || len(m.Trailers) > cfg.MaxHeaders:
+		return "too many fields"
+	}
+	for _, h := range append(m.Headers, m.Trailers...) {
+		if !isToken(h.Name) || strings.ContainsAny(h.Value, "\r\n\x00") {
+			return "bad field"
+		}
+	}
+	// A request framed by Content-Length carries exactly that many bytes.
+	if cl := m.Get("Content-Length"); !response && !m.Incomplete && cl != "" && m.Get("Transfer-Encoding") == "" {
+		if n, err := strconv.ParseInt(strings.TrimSpace(strings.Split(cl, ",")[0]), 10, 64); err != nil || n != m.BodySize {
+			return "body size differs from Content-Length"
+		}
+	}
+	return ""
+}

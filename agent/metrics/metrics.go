@@ -1,0 +1,86 @@
+// Package metrics exposes the agent's counters to Prometheus. The counters
+// live in the parts that own them (kernel maps, tracker, exporter); this
+// collector reads snapshots at scrape time instead of mirroring them.
+package metrics
+
+import (
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/reprise-dev/reprise/agent/capture"
+	"github.com/reprise-dev/reprise/agent/conntrack"
+	"github.com/reprise-dev/reprise/agent/export"
+)
+
+// Sources are the snapshots a scrape reads.
+type Sources struct {
+	Capture func() (capture.Stats, error)
+	Tracker func() conntrack.Stats
+	Export  func() export.Stats
+	Pending func() int
+}
+
+type collector struct {
+	src Sources
+
+	events, bytes, exchanges, exported                 *prometheus.Desc
+	drops, truncated, streamLost, conns, exportBacklog *prometheus.Desc
+}
+
+// NewCollector returns a prometheus.Collector over src.
+func NewCollector(src Sources) prometheus.Collector {
+	name := func(n string) string { return "reprise_agent_" + n }
+	return &collector{
+		src:           src,
+		events:        prometheus.NewDesc(name("events_total"), "Capture events handled.", nil, nil),
+		bytes:         prometheus.NewDesc(name("bytes_total"), "Stream bytes seen by the tracker.", nil, nil),
+		exchanges:     prometheus.NewDesc(name("exchanges_total"), "Exchanges assembled.", nil, nil),
+		exported:      prometheus.NewDesc(name("exported_exchanges_total"), "Exchanges the collector acknowledged.", nil, nil),
+		drops:         prometheus.NewDesc(name("drops_total"), "Things lost, by reason.", []string{"reason"}, nil),
+		truncated:     prometheus.NewDesc(name("kernel_truncated_bytes_total"), "Bytes beyond the kernel's per-syscall copy cap.", nil, nil),
+		streamLost:    prometheus.NewDesc(name("stream_bytes_lost_total"), "Stream bytes the parser never saw, for any reason (gaps, truncation).", nil, nil),
+		conns:         prometheus.NewDesc(name("connections"), "Connections tracked now.", nil, nil),
+		exportBacklog: prometheus.NewDesc(name("export_pending"), "Exchanges queued or awaiting the collector's ack.", nil, nil),
+	}
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	prometheus.DescribeByCollect(c, ch)
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	ks, err := c.src.Capture()
+	if err != nil {
+		slog.Warn("read kernel counters", "component", "metrics", "err", err)
+	}
+	ts := c.src.Tracker()
+	es := c.src.Export()
+
+	counter(c.events, ts.Events)
+	counter(c.bytes, ts.Bytes)
+	counter(c.exchanges, ts.Exchanges)
+	counter(c.exported, es.Acked)
+	for reason, v := range map[string]uint64{
+		"ringbuf_full":       ks.RingbufFull,
+		"copy_failed":        ks.CopyFailed,
+		"stash_failed":       ks.StashFailed,
+		"conn_map_full":      ks.ConnMapFull,
+		"conn_lost":          ks.ConnLost,
+		"malformed_event":    ks.Malformed,
+		"max_conns":          ts.DroppedConns,
+		"parse_error":        ts.ParseErrors,
+		"buffer_overflow":    ts.Overflows,
+		"unmatched_response": ts.UnmatchedResponses,
+		"export_backlog":     es.Dropped,
+	} {
+		counter(c.drops, v, reason)
+	}
+	counter(c.truncated, ks.TruncatedBytes)
+	counter(c.streamLost, ts.BytesLost)
+	ch <- prometheus.MustNewConstMetric(c.conns, prometheus.GaugeValue, float64(ts.Conns))
+	ch <- prometheus.MustNewConstMetric(c.exportBacklog, prometheus.GaugeValue, float64(c.src.Pending()))
+}
