@@ -19,9 +19,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
-
 	"github.com/reprise-dev/reprise/agent/event"
+	"github.com/reprise-dev/reprise/internal/privileged"
 )
 
 // The traffic runs in a child process (this test binary, re-executed): the
@@ -209,33 +208,11 @@ func runChild(scenario string) error {
 	return json.NewEncoder(os.Stdout).Encode(childReport{Sent: sent.Bytes(), Received: received.Bytes(), Dials: dials})
 }
 
-// skipOrFail skips when the kernel side cannot run here, except in CI,
-// which sets REPRISE_REQUIRE_PRIVILEGED=1 and must never skip these tests.
-func skipOrFail(t *testing.T, reason string) {
-	t.Helper()
-	if os.Getenv("REPRISE_REQUIRE_PRIVILEGED") == "1" {
-		t.Fatalf("REPRISE_REQUIRE_PRIVILEGED=1 but: %s", reason)
-	}
-	t.Skip(reason)
-}
-
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		skipOrFail(t, "loading eBPF programs needs root")
-	}
-}
-
 func open(t *testing.T, cfg Config) *Capture {
 	t.Helper()
-	needRoot(t)
+	privileged.RequireRoot(t)
 	c, err := Open(cfg)
-	if errors.Is(err, ebpf.ErrNotSupported) || errors.Is(err, os.ErrPermission) || errors.Is(err, os.ErrNotExist) {
-		skipOrFail(t, fmt.Sprintf("eBPF tracepoints unavailable: %v", err))
-	}
-	if err != nil {
-		t.Fatalf("open: %v", err)
-	}
+	privileged.CheckOpen(t, err)
 	t.Cleanup(func() { c.Close() })
 	return c
 }
@@ -281,7 +258,7 @@ type traffic struct {
 // runScenario captures a child running scenario against listeners on host.
 // The capture starts before the child connects, or after for "preexisting".
 func runScenario(t *testing.T, host, scenario string) (*Capture, *traffic, uint16) {
-	needRoot(t)
+	privileged.RequireRoot(t)
 	network := "tcp4"
 	if strings.Contains(host, ":") {
 		network = "tcp6"
