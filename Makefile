@@ -57,6 +57,18 @@ fuzz: ## Fuzz the untrusted-input parsers for FUZZTIME each (default 30s)
 bench: ## Run the Go benchmarks
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
+.PHONY: bench-capture
+bench-capture: ## Throughput, latency, CPU and completeness with and without the agent (root; wrk)
+	./scripts/bench-capture.sh
+
+.PHONY: bench-collector
+bench-collector: ## Ingest rate, sanitizer throughput and query latency of the embedded store
+	./scripts/bench-collector.sh
+
+.PHONY: bench-replay
+bench-replay: ## Replay throughput and rate accuracy, compared with vegeta
+	./scripts/bench-replay.sh
+
 .PHONY: lint
 lint: $(TOOLS)/buf ## gofmt, go vet and buf lint
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
