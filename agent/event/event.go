@@ -65,14 +65,16 @@ func (c ConnID) String() string {
 
 // Event is one record from the kernel.
 type Event struct {
-	Kind   Kind
-	Conn   ConnID
-	TID    uint32
-	Comm   string
-	Time   time.Time // wall clock of the syscall's exit
-	Role   Role
-	Local  netip.AddrPort
-	Remote netip.AddrPort
+	Kind Kind
+	Conn ConnID
+	TID  uint32
+	Comm string
+	// CgroupID of the process (cgroup v2 inode number).
+	CgroupID uint64
+	Time     time.Time // wall clock of the syscall's exit
+	Role     Role
+	Local    netip.AddrPort
+	Remote   netip.AddrPort
 
 	// Data events only.
 	Dir Direction
@@ -84,6 +86,9 @@ type Event struct {
 	// copy: the rest is lost and shows as a gap).
 	Size uint32
 	Data []byte
+	// Unavailable: the bytes moved but their content never passed through
+	// user memory (sendfile), so Data is empty by design, not by loss.
+	Unavailable bool
 }
 
 // Source yields events in the order the kernel produced them per CPU.
