@@ -92,7 +92,7 @@ wait_for "http://$v2_addr/healthz"
 
 step "replay the recording against v2"
 set +e
-bin/replayer run --collector "$grpc_addr" --target "http://$v2_addr" --report-json "$work/report.json"
+bin/replayer run --collector "$grpc_addr" --target "http://$v2_addr" --allow-writes --report-json "$work/report.json"
 code=$?
 set -e
 echo "replayer exit code: $code (1 = mismatches found)"

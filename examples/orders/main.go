@@ -20,9 +20,14 @@ import (
 func main() {
 	listen := flag.String("listen", "127.0.0.1:8080", "address to listen on")
 	version := flag.String("version", api.V1, "behaviour to serve: v1 or v2 (v2 has one deliberate change)")
+	noisy := flag.Bool("noisy", false, "add timestamps, random references and request ids to responses, as real services do")
 	flag.Parse()
 
-	handler, err := api.New(*version)
+	var opts []api.Option
+	if *noisy {
+		opts = append(opts, api.Noisy())
+	}
+	handler, err := api.New(*version, opts...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "orders: --version:", err)
 		os.Exit(2)

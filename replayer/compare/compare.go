@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"maps"
 	"mime"
+	"net/textproto"
 	"slices"
 	"strconv"
 	"strings"
@@ -63,10 +64,83 @@ type Difference struct {
 	Replayed string `json:"replayed,omitempty"`
 }
 
+// Options say what to compare beyond the status and the body.
+type Options struct {
+	// Headers are the response headers to compare, by name; "*" compares
+	// every header present on either side.
+	Headers []string
+	// Ignore lists the paths not to compare (see ParsePath).
+	Ignore []string
+	// Sets maps JSON array paths (patterns such as $.items or
+	// $.orders[*].lines) to the key that pairs their elements when the
+	// array is compared as a set; "" pairs elements by equal value.
+	Sets map[string]string
+	// IgnoreCookieExpiry leaves the Expires and Max-Age attributes of
+	// Set-Cookie out, as they are relative to the time of the response.
+	IgnoreCookieExpiry bool
+}
+
+// Comparer compares responses under a set of Options. It is immutable and
+// safe for concurrent use.
+type Comparer struct {
+	headers    []string
+	allHeaders bool
+	ignore     []pattern
+	sets       []setRule
+	cookies    bool
+}
+
+type setRule struct {
+	at  pattern
+	key string
+}
+
+// New checks the options and returns their Comparer.
+func New(o Options) (*Comparer, error) {
+	c := &Comparer{cookies: o.IgnoreCookieExpiry}
+	for _, h := range o.Headers {
+		if h == "*" {
+			c.allHeaders = true
+			continue
+		}
+		if h == "" || strings.ContainsAny(h, " \t:") {
+			return nil, fmt.Errorf("header name %q is not valid", h)
+		}
+		c.headers = append(c.headers, h)
+	}
+	for _, s := range o.Ignore {
+		p, err := ParsePath(s)
+		if err != nil {
+			return nil, err
+		}
+		c.ignore = append(c.ignore, p)
+	}
+	for _, s := range slices.Sorted(maps.Keys(o.Sets)) {
+		p, err := ParsePath(s)
+		if err != nil {
+			return nil, err
+		}
+		if p.top != "$" {
+			return nil, fmt.Errorf("set path %q: must be a JSON path starting with $", s)
+		}
+		c.sets = append(c.sets, setRule{at: p, key: o.Sets[s]})
+	}
+	return c, nil
+}
+
+var plain = &Comparer{}
+
 // Compare returns the differences between the recorded and the replayed
-// response; none means they match.
+// response, comparing status and body only; none means they match.
 func Compare(recorded, replayed *reprisev1.HttpResponse) []Difference {
-	if recorded.GetStatusCode() != replayed.GetStatusCode() {
+	return plain.Compare(recorded, replayed)
+}
+
+// Compare returns the differences between the recorded and the replayed
+// response that no ignore rule covers; none means they match.
+func (c *Comparer) Compare(recorded, replayed *reprisev1.HttpResponse) []Difference {
+	d := &differ{c: c}
+	if recorded.GetStatusCode() != replayed.GetStatusCode() && !d.ignoredTop("status") {
 		return []Difference{{
 			Path:     "status",
 			Kind:     KindChanged,
@@ -74,8 +148,29 @@ func Compare(recorded, replayed *reprisev1.HttpResponse) []Difference {
 			Replayed: strconv.Itoa(int(replayed.GetStatusCode())),
 		}}
 	}
-	d := &differ{}
+	d.headers(recorded.GetHeaders(), replayed.GetHeaders())
 	d.body(recorded, replayed)
+	return d.result()
+}
+
+// Bodies compares two bodies that are not HTTP responses (the mock compares
+// request bodies with it), as JSON when either content type is JSON and
+// both parse, else as bytes.
+func (c *Comparer) Bodies(recContentType string, rec []byte, repContentType string, rep []byte) []Difference {
+	d := &differ{c: c}
+	if !d.ignoredTop("body") {
+		d.bodyBytes(rec, rep, isJSONType(recContentType) || isJSONType(repContentType))
+	}
+	return d.result()
+}
+
+type differ struct {
+	c     *Comparer
+	diffs []Difference
+	more  int
+}
+
+func (d *differ) result() []Difference {
 	if d.more > 0 {
 		d.diffs = append(d.diffs, Difference{
 			Path:     "$",
@@ -86,11 +181,6 @@ func Compare(recorded, replayed *reprisev1.HttpResponse) []Difference {
 	return d.diffs
 }
 
-type differ struct {
-	diffs []Difference
-	more  int
-}
-
 func (d *differ) add(diff Difference) {
 	if len(d.diffs) < MaxDifferences {
 		d.diffs = append(d.diffs, diff)
@@ -99,7 +189,101 @@ func (d *differ) add(diff Difference) {
 	d.more++
 }
 
+func (d *differ) ignoredTop(top string) bool {
+	for _, p := range d.c.ignore {
+		if p.top == top {
+			return true
+		}
+	}
+	return false
+}
+
+func (d *differ) ignoredHeader(name string) bool {
+	for _, p := range d.c.ignore {
+		if p.matchHeader(name) {
+			return true
+		}
+	}
+	return false
+}
+
+func (d *differ) ignoredJSON(segs []segment) bool {
+	for _, p := range d.c.ignore {
+		if p.matchJSON(segs) {
+			return true
+		}
+	}
+	return false
+}
+
+// headers compares the chosen headers; several values of one header are
+// compared as one list in their order.
+func (d *differ) headers(rec, rep []*reprisev1.Header) {
+	names := d.c.headers
+	if d.c.allHeaders {
+		seen := map[string]bool{}
+		names = nil
+		for _, h := range slices.Concat(rec, rep) {
+			k := textproto.CanonicalMIMEHeaderKey(h.GetName())
+			if !seen[k] {
+				seen[k] = true
+				names = append(names, k)
+			}
+		}
+		slices.Sort(names)
+	}
+	for _, name := range names {
+		if d.ignoredHeader(name) {
+			continue
+		}
+		rv, rok := d.headerValue(rec, name)
+		pv, pok := d.headerValue(rep, name)
+		path := "headers." + textproto.CanonicalMIMEHeaderKey(name)
+		switch {
+		case rok && !pok:
+			d.add(Difference{Path: path, Kind: KindMissing, Recorded: truncate(rv)})
+		case !rok && pok:
+			d.add(Difference{Path: path, Kind: KindAdded, Replayed: truncate(pv)})
+		case rv != pv:
+			d.add(Difference{Path: path, Kind: KindChanged, Recorded: truncate(rv), Replayed: truncate(pv)})
+		}
+	}
+}
+
+func (d *differ) headerValue(hs []*reprisev1.Header, name string) (string, bool) {
+	var vals []string
+	cookie := strings.EqualFold(name, "Set-Cookie")
+	for _, h := range hs {
+		if strings.EqualFold(h.GetName(), name) {
+			v := h.GetValue()
+			if cookie && d.c.cookies {
+				v = withoutExpiry(v)
+			}
+			vals = append(vals, v)
+		}
+	}
+	return strings.Join(vals, ", "), len(vals) > 0
+}
+
+// withoutExpiry drops the Expires and Max-Age attributes of a Set-Cookie
+// value.
+func withoutExpiry(v string) string {
+	parts := strings.Split(v, ";")
+	kept := parts[:0]
+	for _, p := range parts {
+		attr, _, _ := strings.Cut(strings.TrimSpace(p), "=")
+		if strings.EqualFold(attr, "Expires") || strings.EqualFold(attr, "Max-Age") {
+			continue
+		}
+		kept = append(kept, p)
+	}
+	return strings.Join(kept, ";")
+}
+
 func (d *differ) body(recorded, replayed *reprisev1.HttpResponse) {
+	if d.ignoredTop("body") {
+		return
+	}
 	rec := decodedBody(recorded)
 	rep := decodedBody(replayed)
 	if recorded.GetBodyTruncated() || replayed.GetBodyTruncated() {
@@ -107,11 +291,15 @@ func (d *differ) body(recorded, replayed *reprisev1.HttpResponse) {
 		d.bytes(rec[:n], rep[:n])
 		return
 	}
-	if isJSON(recorded.GetHeaders()) || isJSON(replayed.GetHeaders()) {
+	d.bodyBytes(rec, rep, isJSON(recorded.GetHeaders()) || isJSON(replayed.GetHeaders()))
+}
+
+func (d *differ) bodyBytes(rec, rep []byte, asJSON bool) {
+	if asJSON {
 		recVal, recErr := parseJSON(rec)
 		repVal, repErr := parseJSON(rep)
 		if recErr == nil && repErr == nil {
-			d.json("$", recVal, repVal)
+			d.json(nil, recVal, repVal)
 			return
 		}
 	}
@@ -132,7 +320,15 @@ func (d *differ) bytes(rec, rep []byte) {
 	d.add(Difference{Path: "body", Kind: KindChanged, Recorded: excerpt(rec, from), Replayed: excerpt(rep, from)})
 }
 
-func (d *differ) json(path string, rec, rep any) {
+func child(segs []segment, s segment) []segment {
+	return append(segs[:len(segs):len(segs)], s)
+}
+
+func (d *differ) json(segs []segment, rec, rep any) {
+	if d.ignoredJSON(segs) {
+		return
+	}
+	path := pathString(segs)
 	switch r := rec.(type) {
 	case map[string]any:
 		p, ok := rep.(map[string]any)
@@ -141,15 +337,17 @@ func (d *differ) json(path string, rec, rep any) {
 			return
 		}
 		for _, k := range slices.Sorted(maps.Keys(r)) {
+			cs := child(segs, segment{kind: segMember, name: k})
 			if pv, ok := p[k]; ok {
-				d.json(childPath(path, k), r[k], pv)
-			} else {
-				d.add(Difference{Path: childPath(path, k), Kind: KindMissing, Recorded: short(r[k])})
+				d.json(cs, r[k], pv)
+			} else if !d.ignoredJSON(cs) {
+				d.add(Difference{Path: pathString(cs), Kind: KindMissing, Recorded: short(r[k])})
 			}
 		}
 		for _, k := range slices.Sorted(maps.Keys(p)) {
-			if _, ok := r[k]; !ok {
-				d.add(Difference{Path: childPath(path, k), Kind: KindAdded, Replayed: short(p[k])})
+			cs := child(segs, segment{kind: segMember, name: k})
+			if _, ok := r[k]; !ok && !d.ignoredJSON(cs) {
+				d.add(Difference{Path: pathString(cs), Kind: KindAdded, Replayed: short(p[k])})
 			}
 		}
 	case []any:
@@ -158,15 +356,20 @@ func (d *differ) json(path string, rec, rep any) {
 			d.typeChange(path, rec, rep)
 			return
 		}
+		if key, ok := d.setKey(segs); ok {
+			d.set(segs, key, r, p)
+			return
+		}
 		for i := range max(len(r), len(p)) {
-			ip := fmt.Sprintf("%s[%d]", path, i)
+			cs := child(segs, segment{kind: segIndex, index: i})
 			switch {
+			case d.ignoredJSON(cs):
 			case i >= len(p):
-				d.add(Difference{Path: ip, Kind: KindMissing, Recorded: short(r[i])})
+				d.add(Difference{Path: pathString(cs), Kind: KindMissing, Recorded: short(r[i])})
 			case i >= len(r):
-				d.add(Difference{Path: ip, Kind: KindAdded, Replayed: short(p[i])})
+				d.add(Difference{Path: pathString(cs), Kind: KindAdded, Replayed: short(p[i])})
 			default:
-				d.json(ip, r[i], p[i])
+				d.json(cs, r[i], p[i])
 			}
 		}
 	case json.Number:
@@ -187,6 +390,95 @@ func (d *differ) json(path string, rec, rep any) {
 			d.add(Difference{Path: path, Kind: KindChanged, Recorded: short(rec), Replayed: short(rep)})
 		}
 	}
+}
+
+func (d *differ) setKey(segs []segment) (string, bool) {
+	for _, s := range d.c.sets {
+		if s.at.equalJSON(segs) {
+			return s.key, true
+		}
+	}
+	return "", false
+}
+
+// set compares two arrays as sets: elements are paired by the value of key
+// (or by equal value when key is ""), order does not matter. Paired
+// elements are compared as usual under the path [key=value]; an element
+// without a partner is missing or added.
+func (d *differ) set(segs []segment, key string, rec, rep []any) {
+	ident := func(v any, i int) segment {
+		if key == "" {
+			return segment{kind: segIndex, index: i}
+		}
+		if obj, ok := v.(map[string]any); ok {
+			if kv, ok := obj[key]; ok {
+				return segment{kind: segKeyed, name: key, value: keyText(kv)}
+			}
+		}
+		return segment{kind: segIndex, index: i}
+	}
+	pairKey := func(v any, i int) string {
+		if key == "" {
+			return canonicalJSON(v)
+		}
+		s := ident(v, i)
+		if s.kind == segIndex {
+			return canonicalJSON(v) // no key: pair by value
+		}
+		return s.value
+	}
+	unpaired := map[string][]int{}
+	for j, v := range rep {
+		k := pairKey(v, j)
+		unpaired[k] = append(unpaired[k], j)
+	}
+	used := make([]bool, len(rep))
+	for i, v := range rec {
+		cs := child(segs, ident(v, i))
+		k := pairKey(v, i)
+		if js := unpaired[k]; len(js) > 0 {
+			unpaired[k] = js[1:]
+			used[js[0]] = true
+			d.json(cs, v, rep[js[0]])
+			continue
+		}
+		if !d.ignoredJSON(cs) {
+			d.add(Difference{Path: pathString(cs), Kind: KindMissing, Recorded: short(v)})
+		}
+	}
+	for j, v := range rep {
+		cs := child(segs, ident(v, j))
+		if !used[j] && !d.ignoredJSON(cs) {
+			d.add(Difference{Path: pathString(cs), Kind: KindAdded, Replayed: short(v)})
+		}
+	}
+}
+
+// canonicalJSON renders a value with sorted keys and canonical numbers, so
+// equal values render alike.
+func canonicalJSON(v any) string {
+	switch t := v.(type) {
+	case map[string]any:
+		var b strings.Builder
+		b.WriteString("{")
+		for i, k := range slices.Sorted(maps.Keys(t)) {
+			if i > 0 {
+				b.WriteString(",")
+			}
+			b.WriteString(strconv.Quote(k) + ":" + canonicalJSON(t[k]))
+		}
+		return b.String() + "}"
+	case []any:
+		parts := make([]string, len(t))
+		for i, e := range t {
+			parts[i] = canonicalJSON(e)
+		}
+		return "[" + strings.Join(parts, ",") + "]"
+	case json.Number:
+		return canonicalNumber(t)
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
 }
 
 func (d *differ) typeChange(path string, rec, rep any) {
@@ -214,7 +506,11 @@ func parseJSON(b []byte) (any, error) {
 }
 
 func isJSON(headers []*reprisev1.Header) bool {
-	mt, _, err := mime.ParseMediaType(header(headers, "Content-Type"))
+	return isJSONType(header(headers, "Content-Type"))
+}
+
+func isJSONType(contentType string) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
 	if err != nil {
 		return false
 	}
@@ -261,13 +557,6 @@ func canonicalNumber(n json.Number) string {
 		sign = "-"
 	}
 	return sign + trimmed + "e" + strconv.FormatInt(exp, 10)
-}
-
-func childPath(parent, key string) string {
-	if isIdent(key) {
-		return parent + "." + key
-	}
-	return parent + "[" + strconv.Quote(key) + "]"
 }
 
 func isIdent(s string) bool {

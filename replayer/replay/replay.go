@@ -1,9 +1,10 @@
-// Package replay sends recorded inbound requests to a target and compares
-// each response with the recorded one.
+// Package replay sends recorded inbound requests to the targets of a run
+// and checks each response against the recorded one.
 //
-// Requests go one at a time in the order given (the collector streams them in
-// time order), so a sequence that changes state, such as create then read,
-// replays in the order it happened.
+// Requests of one recorded connection keep their recorded order, each
+// waiting for the previous one's response, so a sequence that changes
+// state, such as create then read, replays in the order it happened;
+// different connections replay in parallel, paced by a load model.
 package replay
 
 import (
@@ -16,8 +17,11 @@ import (
 	"net/textproto"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/reprise-dev/reprise/internal/endpoint"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 	"github.com/reprise-dev/reprise/replayer/compare"
 )
@@ -38,16 +42,33 @@ type Result struct {
 	ID     string
 	Method string
 	// Target is the recorded request-target (path and query).
-	Target         string
+	Target string
+	// Endpoint is the recorded path with identifiers replaced, e.g.
+	// /orders/{id}, for grouping.
+	Endpoint       string
+	Service        string
 	RecordedStatus int
 	// ReplayedStatus is 0 when no response came back (error or skip).
 	ReplayedStatus int
-	Differences    []compare.Difference
+	Recorded       *reprisev1.Exchange
+	// Replayed is nil when no response came back.
+	Replayed    *reprisev1.HttpResponse
+	Differences []compare.Difference
 	// Err is why the exchange could not be replayed (target unreachable,
 	// timeout); the replay goes on with the next exchange.
 	Err error
 	// Skipped says why the exchange was not sent; empty when it was.
 	Skipped string
+	// Dropped is set, with Skipped, when the send was due but the bound of
+	// requests in flight was reached (open-model load only).
+	Dropped         bool
+	RecordedLatency time.Duration
+	// Latency runs from the scheduled start to the end of the response
+	// body, so time spent waiting behind slow requests counts (no
+	// coordinated omission).
+	Latency time.Duration
+	// Late is how long after its scheduled start the request was sent.
+	Late time.Duration
 }
 
 // Passed reports whether the exchange was replayed and matched.
@@ -55,38 +76,137 @@ func (r Result) Passed() bool {
 	return r.Err == nil && r.Skipped == "" && len(r.Differences) == 0
 }
 
-// Replayer sends recorded requests to one target.
-type Replayer struct {
-	base    *url.URL
-	runID   string
-	timeout time.Duration
-	client  *http.Client
+// Checker compares a replayed response with the recorded exchange.
+type Checker interface {
+	Check(rec *reprisev1.Exchange, got *reprisev1.HttpResponse) []compare.Difference
 }
 
-// New returns a Replayer for the target base URL; its path, if any, is a
-// prefix for every replayed request-target.
-func New(target, runID string, timeout time.Duration) (*Replayer, error) {
-	base, err := ParseTarget(target)
-	if err != nil {
+// NoiseLearner learns, from two responses of the reference build to the
+// same request, which fields vary on their own.
+type NoiseLearner interface {
+	Learn(rec *reprisev1.Exchange, a, b *reprisev1.HttpResponse)
+}
+
+// Transformer rewrites recorded requests before they are sent and learns
+// from the responses; session is the recorded connection.
+type Transformer interface {
+	Request(session string, ex *reprisev1.Exchange) (*reprisev1.HttpRequest, error)
+	Learn(session string, rec, got *reprisev1.HttpResponse)
+}
+
+// Options configure a Replayer.
+type Options struct {
+	Targets *Targets
+	RunID   string
+	Timeout time.Duration
+	Safety  Safety
+	Load    Load
+	// Transform is applied to every request; nil sends them as recorded.
+	Transform Transformer
+	// Checker compares responses; nil compares with compare.Compare.
+	Checker Checker
+	// References, with Learner, are the known-good build: each request is
+	// sent twice first (to the one reference, or once to each of two) and
+	// Learner is told both responses.
+	References []*url.URL
+	Learner    NoiseLearner
+}
+
+// Stats count what a run did so far.
+type Stats struct {
+	Selected, Sent, Skipped, Dropped, Late, Errors, Failed int64
+	// FirstSend and LastSend bound the send starts, for the achieved rate.
+	FirstSend, LastSend time.Time
+}
+
+// Rate is the achieved send rate in requests per second, measured as
+// vegeta does: sends over the time between the first and the last.
+func (s Stats) Rate() float64 {
+	d := s.LastSend.Sub(s.FirstSend).Seconds()
+	if d <= 0 {
+		return 0
+	}
+	return float64(s.Sent) / d
+}
+
+// Replayer sends recorded requests to the targets of a run.
+type Replayer struct {
+	opts   Options
+	client *http.Client
+
+	selected, sent, skipped, dropped, late, errors, failed atomic.Int64
+
+	mu                  sync.Mutex // guards the send bounds
+	firstSend, lastSend time.Time
+}
+
+// New checks the options and returns a Replayer.
+func New(opts Options) (*Replayer, error) {
+	if opts.Targets == nil {
+		return nil, fmt.Errorf("no targets")
+	}
+	if opts.Timeout <= 0 {
+		return nil, fmt.Errorf("timeout must be positive, got %s", opts.Timeout)
+	}
+	if opts.RunID == "" {
+		return nil, fmt.Errorf("run id must not be empty")
+	}
+	if opts.Load.MaxInFlight == 0 {
+		opts.Load.MaxInFlight = DefaultMaxInFlight
+	}
+	if opts.Load.Model == Fastest && opts.Load.Workers == 0 {
+		opts.Load.Workers = 1
+	}
+	if err := opts.Load.validate(); err != nil {
+		return nil, fmt.Errorf("load: %w", err)
+	}
+	if err := opts.Safety.Validate(); err != nil {
 		return nil, err
 	}
-	if timeout <= 0 {
-		return nil, fmt.Errorf("timeout must be positive, got %s", timeout)
+	if (len(opts.References) == 0) != (opts.Learner == nil) || len(opts.References) > 2 {
+		return nil, fmt.Errorf("noise learning needs both a reference URL and a learner")
+	}
+	if opts.Checker == nil {
+		opts.Checker = compareChecker{}
+	}
+	conns := opts.Load.MaxInFlight
+	if opts.Load.Model == Fastest {
+		conns = opts.Load.Workers
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	// Send Accept-Encoding only when the recording had it, and keep the
 	// response encoded as it came, like the recorded one.
 	transport.DisableCompression = true
+	// Keep a connection per concurrent request: the default two idle ones
+	// per host would make every other request open a new connection.
+	transport.MaxIdleConns = 0
+	transport.MaxIdleConnsPerHost = conns
 	return &Replayer{
-		base:    base,
-		runID:   runID,
-		timeout: timeout,
+		opts: opts,
 		client: &http.Client{
 			Transport: transport,
 			// A redirect is a response to compare, not a hop to take.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 	}, nil
+}
+
+type compareChecker struct{}
+
+func (compareChecker) Check(rec *reprisev1.Exchange, got *reprisev1.HttpResponse) []compare.Difference {
+	return compare.Compare(rec.GetResponse(), got)
+}
+
+// Stats returns the counts so far; safe to call while Run runs.
+func (r *Replayer) Stats() Stats {
+	r.mu.Lock()
+	first, last := r.firstSend, r.lastSend
+	r.mu.Unlock()
+	return Stats{
+		Selected: r.selected.Load(), Sent: r.sent.Load(), Skipped: r.skipped.Load(),
+		Dropped: r.dropped.Load(), Late: r.late.Load(), Errors: r.errors.Load(), Failed: r.failed.Load(),
+		FirstSend: first, LastSend: last,
+	}
 }
 
 // ParseTarget checks that target is an absolute http or https URL without
@@ -108,42 +228,306 @@ func ParseTarget(target string) (*url.URL, error) {
 	return u, nil
 }
 
-// Run replays the exchanges in order, calling report with each result. It
-// stops at the first error of the sequence itself (e.g. the collector stream
-// broke) or when ctx is done, and returns that error.
+// job is one request handed to a worker.
+type job struct {
+	res        Result
+	session    string
+	prev, done chan struct{}
+	due        time.Time // zero for a closed model: due when sent
+}
+
+// Run replays the exchanges paced by the load model, calling report with
+// each result (never concurrently). It stops at the first error of the
+// sequence itself (e.g. the collector stream broke) or when ctx is done,
+// waits for the requests in flight, and returns that error.
 func (r *Replayer) Run(ctx context.Context, exchanges iter.Seq2[*reprisev1.Exchange, error], report func(Result)) error {
-	for ex, err := range exchanges {
+	var reportMu sync.Mutex
+	emit := func(res Result) {
+		r.count(res)
+		reportMu.Lock()
+		defer reportMu.Unlock()
+		report(res)
+	}
+	load := r.opts.Load
+	slots := load.MaxInFlight
+	if load.Model == Fastest {
+		slots = load.Workers
+	}
+	// A fixed pool of workers, one per slot: a slot is taken before a job
+	// is handed over, so a free worker always takes it at once, and no
+	// goroutine is started (and its stack grown) per request.
+	inFlight := make(chan struct{}, slots)
+	jobs := make(chan *job)
+	sessions := newSessions()
+	var wg sync.WaitGroup
+	for range slots {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				r.work(ctx, sessions, j)
+				<-inFlight
+				emit(j.res)
+			}
+		}()
+	}
+	defer wg.Wait()
+	defer close(jobs)
+
+	sched := &schedule{load: load}
+	begin := time.Now()
+	for ex, err := range prefetch(ctx, exchanges) {
 		if err != nil {
 			return err
 		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		report(r.Replay(ctx, ex))
+		r.selected.Add(1)
+		j := &job{res: r.newResult(ex), session: ex.GetConnectionId()}
+		if j.res.Skipped != "" {
+			emit(j.res)
+			continue
+		}
+		offset, paced := sched.next(ex)
+		if paced {
+			j.due = begin.Add(offset)
+			if err := sleepUntil(ctx, j.due); err != nil {
+				return err
+			}
+			select {
+			case inFlight <- struct{}{}:
+			default:
+				j.res.Skipped = fmt.Sprintf("dropped: %d requests in flight when it was due", slots)
+				j.res.Dropped = true
+				emit(j.res)
+				continue
+			}
+		} else {
+			select {
+			case inFlight <- struct{}{}:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		j.prev, j.done = sessions.enter(j.session)
+		jobs <- j
 	}
 	return ctx.Err()
 }
 
-// Replay sends one recorded request and compares the response.
-func (r *Replayer) Replay(ctx context.Context, ex *reprisev1.Exchange) Result {
+// work waits for the previous request of the job's session, then sends it.
+func (r *Replayer) work(ctx context.Context, sessions *sessions, j *job) {
+	if j.prev != nil {
+		select {
+		case <-j.prev:
+		case <-ctx.Done():
+		}
+	}
+	r.replay(ctx, &j.res, j.session, j.due)
+	sessions.leave(j.session, j.done)
+}
+
+// prefetch reads the sequence ahead on its own goroutine, so decoding
+// recorded exchanges overlaps with sending them.
+func prefetch(ctx context.Context, seq iter.Seq2[*reprisev1.Exchange, error]) iter.Seq2[*reprisev1.Exchange, error] {
+	type item struct {
+		ex  *reprisev1.Exchange
+		err error
+	}
+	return func(yield func(*reprisev1.Exchange, error) bool) {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		items := make(chan item, 1024)
+		go func() {
+			defer close(items)
+			for ex, err := range seq {
+				select {
+				case items <- item{ex, err}:
+				case <-ctx.Done():
+					return
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
+		for it := range items {
+			if !yield(it.ex, it.err) {
+				return
+			}
+		}
+	}
+}
+
+func (r *Replayer) count(res Result) {
+	switch {
+	case res.Dropped:
+		r.dropped.Add(1)
+	case res.Skipped != "":
+		r.skipped.Add(1)
+	case res.Err != nil:
+		r.errors.Add(1)
+	case len(res.Differences) > 0:
+		r.failed.Add(1)
+	}
+}
+
+// sleepUntil waits for t; a timer woken late is made up for by sending the
+// requests due meanwhile at once, so the rate over the run stays exact.
+func sleepUntil(ctx context.Context, t time.Time) error {
+	d := time.Until(t)
+	if d <= 0 {
+		return ctx.Err()
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// sessions chains the requests of each recorded connection: each waits for
+// the previous one to be done.
+type sessions struct {
+	mu   sync.Mutex
+	last map[string]chan struct{}
+}
+
+func newSessions() *sessions { return &sessions{last: map[string]chan struct{}{}} }
+
+// enter returns the done channel of the session's previous request (nil if
+// none is pending) and a new one for this request. Exchanges without a
+// connection are independent.
+func (s *sessions) enter(session string) (prev, done chan struct{}) {
+	done = make(chan struct{})
+	if session == "" {
+		return nil, done
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	prev = s.last[session]
+	s.last[session] = done
+	return prev, done
+}
+
+func (s *sessions) leave(session string, done chan struct{}) {
+	close(done)
+	if session == "" {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.last[session] == done {
+		delete(s.last, session)
+	}
+}
+
+// newResult describes ex and says whether it must be skipped.
+func (r *Replayer) newResult(ex *reprisev1.Exchange) Result {
 	rec := ex.GetRequest()
 	res := Result{
-		ID:             ex.GetId(),
-		Method:         rec.GetMethod(),
-		Target:         rec.GetTarget(),
-		RecordedStatus: int(ex.GetResponse().GetStatusCode()),
+		ID:              ex.GetId(),
+		Method:          rec.GetMethod(),
+		Target:          rec.GetTarget(),
+		Endpoint:        endpoint.Normalize(rec.GetTarget()),
+		Service:         ex.GetService(),
+		RecordedStatus:  int(ex.GetResponse().GetStatusCode()),
+		Recorded:        ex,
+		RecordedLatency: ex.GetDuration().AsDuration(),
 	}
-	if res.Skipped = skipReason(ex); res.Skipped != "" {
-		return res
+	res.Skipped = skipReason(ex)
+	switch {
+	case res.Skipped != "":
+	case r.opts.Targets.For(ex) == nil:
+		res.Skipped = fmt.Sprintf("no target for service %q or host %q", ex.GetService(), rec.GetHost())
+	case !r.opts.Safety.allows(rec.GetMethod(), rec.GetTarget()):
+		res.Skipped = rec.GetMethod() + " is not idempotent: replayed only with --allow-writes or a safety route"
 	}
-	replayed, err := r.send(ctx, rec)
+	return res
+}
+
+// Replay sends one recorded request now and checks the response; it is Run
+// for a single exchange, without pacing.
+func (r *Replayer) Replay(ctx context.Context, ex *reprisev1.Exchange) Result {
+	res := r.newResult(ex)
+	if res.Skipped == "" {
+		r.replay(ctx, &res, ex.GetConnectionId(), time.Time{})
+	}
+	r.count(res)
+	return res
+}
+
+// replay fills res with the outcome of sending its exchange, scheduled at
+// due (zero: unscheduled, due when sent).
+func (r *Replayer) replay(ctx context.Context, res *Result, session string, due time.Time) {
+	ex := res.Recorded
+	req := ex.GetRequest()
+	if r.opts.Transform != nil {
+		var err error
+		if req, err = r.opts.Transform.Request(session, ex); err != nil {
+			res.Err = fmt.Errorf("transform request: %w", err)
+			return
+		}
+	}
+	if r.opts.Learner != nil {
+		refs := r.opts.References
+		a, errA := r.send(ctx, refs[0], req)
+		b, errB := r.send(ctx, refs[len(refs)-1], req)
+		if errA != nil || errB != nil {
+			res.Err = fmt.Errorf("reference: %w", firstErr(errA, errB))
+			return
+		}
+		r.opts.Learner.Learn(ex, a, b)
+		// The reference's time is not the target's latency.
+		if now := time.Now(); !due.IsZero() && now.After(due) {
+			due = now
+		}
+	}
+	start := time.Now()
+	if due.IsZero() {
+		due = start
+	}
+	r.markSend(start)
+	if res.Late = start.Sub(due); res.Late >= LateThreshold {
+		r.late.Add(1)
+	}
+	got, err := r.send(ctx, r.opts.Targets.For(ex), req)
+	res.Latency = time.Since(due)
 	if err != nil {
 		res.Err = err
-		return res
+		return
 	}
-	res.ReplayedStatus = int(replayed.GetStatusCode())
-	res.Differences = compare.Compare(ex.GetResponse(), replayed)
-	return res
+	res.Replayed = got
+	res.ReplayedStatus = int(got.GetStatusCode())
+	if r.opts.Transform != nil {
+		r.opts.Transform.Learn(session, ex.GetResponse(), got)
+	}
+	res.Differences = r.opts.Checker.Check(ex, got)
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *Replayer) markSend(t time.Time) {
+	r.sent.Add(1)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.firstSend.IsZero() || t.Before(r.firstSend) {
+		r.firstSend = t
+	}
+	if t.After(r.lastSend) {
+		r.lastSend = t
+	}
 }
 
 // skipReason says why an exchange cannot be replayed faithfully, or "".
@@ -164,12 +548,12 @@ func skipReason(ex *reprisev1.Exchange) string {
 	return ""
 }
 
-func (r *Replayer) send(ctx context.Context, rec *reprisev1.HttpRequest) (*reprisev1.HttpResponse, error) {
-	u, err := r.requestURL(rec.GetTarget())
+func (r *Replayer) send(ctx context.Context, base *url.URL, rec *reprisev1.HttpRequest) (*reprisev1.HttpResponse, error) {
+	u, err := requestURL(base, rec.GetTarget())
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, rec.GetMethod(), u, bytes.NewReader(rec.GetBody()))
 	if err != nil {
@@ -179,7 +563,7 @@ func (r *Replayer) send(ctx context.Context, rec *reprisev1.HttpRequest) (*repri
 		req.Body = http.NoBody
 	}
 	copyHeaders(req.Header, rec.GetHeaders())
-	req.Header.Set(RunHeader, r.runID)
+	req.Header.Set(RunHeader, r.opts.RunID)
 
 	resp, err := r.client.Do(req)
 	if err != nil {
@@ -204,7 +588,7 @@ func (r *Replayer) send(ctx context.Context, rec *reprisev1.HttpRequest) (*repri
 
 // requestURL joins the base URL and a recorded request-target, keeping the
 // target's escaping as recorded.
-func (r *Replayer) requestURL(target string) (string, error) {
+func requestURL(baseURL *url.URL, target string) (string, error) {
 	if !strings.HasPrefix(target, "/") {
 		// Absolute form, as sent to a proxy: keep its path and query.
 		t, err := url.Parse(target)
@@ -213,9 +597,9 @@ func (r *Replayer) requestURL(target string) (string, error) {
 		}
 		target = t.RequestURI()
 	}
-	base := *r.base
+	base := *baseURL
 	base.Path, base.RawPath = "", ""
-	return base.String() + strings.TrimSuffix(r.base.EscapedPath(), "/") + target, nil
+	return base.String() + strings.TrimSuffix(baseURL.EscapedPath(), "/") + target, nil
 }
 
 // hopByHop are the headers that belong to one connection, not to the

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"reflect"
 	"strings"
 	"sync"
@@ -132,7 +133,7 @@ func TestReplaySendsTheRecordedRequest(t *testing.T) {
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r, err := New(tt.base, "run-1", time.Second)
+			r, err := New(options(t, tt.base, time.Second, nil))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -239,7 +240,7 @@ func TestReplayOutcomes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r, err := New(tt.base, "run-1", 200*time.Millisecond)
+			r, err := New(options(t, tt.base, 200*time.Millisecond, nil))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -264,7 +265,7 @@ func TestReplayOutcomes(t *testing.T) {
 
 func TestRunKeepsOrderAndStopsOnStreamError(t *testing.T) {
 	srv, got := target(t, nil)
-	r, err := New(srv.URL, "run-1", time.Second)
+	r, err := New(options(t, srv.URL, time.Second, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,13 +300,49 @@ func TestNewRejectsBadInput(t *testing.T) {
 		{"http://", "no host"},
 		{"http://localhost/?a=1", "must not have a query"},
 		{"http://a b", "parse target URL"},
+		{"", "no target"},
 	}
 	for _, tt := range tests {
-		if _, err := New(tt.target, "run", time.Second); err == nil || !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("New(%q) error = %v, want %q", tt.target, err, tt.want)
+		if _, err := NewTargets(tt.target, nil); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("NewTargets(%q) error = %v, want %q", tt.target, err, tt.want)
 		}
 	}
-	if _, err := New("http://localhost", "run", 0); err == nil {
-		t.Error("New with timeout 0 succeeded, want an error")
+	if _, err := NewTargets("", map[string]string{"orders": "ftp://x"}); err == nil || !strings.Contains(err.Error(), "target for orders") {
+		t.Errorf("NewTargets with a bad mapped URL: error = %v, want one naming the service", err)
 	}
+	bad := []struct {
+		name string
+		edit func(*Options)
+		want string
+	}{
+		{"zero timeout", func(o *Options) { o.Timeout = 0 }, "timeout must be positive"},
+		{"no run id", func(o *Options) { o.RunID = "" }, "run id"},
+		{"negative workers", func(o *Options) { o.Load.Workers = -1 }, "workers must be positive"},
+		{"zero speed", func(o *Options) { o.Load = Load{Model: Recorded} }, "speed must be a positive number"},
+		{"zero rate", func(o *Options) { o.Load = Load{Model: Rate} }, "rates must be positive"},
+		{"ramp without duration", func(o *Options) { o.Load = Load{Model: Rate, RateFrom: 1, RateTo: 5} }, "needs a positive duration"},
+		{"bad route", func(o *Options) { o.Safety.Routes = []Route{{Path: "[x"}} }, "safety.routes[0].path"},
+		{"reference without learner", func(o *Options) { o.References = []*url.URL{o.Targets.fallback} }, "both a reference URL and a learner"},
+	}
+	for _, tt := range bad {
+		o := options(t, "http://localhost", time.Second, tt.edit)
+		if _, err := New(o); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: New error = %v, want %q", tt.name, err, tt.want)
+		}
+	}
+}
+
+// options are those of a run against base that allows writes, changed by
+// edit when given.
+func options(t *testing.T, base string, timeout time.Duration, edit func(*Options)) Options {
+	t.Helper()
+	targets, err := NewTargets(base, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := Options{Targets: targets, RunID: "run-1", Timeout: timeout, Safety: Safety{AllowWrites: true}}
+	if edit != nil {
+		edit(&o)
+	}
+	return o
 }

@@ -1,20 +1,19 @@
-// Package report collects the results of a replay run and writes them as a
-// JSON document for machines and as a short summary for people.
+// Package report collects the results of a replay run and writes them for
+// people (a terminal summary, an HTML page) and for machines (JSON, JUnit
+// XML).
 package report
 
 import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/reprise-dev/reprise/replayer/compare"
 	"github.com/reprise-dev/reprise/replayer/replay"
 )
-
-// maxSummaryDiffs bounds the differences printed per exchange in the
-// terminal summary; the JSON report has them all.
-const maxSummaryDiffs = 10
 
 // Report is the result of one replay run.
 type Report struct {
@@ -23,19 +22,36 @@ type Report struct {
 	StartedAt  time.Time `json:"started_at"`
 	DurationMS int64     `json:"duration_ms"`
 	// Total counts every selected exchange: passed + failed + errors + skipped.
-	Total     int        `json:"total"`
-	Passed    int        `json:"passed"`
-	Failed    int        `json:"failed"`
-	Errors    int        `json:"errors"`
-	Skipped   int        `json:"skipped"`
-	Exchanges []Exchange `json:"exchanges"`
+	Total   int `json:"total"`
+	Passed  int `json:"passed"`
+	Failed  int `json:"failed"`
+	Errors  int `json:"errors"`
+	Skipped int `json:"skipped"`
+	// Dropped counts the skipped exchanges that were due while the bound of
+	// requests in flight was reached: the target could not keep up.
+	Dropped int `json:"dropped"`
+	// Late counts the sends that started more than replay.LateThreshold
+	// after their schedule; the load generator could not keep up.
+	Late int `json:"late"`
+	// Endpoints summarizes the exchanges per endpoint, in name order; set
+	// by Finish.
+	Endpoints []Endpoint `json:"endpoints"`
+	// Violations are the goals the run missed; set by SetViolations.
+	Violations []Violation `json:"violations"`
+	// RateGoals: pass and error rate goals were set, so they decide the
+	// verdict instead of requiring every exchange to match.
+	RateGoals bool `json:"rate_goals"`
+	Exchanges  []Exchange  `json:"exchanges"`
 }
 
 // Exchange is the result of replaying one recorded exchange.
 type Exchange struct {
-	ID             string `json:"id"`
-	Method         string `json:"method"`
-	Target         string `json:"target"`
+	ID     string `json:"id"`
+	Method string `json:"method"`
+	Target string `json:"target"`
+	// Endpoint is the method and the normalized path: GET /orders/{id}.
+	Endpoint       string `json:"endpoint"`
+	Service        string `json:"service,omitempty"`
 	RecordedStatus int    `json:"recorded_status"`
 	// ReplayedStatus is 0 when nothing came back (error or skip).
 	ReplayedStatus int                  `json:"replayed_status"`
@@ -43,12 +59,80 @@ type Exchange struct {
 	Differences    []compare.Difference `json:"differences"`
 	Error          string               `json:"error,omitempty"`
 	// Skipped is why the exchange was not sent.
-	Skipped string `json:"skipped,omitempty"`
+	Skipped    string  `json:"skipped,omitempty"`
+	Dropped    bool    `json:"dropped,omitempty"`
+	RecordedMS float64 `json:"recorded_ms"`
+	// ReplayedMS is measured from the scheduled start of the request.
+	ReplayedMS float64 `json:"replayed_ms"`
+	LateMS     float64 `json:"late_ms"`
+}
+
+// Status of an exchange, as counted in the totals.
+const (
+	StatusPassed  = "passed"
+	StatusFailed  = "failed"
+	StatusError   = "error"
+	StatusSkipped = "skipped"
+)
+
+// Status says how the exchange counts.
+func (e Exchange) Status() string {
+	switch {
+	case e.Skipped != "":
+		return StatusSkipped
+	case e.Error != "":
+		return StatusError
+	case e.Passed:
+		return StatusPassed
+	}
+	return StatusFailed
+}
+
+// Endpoint is the summary of one endpoint.
+type Endpoint struct {
+	Name    string `json:"endpoint"`
+	Count   int    `json:"count"`
+	Passed  int    `json:"passed"`
+	Failed  int    `json:"failed"`
+	Errors  int    `json:"errors"`
+	Skipped int    `json:"skipped"`
+	// Recorded and Replayed are latency percentiles over the exchanges
+	// that got a response.
+	Recorded Percentiles `json:"recorded"`
+	Replayed Percentiles `json:"replayed"`
+}
+
+// Percentiles of latency, in milliseconds.
+type Percentiles struct {
+	P50 float64 `json:"p50_ms"`
+	P95 float64 `json:"p95_ms"`
+	P99 float64 `json:"p99_ms"`
+}
+
+// Violation is one goal the run missed.
+type Violation struct {
+	// Goal is p95, p99, min_pass_rate or max_error_rate.
+	Goal string `json:"goal"`
+	// Endpoint is empty for goals over the whole run.
+	Endpoint string `json:"endpoint,omitempty"`
+	Limit    string `json:"limit"`
+	Actual   string `json:"actual"`
+}
+
+func (v Violation) String() string {
+	where := "run"
+	if v.Endpoint != "" {
+		where = v.Endpoint
+	}
+	return fmt.Sprintf("%s: %s is %s, goal %s", where, v.Goal, v.Actual, v.Limit)
 }
 
 // New starts the report of a run.
 func New(runID, target string, startedAt time.Time) *Report {
-	return &Report{RunID: runID, Target: target, StartedAt: startedAt.UTC(), Exchanges: []Exchange{}}
+	return &Report{
+		RunID: runID, Target: target, StartedAt: startedAt.UTC(),
+		Endpoints: []Endpoint{}, Violations: []Violation{}, Exchanges: []Exchange{},
+	}
 }
 
 // Add records the result of one exchange.
@@ -57,38 +141,110 @@ func (r *Report) Add(res replay.Result) {
 		ID:             res.ID,
 		Method:         res.Method,
 		Target:         res.Target,
+		Endpoint:       res.Method + " " + res.Endpoint,
+		Service:        res.Service,
 		RecordedStatus: res.RecordedStatus,
 		ReplayedStatus: res.ReplayedStatus,
 		Passed:         res.Passed(),
 		Differences:    res.Differences,
 		Skipped:        res.Skipped,
+		Dropped:        res.Dropped,
+		RecordedMS:     ms(res.RecordedLatency),
+		ReplayedMS:     ms(res.Latency),
+		LateMS:         ms(res.Late),
 	}
 	if e.Differences == nil {
 		e.Differences = []compare.Difference{}
 	}
-	r.Total++
-	switch {
-	case res.Skipped != "":
-		r.Skipped++
-	case res.Err != nil:
+	if res.Err != nil {
 		e.Error = res.Err.Error()
+	}
+	r.Total++
+	switch e.Status() {
+	case StatusSkipped:
+		r.Skipped++
+	case StatusError:
 		r.Errors++
-	case e.Passed:
+	case StatusPassed:
 		r.Passed++
 	default:
 		r.Failed++
 	}
+	if res.Dropped {
+		r.Dropped++
+	}
+	if res.Late >= replay.LateThreshold {
+		r.Late++
+	}
 	r.Exchanges = append(r.Exchanges, e)
 }
 
-// Finish sets the duration of the run.
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// Finish sets the duration of the run and the per-endpoint summaries.
 func (r *Report) Finish(end time.Time) {
 	r.DurationMS = end.Sub(r.StartedAt).Milliseconds()
+	groups := map[string][]Exchange{}
+	for _, e := range r.Exchanges {
+		groups[e.Endpoint] = append(groups[e.Endpoint], e)
+	}
+	r.Endpoints = []Endpoint{}
+	for _, name := range slices.Sorted(maps.Keys(groups)) {
+		r.Endpoints = append(r.Endpoints, summarize(name, groups[name]))
+	}
 }
 
-// OK reports whether every exchange that was sent matched.
+func summarize(name string, exs []Exchange) Endpoint {
+	s := Endpoint{Name: name, Count: len(exs)}
+	var rec, rep []float64
+	for _, e := range exs {
+		switch e.Status() {
+		case StatusPassed:
+			s.Passed++
+		case StatusFailed:
+			s.Failed++
+		case StatusError:
+			s.Errors++
+		case StatusSkipped:
+			s.Skipped++
+		}
+		if e.ReplayedStatus != 0 {
+			rec = append(rec, e.RecordedMS)
+			rep = append(rep, e.ReplayedMS)
+		}
+	}
+	s.Recorded, s.Replayed = percentiles(rec), percentiles(rep)
+	return s
+}
+
+// percentiles uses the nearest-rank method: every value reported is one
+// that was measured.
+func percentiles(v []float64) Percentiles {
+	if len(v) == 0 {
+		return Percentiles{}
+	}
+	slices.Sort(v)
+	rank := func(p float64) float64 {
+		i := int(float64(len(v))*p+0.999999) - 1
+		return v[min(max(i, 0), len(v)-1)]
+	}
+	return Percentiles{P50: rank(0.50), P95: rank(0.95), P99: rank(0.99)}
+}
+
+// SetViolations records the goals the run missed; rateGoals says whether
+// pass or error rate goals were set.
+func (r *Report) SetViolations(v []Violation, rateGoals bool) {
+	r.Violations = append([]Violation{}, v...)
+	r.RateGoals = rateGoals
+}
+
+// OK reports whether every goal was met and, unless rate goals allow some,
+// every exchange that was sent matched.
 func (r *Report) OK() bool {
-	return r.Failed == 0 && r.Errors == 0
+	if r.RateGoals {
+		return len(r.Violations) == 0
+	}
+	return r.Failed == 0 && r.Errors == 0 && len(r.Violations) == 0
 }
 
 // WriteJSON writes the report as indented JSON.
@@ -99,60 +255,4 @@ func (r *Report) WriteJSON(w io.Writer) error {
 		return fmt.Errorf("write JSON report: %w", err)
 	}
 	return nil
-}
-
-// WriteSummary writes one line per exchange that did not pass, its
-// differences indented below it, then the totals.
-func (r *Report) WriteSummary(w io.Writer) error {
-	ew := &errWriter{w: w}
-	for _, e := range r.Exchanges {
-		switch {
-		case e.Skipped != "":
-			ew.printf("SKIP  %s %s (%s): %s\n", e.Method, e.Target, e.ID, e.Skipped)
-		case e.Error != "":
-			ew.printf("ERROR %s %s (%s): %s\n", e.Method, e.Target, e.ID, e.Error)
-		case !e.Passed:
-			ew.printf("FAIL  %s %s (%s): %d difference(s)\n", e.Method, e.Target, e.ID, len(e.Differences))
-			for i, d := range e.Differences {
-				if i == maxSummaryDiffs {
-					ew.printf("      … %d more in the JSON report\n", len(e.Differences)-i)
-					break
-				}
-				ew.printf("      %s\n", describe(d))
-			}
-		}
-	}
-	ew.printf("%d exchanges: %d passed, %d failed, %d errors", r.Total, r.Passed, r.Failed, r.Errors)
-	if r.Skipped > 0 {
-		ew.printf(", %d skipped", r.Skipped)
-	}
-	ew.printf("\n")
-	if ew.err != nil {
-		return fmt.Errorf("write summary: %w", ew.err)
-	}
-	return nil
-}
-
-func describe(d compare.Difference) string {
-	switch d.Kind {
-	case compare.KindMissing:
-		return fmt.Sprintf("%s missing (recorded %s)", d.Path, d.Recorded)
-	case compare.KindAdded:
-		return fmt.Sprintf("%s added (replayed %s)", d.Path, d.Replayed)
-	case compare.KindTruncated:
-		return d.Recorded
-	}
-	return fmt.Sprintf("%s %s: %s → %s", d.Path, d.Kind, d.Recorded, d.Replayed)
-}
-
-// errWriter keeps the first write error, so the summary code stays linear.
-type errWriter struct {
-	w   io.Writer
-	err error
-}
-
-func (e *errWriter) printf(format string, args ...any) {
-	if e.err == nil {
-		_, e.err = fmt.Fprintf(e.w, format, args...)
-	}
 }

@@ -24,25 +24,31 @@ func TestReport(t *testing.T) {
 		{
 			name: "all passed",
 			results: []replay.Result{
-				{ID: "p1", Method: "GET", Target: "/x", RecordedStatus: 200, ReplayedStatus: 200},
-				{ID: "p2", Method: "GET", Target: "/y", RecordedStatus: 200, ReplayedStatus: 200},
+				{ID: "p1", Method: "GET", Target: "/x", Endpoint: "/x", RecordedStatus: 200, ReplayedStatus: 200},
+				{ID: "p2", Method: "GET", Target: "/y", Endpoint: "/y", RecordedStatus: 200, ReplayedStatus: 200},
 			},
-			wantOK:      true,
-			wantCounts:  [5]int{2, 2, 0, 0, 0},
-			wantSummary: "2 exchanges: 2 passed, 0 failed, 0 errors\n",
+			wantOK:     true,
+			wantCounts: [5]int{2, 2, 0, 0, 0},
+			wantSummary: "\n" +
+				"  endpoint  count  passed  failed  errors  p50 rec/rep ms  p95 rec/rep ms  p99 rec/rep ms\n" +
+				"    GET /x      1       1       0       0         0.0/0.0         0.0/0.0         0.0/0.0\n" +
+				"    GET /y      1       1       0       0         0.0/0.0         0.0/0.0         0.0/0.0\n" +
+				"\n" +
+				"2 exchanges: 2 passed, 0 failed, 0 errors\n",
 		},
 		{
 			name: "failure, error and skip",
 			results: []replay.Result{
-				{ID: "a", Method: "GET", Target: "/api/orders/1", RecordedStatus: 200, ReplayedStatus: 200,
+				{ID: "a", Method: "GET", Target: "/api/orders/1", Endpoint: "/api/orders/{id}", RecordedStatus: 200, ReplayedStatus: 200,
+					RecordedLatency: 12 * time.Millisecond, Latency: 30 * time.Millisecond,
 					Differences: []compare.Difference{
 						{Path: "$.total", Kind: compare.KindChanged, Recorded: "25", Replayed: "22.5"},
 						{Path: "$.note", Kind: compare.KindAdded, Replayed: `"x"`},
 						{Path: "$.id", Kind: compare.KindMissing, Recorded: "1"},
 					}},
-				{ID: "b", Method: "GET", Target: "/", RecordedStatus: 200, Err: errors.New("connection refused")},
-				{ID: "c", Method: "POST", Target: "/up", RecordedStatus: 201, Skipped: "recorded request body truncated"},
-				{ID: "d", Method: "GET", Target: "/ok", RecordedStatus: 200, ReplayedStatus: 200},
+				{ID: "b", Method: "GET", Target: "/", Endpoint: "/", RecordedStatus: 200, Err: errors.New("connection refused")},
+				{ID: "c", Method: "POST", Target: "/up", Endpoint: "/up", RecordedStatus: 201, Skipped: "recorded request body truncated"},
+				{ID: "d", Method: "GET", Target: "/ok", Endpoint: "/ok", RecordedStatus: 200, ReplayedStatus: 200},
 			},
 			wantCounts: [5]int{4, 1, 1, 1, 1},
 			wantSummary: "FAIL  GET /api/orders/1 (a): 3 difference(s)\n" +
@@ -51,6 +57,13 @@ func TestReport(t *testing.T) {
 				"      $.id missing (recorded 1)\n" +
 				"ERROR GET / (b): connection refused\n" +
 				"SKIP  POST /up (c): recorded request body truncated\n" +
+				"\n" +
+				"              endpoint  count  passed  failed  errors  p50 rec/rep ms  p95 rec/rep ms  p99 rec/rep ms\n" +
+				"                 GET /      1       0       0       1         0.0/0.0         0.0/0.0         0.0/0.0\n" +
+				"  GET /api/orders/{id}      1       0       1       0       12.0/30.0       12.0/30.0       12.0/30.0\n" +
+				"               GET /ok      1       1       0       0         0.0/0.0         0.0/0.0         0.0/0.0\n" +
+				"              POST /up      1       0       0       0         0.0/0.0         0.0/0.0         0.0/0.0\n" +
+				"\n" +
 				"4 exchanges: 1 passed, 1 failed, 1 errors, 1 skipped\n",
 		},
 	}
@@ -117,5 +130,29 @@ func TestSummaryCapsDifferences(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "… 3 more in the JSON report") {
 		t.Errorf("summary does not say how many were left out:\n%s", out.String())
+	}
+}
+
+func TestOKWithRateGoals(t *testing.T) {
+	tests := []struct {
+		name       string
+		failed     int
+		violations []Violation
+		rateGoals  bool
+		want       bool
+	}{
+		{"all matched", 0, nil, false, true},
+		{"a mismatch fails without rate goals", 1, nil, false, false},
+		{"a mismatch within min_pass_rate passes", 1, nil, true, true},
+		{"a missed goal fails", 0, []Violation{{Goal: "min_pass_rate"}}, true, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &Report{Failed: tc.failed}
+			r.SetViolations(tc.violations, tc.rateGoals)
+			if got := r.OK(); got != tc.want {
+				t.Fatalf("OK() = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

@@ -1,12 +1,17 @@
 // Package api is the HTTP API of the example order service that the reprise
 // demo records and replays.
 //
-// It is deterministic on purpose: ids count from 1 and no response carries a
-// timestamp or a random value, so a recording replayed against a fresh
-// instance of the same version matches exactly.
+// It is deterministic by default: ids count from 1 and no response carries
+// a timestamp or a random value, so a recording replayed against a fresh
+// instance of the same version matches exactly. With the Noisy option it
+// behaves like most real services instead: orders carry a creation time
+// and a random reference, every JSON body a request id, and every response
+// X-Request-Id and traceparent headers, which a replay must learn to ignore.
 package api
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +19,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"time"
 )
 
 // Versions of the service.
@@ -37,6 +43,10 @@ type Order struct {
 	Quantity  int     `json:"quantity"`
 	UnitPrice float64 `json:"unit_price"`
 	Total     float64 `json:"total"`
+	// Noisy mode only.
+	CreatedAt string `json:"created_at,omitempty"`
+	Ref       string `json:"ref,omitempty"`
+	RequestID string `json:"request_id,omitempty"`
 }
 
 type newOrder struct {
@@ -47,16 +57,26 @@ type newOrder struct {
 
 type server struct {
 	version string
+	noisy   bool
 	mu      sync.Mutex
 	orders  []Order // index i holds id i+1
 }
 
+// Option changes the behaviour of the service.
+type Option func(*server)
+
+// Noisy adds timestamps, random references and request ids to responses.
+func Noisy() Option { return func(s *server) { s.noisy = true } }
+
 // New returns the handler of the given version (V1 or V2), with no orders.
-func New(version string) (http.Handler, error) {
+func New(version string, opts ...Option) (http.Handler, error) {
 	if version != V1 && version != V2 {
 		return nil, fmt.Errorf("unknown version %q, want %s or %s", version, V1, V2)
 	}
 	s := &server{version: version}
+	for _, o := range opts {
+		o(s)
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.health)
 	mux.HandleFunc("GET /api/orders", s.list)
@@ -74,7 +94,12 @@ func (s *server) list(w http.ResponseWriter, _ *http.Request) {
 	s.mu.Lock()
 	orders := append([]Order{}, s.orders...)
 	s.mu.Unlock()
-	writeJSON(w, http.StatusOK, map[string][]Order{"orders": orders})
+	if !s.noisy {
+		writeJSON(w, http.StatusOK, map[string][]Order{"orders": orders})
+		return
+	}
+	s.noise(w)
+	writeJSON(w, http.StatusOK, map[string]any{"orders": orders, "request_id": randomHex(8)})
 }
 
 func (s *server) get(w http.ResponseWriter, r *http.Request) {
@@ -97,6 +122,8 @@ func (s *server) get(w http.ResponseWriter, r *http.Request) {
 	if s.version == V2 && o.Quantity >= 2 {
 		o.Total = cents(o.Total * 0.9)
 	}
+	s.noise(w)
+	o.RequestID = s.requestID()
 	writeJSON(w, http.StatusOK, o)
 }
 
@@ -132,10 +159,37 @@ func (s *server) create(w http.ResponseWriter, r *http.Request) {
 		UnitPrice: in.UnitPrice,
 		Total:     cents(float64(in.Quantity) * in.UnitPrice),
 	}
+	if s.noisy {
+		o.CreatedAt = time.Now().UTC().Format(time.RFC3339Nano)
+		o.Ref = randomHex(6)
+	}
 	s.orders = append(s.orders, o)
 	s.mu.Unlock()
+	s.noise(w)
+	o.RequestID = s.requestID()
 	w.Header().Set("Location", fmt.Sprintf("/api/orders/%d", o.ID))
 	writeJSON(w, http.StatusCreated, o)
+}
+
+// noise sets the volatile headers of a noisy service.
+func (s *server) noise(w http.ResponseWriter) {
+	if s.noisy {
+		w.Header().Set("X-Request-Id", randomHex(8))
+		w.Header().Set("Traceparent", "00-"+randomHex(16)+"-"+randomHex(8)+"-01")
+	}
+}
+
+func (s *server) requestID() string {
+	if !s.noisy {
+		return ""
+	}
+	return randomHex(8)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 func cents(amount float64) float64 {

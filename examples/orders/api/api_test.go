@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -88,5 +89,34 @@ func TestAPI(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestNoisy(t *testing.T) {
+	for _, noisy := range []bool{false, true} {
+		var opts []Option
+		if noisy {
+			opts = append(opts, Noisy())
+		}
+		h, err := New(V1, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(h)
+		resp, err := http.Post(srv.URL+"/api/orders", "application/json", strings.NewReader(`{"item":"a","quantity":1,"unit_price":1}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var o map[string]any
+		json.NewDecoder(resp.Body).Decode(&o)
+		resp.Body.Close()
+		srv.Close()
+		_, created := o["created_at"]
+		_, ref := o["ref"]
+		_, rid := o["request_id"]
+		hasHeader := resp.Header.Get("X-Request-Id") != "" && resp.Header.Get("Traceparent") != ""
+		if created != noisy || ref != noisy || rid != noisy || hasHeader != noisy {
+			t.Errorf("noisy=%v: body %v, X-Request-Id %q", noisy, o, resp.Header.Get("X-Request-Id"))
+		}
 	}
 }
