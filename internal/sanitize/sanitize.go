@@ -1,107 +1,557 @@
 // Package sanitize removes secrets from captured exchanges before they are
 // stored, logged or spooled. The agent and the collector both run it, so it
-// depends only on the proto.
+// depends only on the proto and on libraries.
+//
+// Every value of an exchange (header, cookie, URL part, body field) goes
+// through the same decision: allow rules first (the value is kept), then
+// deny rules in order, then value detectors. See docs/sanitization.md.
 package sanitize
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
 	"strings"
+	"sync/atomic"
+	"unicode/utf8"
 
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
-// Redacted replaces every value a rule redacts.
+// Redacted replaces every value a redact rule matches.
 const Redacted = "[REDACTED]"
 
-// Rule rewrites one exchange in place and returns what it changed. A rule
-// must never put the value it removed into a Redaction.
-type Rule interface {
-	Apply(ex *reprisev1.Exchange) []*reprisev1.Redaction
-}
+// Reasons a body is removed (the Rule of its Redaction); they fail closed.
+const (
+	ReasonUndecodable = "body-undecodable"
+	ReasonTooLarge    = "body-too-large"
+	ReasonTooDeep     = "body-too-deep"
+	ReasonTooMany     = "body-too-many-fields"
+	ReasonUnparsable  = "body-unparsable"
+)
 
-// Sanitizer applies its rules in order.
+// Sanitizer applies one rule set; it is safe for concurrent use.
 type Sanitizer struct {
-	rules []Rule
+	allow     []*rule
+	deny      []*rule
+	detectors []activeDetector
+	limits    Limits
+	key       []byte
+	// counts is built once, so reads and increments need no lock.
+	counts map[string]*atomic.Uint64
 }
 
-// New returns a Sanitizer that applies rules in order.
-func New(rules ...Rule) *Sanitizer {
-	return &Sanitizer{rules: rules}
+type activeDetector struct {
+	*detector
+	action string
 }
 
-// Default returns the sanitizer every exchange goes through.
+// Default returns the built-in rules (no tokenize, so no key needed).
 func Default() *Sanitizer {
-	return New(SensitiveHeaders())
+	s, err := build(nil, nil)
+	if err != nil {
+		panic(fmt.Sprintf("built-in sanitize rules: %v", err))
+	}
+	return s
 }
 
-// Sanitize applies every rule to ex in place and appends what they changed
-// to ex.Redactions.
-func (s *Sanitizer) Sanitize(ex *reprisev1.Exchange) {
-	for _, r := range s.rules {
-		ex.Redactions = append(ex.Redactions, r.Apply(ex)...)
+// Load reads a rules file (see deploy/sanitize.yaml); an empty path means
+// the built-in rules. key is the HMAC key of tokenize rules (see
+// KeyFromEnvOrFile); a tokenize rule without a key is an error.
+func Load(path string, key []byte) (*Sanitizer, error) {
+	if path == "" {
+		return build(nil, key)
 	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read sanitize rules: %w", err)
+	}
+	c, err := parseRules(data, path)
+	if err != nil {
+		return nil, err
+	}
+	return build(c, key)
+}
+
+func build(user *config, key []byte) (*Sanitizer, error) {
+	builtin, err := parseRules(builtinRules, "(built-in)")
+	if err != nil {
+		return nil, err
+	}
+	s := &Sanitizer{limits: defaultLimits, key: key, counts: map[string]*atomic.Uint64{}}
+	actions, _ := builtin.detectorActions()
+	if user != nil {
+		if user.Limits.MaxBodyBytes > 0 {
+			s.limits.MaxBodyBytes = user.Limits.MaxBodyBytes
+		}
+		if user.Limits.MaxDepth > 0 {
+			s.limits.MaxDepth = user.Limits.MaxDepth
+		}
+		if user.Limits.MaxFields > 0 {
+			s.limits.MaxFields = user.Limits.MaxFields
+		}
+		for i := range user.Allow {
+			s.allow = append(s.allow, &user.Allow[i])
+		}
+		for i := range user.Deny {
+			s.deny = append(s.deny, &user.Deny[i])
+		}
+		if user.Builtin != nil && !*user.Builtin {
+			builtin.Deny, actions = nil, map[string]string{}
+		}
+		ua, _ := user.detectorActions()
+		for k, v := range ua {
+			actions[k] = v
+		}
+	}
+	for i := range builtin.Deny {
+		s.deny = append(s.deny, &builtin.Deny[i])
+	}
+	for _, d := range detectors {
+		if a := actions[d.name]; a != "" && a != actionOff {
+			s.detectors = append(s.detectors, activeDetector{d, a})
+		}
+	}
+	names := []string{ReasonUndecodable, ReasonTooLarge, ReasonTooDeep, ReasonTooMany, ReasonUnparsable}
+	for _, r := range s.deny {
+		if r.Action == ActionTokenize && len(key) == 0 {
+			return nil, fmt.Errorf("deny rule %s (line %d) tokenizes but no token key is set: set REPRISE_TOKEN_KEY or a key file", r.Name, r.line)
+		}
+		names = append(names, r.Name)
+	}
+	for _, d := range s.detectors {
+		if d.action == ActionTokenize && len(key) == 0 {
+			return nil, fmt.Errorf("detector %s tokenizes but no token key is set: set REPRISE_TOKEN_KEY or a key file", d.name)
+		}
+		names = append(names, d.name)
+	}
+	for _, n := range names {
+		s.counts[n] = new(atomic.Uint64)
+	}
+	return s, nil
+}
+
+// Counts returns how many values each rule, detector and fail-closed reason
+// has changed since the Sanitizer was built.
+func (s *Sanitizer) Counts() map[string]uint64 {
+	out := make(map[string]uint64, len(s.counts))
+	for n, c := range s.counts {
+		out[n] = c.Load()
+	}
+	return out
 }
 
 var defaultSanitizer = Default()
 
-// Sanitize runs the default rules on ex; see Default.
-func Sanitize(ex *reprisev1.Exchange) {
-	defaultSanitizer.Sanitize(ex)
+// Sanitize runs the built-in rules on ex; see (*Sanitizer).Sanitize.
+func Sanitize(ex *reprisev1.Exchange) (keep bool) {
+	return defaultSanitizer.Sanitize(ex)
 }
 
-// HeaderRule redacts the values of the named request and response headers.
-type HeaderRule struct {
-	name     string
-	request  map[string]bool // lower-case header names
-	response map[string]bool
-}
-
-// NewHeaderRule redacts the given request and response header names,
-// matched case-insensitively, every occurrence.
-func NewHeaderRule(name string, request, response []string) *HeaderRule {
-	return &HeaderRule{name: name, request: lowerSet(request), response: lowerSet(response)}
-}
-
-// SensitiveHeaders redacts credentials and session cookies.
-func SensitiveHeaders() *HeaderRule {
-	return NewHeaderRule("sensitive-header",
-		[]string{"Authorization", "Proxy-Authorization", "Cookie"},
-		[]string{"Set-Cookie"})
-}
-
-// Apply implements Rule.
-func (r *HeaderRule) Apply(ex *reprisev1.Exchange) []*reprisev1.Redaction {
-	var out []*reprisev1.Redaction
+// Sanitize rewrites ex in place and appends what it changed to
+// ex.Redactions. It returns false when a drop rule matched: the request and
+// response are then already removed from ex, and the caller should not
+// store it.
+func (s *Sanitizer) Sanitize(ex *reprisev1.Exchange) (keep bool) {
+	sc := &scan{s: s}
 	if req := ex.GetRequest(); req != nil {
-		out = r.redact(out, "request.headers.", req.Headers, r.request)
+		req.Target = sc.url("request.url", req.Target)
+		sc.headers("request", req.Headers)
+		sc.body("request", &req.Headers, &req.Body, &req.BodySize, req.BodyTruncated)
 	}
 	if resp := ex.GetResponse(); resp != nil {
-		out = r.redact(out, "response.headers.", resp.Headers, r.response)
+		sc.headers("response", resp.Headers)
+		sc.body("response", &resp.Headers, &resp.Body, &resp.BodySize, resp.BodyTruncated)
 	}
-	return out
+	if sc.dropRule != "" {
+		ex.Request, ex.Response = nil, nil
+		sc.out = append(sc.out, &reprisev1.Redaction{Location: "exchange", Rule: sc.dropRule, Action: ActionDrop})
+	}
+	for _, r := range sc.out {
+		if c := s.counts[r.Rule]; c != nil {
+			c.Add(1)
+		}
+	}
+	ex.Redactions = append(ex.Redactions, sc.out...)
+	return sc.dropRule == ""
 }
 
-func (r *HeaderRule) redact(out []*reprisev1.Redaction, prefix string, headers []*reprisev1.Header, names map[string]bool) []*reprisev1.Redaction {
-	for _, h := range headers {
-		// Skipping values already redacted keeps a second pass (agent, then
-		// collector) from recording the same redaction twice.
-		if h == nil || h.Value == Redacted || !names[strings.ToLower(h.Name)] {
+// scan is the state of one Sanitize call.
+type scan struct {
+	s        *Sanitizer
+	out      []*reprisev1.Redaction
+	dropRule string
+	fields   int
+}
+
+func (sc *scan) record(loc, ruleName, action string) {
+	sc.out = append(sc.out, &reprisev1.Redaction{Location: loc, Rule: ruleName, Action: action})
+}
+
+// kind says how a replacement must be shaped to keep its container valid.
+type kind int
+
+const (
+	kindText   kind = iota
+	kindNumber      // a JSON number: the replacement is a number too
+)
+
+var tokenRe = regexp.MustCompile(`^tok_[A-Za-z0-9_-]{16}$`)
+
+// isMarker reports a value a sanitizer already wrote, so a second pass
+// (agent, then collector) changes and records nothing.
+func isMarker(v string) bool {
+	switch {
+	case v == Redacted:
+		return true
+	case len(v) == 20 && strings.HasPrefix(v, "tok_"):
+		return tokenRe.MatchString(v)
+	case strings.HasPrefix(v, "****"):
+		return utf8.RuneCountInString(v) <= 8
+	}
+	return false
+}
+
+// decideKey returns the rule deciding a value or container by its key and
+// location alone: allow (nil, true), deny (r, false), or neither (nil, false).
+func (sc *scan) decideKey(loc, nkey string) (*rule, bool) {
+	lloc := strings.ToLower(loc)
+	for _, r := range sc.s.allow {
+		if r.matchesKey(lloc, nkey) {
+			return nil, true
+		}
+	}
+	for _, r := range sc.s.deny {
+		if r.matchesKey(lloc, nkey) {
+			return r, false
+		}
+	}
+	return nil, false
+}
+
+// field decides one value found at loc under key and returns what to keep.
+// forced is a deny rule inherited from an enclosing JSON/XML key.
+func (sc *scan) field(loc, key, v string, k kind, forced *rule) string {
+	if v == "" || isMarker(v) {
+		return v
+	}
+	if forced != nil {
+		return sc.apply(loc, forced.Name, forced.Action, v, k)
+	}
+	nkey, lloc := normKey(key), strings.ToLower(loc)
+	for _, r := range sc.s.allow {
+		if r.matches(lloc, nkey, v) {
+			return v
+		}
+	}
+	for _, r := range sc.s.deny {
+		if r.matches(lloc, nkey, v) {
+			return sc.apply(loc, r.Name, r.Action, v, k)
+		}
+	}
+	return sc.detect(loc, v, k)
+}
+
+type span struct {
+	start, end int
+	prio       int // detector order; lower wins
+	d          activeDetector
+}
+
+// detect runs the value detectors and the key=value patterns of free text.
+func (sc *scan) detect(loc, v string, k kind) string {
+	var spans []span
+	for i, d := range sc.s.detectors {
+		if !d.quick(v) {
 			continue
 		}
-		h.Value = Redacted
-		out = append(out, &reprisev1.Redaction{
-			// The name as on the wire, so a replay knows exactly which field to refill.
-			Location: prefix + h.Name,
-			Rule:     r.name,
-			Action:   "redact",
-		})
+		for _, sp := range d.find(v) {
+			if !isMarker(v[sp[0]:sp[1]]) {
+				spans = append(spans, span{sp[0], sp[1], i, d})
+			}
+		}
+	}
+	if k == kindNumber {
+		if len(spans) == 0 {
+			return v
+		}
+		return sc.apply(loc, spans[0].d.name, spans[0].d.action, v, k)
+	}
+	spans = append(spans, sc.keyValues(loc, v)...)
+	if len(spans) == 0 {
+		return v
+	}
+	// Overlapping finds are merged, so no part of either survives; the
+	// earlier detector in the table names the merged span.
+	sort.SliceStable(spans, func(i, j int) bool { return spans[i].start < spans[j].start })
+	merged := spans[:1]
+	for _, sp := range spans[1:] {
+		m := &merged[len(merged)-1]
+		if sp.start >= m.end {
+			merged = append(merged, sp)
+			continue
+		}
+		m.end = max(m.end, sp.end)
+		if sp.prio < m.prio {
+			m.prio, m.d = sp.prio, sp.d
+		}
+	}
+	var b strings.Builder
+	last := 0
+	for _, sp := range merged {
+		b.WriteString(v[last:sp.start])
+		if sp.d.detector == nil {
+			// A key=value pair of text: already decided by keyValues.
+			b.WriteString(sp.d.action)
+		} else {
+			b.WriteString(sc.apply(loc, sp.d.name, sp.d.action, v[sp.start:sp.end], kindText))
+		}
+		last = sp.end
+	}
+	b.WriteString(v[last:])
+	return b.String()
+}
+
+// kvRe finds key=value, "key": "value" and <key>value</key> in free text
+// (logs, HTML, broken JSON) for the built-in sensitive key names.
+var kvRe = regexp.MustCompile(`(?i)([a-z0-9_.-]*(?:password|passwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credential|session[_-]?id|ssn)[a-z0-9_.-]*)(?:["']?\s*[:=]\s*(?:"([^"]*)"|'([^']*)'|([^\s"'&,;<>]+))|\s*>([^<]*)<)`)
+
+var kvWords = []string{"pass", "secret", "token", "key", "credential", "session", "ssn"}
+
+func (sc *scan) keyValues(loc, v string) []span {
+	if len(v) < 6 || !strings.ContainsAny(v, ":=>") {
+		return nil
+	}
+	lv := strings.ToLower(v)
+	if !slices.ContainsFunc(kvWords, func(w string) bool { return strings.Contains(lv, w) }) {
+		return nil
+	}
+	var out []span
+	for _, m := range kvRe.FindAllStringSubmatchIndex(v, -1) {
+		key := v[m[2]:m[3]]
+		for g := 2; g <= 5; g++ {
+			s, e := m[2*g], m[2*g+1]
+			if s < 0 || s == e {
+				continue
+			}
+			// Decided as a field of its own, so allow and deny rules apply.
+			if repl := sc.field(loc+"."+key, key, v[s:e], kindText, nil); repl != v[s:e] {
+				out = append(out, span{s, e, len(sc.s.detectors), activeDetector{nil, repl}})
+			}
+		}
 	}
 	return out
 }
 
-func lowerSet(names []string) map[string]bool {
-	m := make(map[string]bool, len(names))
-	for _, n := range names {
-		m[strings.ToLower(n)] = true
+// apply performs action on v and records it.
+func (sc *scan) apply(loc, ruleName, action, v string, k kind) string {
+	var repl string
+	switch action {
+	case ActionDrop:
+		if sc.dropRule == "" {
+			sc.dropRule = ruleName
+		}
+		repl = Redacted
+	case ActionMask:
+		repl = mask(v, k)
+	case ActionTokenize:
+		repl = sc.token(v, k)
+	default:
+		repl = Redacted
 	}
-	return m
+	if k == kindNumber && (action == ActionRedact || action == ActionDrop) {
+		repl = "0"
+	}
+	// A drop is recorded once, for the whole exchange, by Sanitize.
+	if repl == v || action == ActionDrop {
+		return repl
+	}
+	sc.record(loc, ruleName, action)
+	return repl
+}
+
+// mask keeps the last 4 characters of values of 12 or more (card numbers,
+// IBANs, phone numbers); shorter values would give too much away.
+func mask(v string, k kind) string {
+	if k == kindNumber {
+		d := digitsOf(v)
+		if len(d) < 12 {
+			return "0"
+		}
+		n, _ := strconv.Atoi(d[len(d)-4:])
+		return strconv.Itoa(n)
+	}
+	r := []rune(v)
+	if len(r) < 12 {
+		return "****"
+	}
+	return "****" + string(r[len(r)-4:])
+}
+
+// token is a keyed HMAC-SHA256 of v: the same value always gives the same
+// token, and without the key a short value cannot be found by brute force.
+func (sc *scan) token(v string, k kind) string {
+	m := hmac.New(sha256.New, sc.s.key)
+	m.Write([]byte(v))
+	sum := m.Sum(nil)
+	if k == kindNumber {
+		// 53 bits: every JSON parser reads it back exactly.
+		return strconv.FormatUint(binary.BigEndian.Uint64(sum)>>11, 10)
+	}
+	return "tok_" + base64.RawURLEncoding.EncodeToString(sum)[:16]
+}
+
+// headers scans every header value; cookies are decided one by one.
+func (sc *scan) headers(side string, hs []*reprisev1.Header) {
+	for _, h := range hs {
+		if h == nil {
+			continue
+		}
+		loc := side + ".headers." + h.Name
+		switch ln := strings.ToLower(h.Name); {
+		case side == "request" && ln == "cookie":
+			h.Value = sc.cookies(side+".cookies", h.Value, false)
+		case side == "response" && ln == "set-cookie":
+			h.Value = sc.cookies(side+".set-cookie", h.Value, true)
+		case ln == "referer" || ln == "location" || ln == "content-location" || ln == "origin":
+			// A rule on the header itself decides the whole value.
+			if r, allow := sc.decideKey(loc, normKey(h.Name)); r != nil || allow {
+				h.Value = sc.field(loc, h.Name, h.Value, kindText, nil)
+			} else {
+				h.Value = sc.url(loc, h.Value)
+			}
+		default:
+			h.Value = sc.field(loc, h.Name, h.Value, kindText, nil)
+		}
+	}
+}
+
+// cookies decides each name=value of a Cookie header, or the first one of a
+// Set-Cookie header (the rest are attributes).
+func (sc *scan) cookies(loc, v string, set bool) string {
+	pairs := strings.Split(v, ";")
+	changed := false
+	for i, p := range pairs {
+		if set && i > 0 {
+			break
+		}
+		name, val, ok := strings.Cut(p, "=")
+		if !ok {
+			continue
+		}
+		n := strings.TrimSpace(name)
+		if repl := sc.field(loc+"."+n, n, val, kindText, nil); repl != val {
+			pairs[i], changed = name+"="+repl, true
+		}
+	}
+	if !changed {
+		return v
+	}
+	return strings.Join(pairs, ";")
+}
+
+// url scans a request target or URL: userinfo, each path segment and each
+// query parameter. Replacements are escaped so the URL stays valid.
+func (sc *scan) url(loc, target string) string {
+	rest, frag, hasFrag := strings.Cut(target, "#")
+	rest, query, hasQuery := strings.Cut(rest, "?")
+	prefix, path := "", rest
+	if i := strings.Index(rest, "://"); i >= 0 {
+		// Absolute form: scheme://[userinfo@]host[/path].
+		authEnd := len(rest)
+		if j := strings.IndexByte(rest[i+3:], '/'); j >= 0 {
+			authEnd = i + 3 + j
+		}
+		prefix, path = rest[:authEnd], rest[authEnd:]
+		if at := strings.LastIndexByte(prefix[i+3:], '@'); at >= 0 {
+			at += i + 3
+			prefix = prefix[:i+3] + sc.userinfo(loc+".userinfo", prefix[i+3:at]) + prefix[at:]
+		}
+	}
+	segs := strings.Split(path, "/")
+	for i, seg := range segs {
+		dec, err := url.PathUnescape(seg)
+		if err != nil || dec == "" {
+			continue
+		}
+		if repl := sc.field(loc+".path["+strconv.Itoa(i)+"]", "", dec, kindText, nil); repl != dec {
+			segs[i] = url.PathEscape(repl)
+		}
+	}
+	out := prefix + strings.Join(segs, "/")
+	if hasQuery {
+		out += "?" + sc.pairs(loc+".query", query, '&')
+	}
+	if hasFrag {
+		out += "#" + sc.pairs(loc+".fragment", frag, '&')
+	}
+	return out
+}
+
+func (sc *scan) userinfo(loc, ui string) string {
+	user, pass, hasPass := strings.Cut(ui, ":")
+	if u, err := url.PathUnescape(user); err == nil {
+		if repl := sc.field(loc, "username", u, kindText, nil); repl != u {
+			user = url.PathEscape(repl)
+		}
+	}
+	if !hasPass {
+		return user
+	}
+	// A password in a URL is a credential whatever it looks like.
+	p, err := url.PathUnescape(pass)
+	if err != nil {
+		p = pass
+	}
+	return user + ":" + url.PathEscape(sc.field(loc, "password", p, kindText, nil))
+}
+
+// pairs scans name=value pairs (a query string or a urlencoded form),
+// leaving untouched pairs byte for byte as they were.
+func (sc *scan) pairs(loc, s string, sep byte) string {
+	parts := strings.Split(s, string(sep))
+	changed := false
+	for i, p := range parts {
+		name, val, _ := strings.Cut(p, "=")
+		n, err := url.QueryUnescape(name)
+		if err != nil {
+			n = name
+		}
+		v, err := url.QueryUnescape(val)
+		if err != nil {
+			v = val
+		}
+		if n == "" && v == "" {
+			continue
+		}
+		if repl := sc.field(loc+"."+n, n, v, kindText, nil); repl != v {
+			parts[i], changed = name+"="+url.QueryEscape(repl), true
+		}
+	}
+	if !changed {
+		return s
+	}
+	return strings.Join(parts, string(sep))
+}
+
+// limitError is a limit hit while scanning: the body fails closed.
+type limitError struct{ reason string }
+
+func (e *limitError) Error() string { return e.reason }
+
+func isLimit(err error) (string, bool) {
+	var le *limitError
+	if errors.As(err, &le) {
+		return le.reason, true
+	}
+	return "", false
 }

@@ -1,0 +1,525 @@
+package sanitize
+
+import (
+	"bytes"
+	"compress/flate"
+	"compress/gzip"
+	"compress/zlib"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/textproto"
+	"strconv"
+	"strings"
+
+	"github.com/andybalholm/brotli"
+	"github.com/go-json-experiment/json/jsontext"
+	"github.com/klauspost/compress/zstd"
+
+	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
+)
+
+func header(hs []*reprisev1.Header, name string) string {
+	var vals []string
+	for _, h := range hs {
+		if h != nil && strings.EqualFold(h.Name, name) {
+			vals = append(vals, h.Value)
+		}
+	}
+	return strings.Join(vals, ", ")
+}
+
+// body decodes, scans and rewrites one body. A rewritten body is stored
+// decoded: Content-Encoding is removed and Content-Length fixed, so the
+// original (compressed) bytes never reach the store.
+func (sc *scan) body(side string, hs *[]*reprisev1.Header, body *[]byte, size *int64, truncated bool) {
+	if len(*body) == 0 {
+		return
+	}
+	loc := side + ".body"
+	b := *body
+	enc := header(*hs, "Content-Encoding")
+	decoded := false
+	if enc != "" && !strings.EqualFold(strings.TrimSpace(enc), "identity") {
+		var err error
+		if b, err = decode(enc, b, sc.s.limits.MaxBodyBytes); err != nil {
+			reason, ok := isLimit(err)
+			if !ok {
+				reason = ReasonUndecodable
+			}
+			sc.remove(loc, reason, body, size)
+			return
+		}
+		decoded = true
+	}
+	if int64(len(b)) > sc.s.limits.MaxBodyBytes {
+		sc.remove(loc, ReasonTooLarge, body, size)
+		return
+	}
+	out, err := sc.content(loc, "", header(*hs, "Content-Type"), b, 0, nil)
+	if err != nil {
+		reason, ok := isLimit(err)
+		if !ok {
+			reason = ReasonUnparsable
+		}
+		sc.remove(loc, reason, body, size)
+		return
+	}
+	if !decoded && bytes.Equal(out, *body) {
+		return
+	}
+	*body = out
+	var kept []*reprisev1.Header
+	for _, h := range *hs {
+		switch {
+		case h != nil && decoded && strings.EqualFold(h.Name, "Content-Encoding"):
+			continue
+		case h != nil && !truncated && strings.EqualFold(h.Name, "Content-Length"):
+			h.Value = strconv.Itoa(len(out))
+		}
+		kept = append(kept, h)
+	}
+	*hs = kept
+	if !truncated {
+		*size = int64(len(out))
+	}
+}
+
+// remove fails closed: the body goes, a Redaction says where and why.
+func (sc *scan) remove(loc, reason string, body *[]byte, size *int64) {
+	*body, *size = nil, 0
+	sc.record(loc, reason, ActionRemove)
+}
+
+// decode undoes a Content-Encoding list (applied in order, so undone in
+// reverse), reading at most limit bytes of output.
+func decode(encodings string, b []byte, limit int64) ([]byte, error) {
+	codings := strings.Split(encodings, ",")
+	for i := len(codings) - 1; i >= 0; i-- {
+		var r io.Reader
+		var err error
+		switch c := strings.ToLower(strings.TrimSpace(codings[i])); c {
+		case "", "identity":
+			continue
+		case "gzip", "x-gzip":
+			r, err = gzip.NewReader(bytes.NewReader(b))
+		case "deflate":
+			// RFC 9110 deflate is zlib; some servers send raw deflate.
+			if r, err = zlib.NewReader(bytes.NewReader(b)); err != nil {
+				r, err = flate.NewReader(bytes.NewReader(b)), nil
+			}
+		case "br":
+			r = brotli.NewReader(bytes.NewReader(b))
+		case "zstd":
+			var d *zstd.Decoder
+			d, err = zstd.NewReader(bytes.NewReader(b), zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxMemory(uint64(limit)+1))
+			if err == nil {
+				defer d.Close()
+				r = d
+			}
+		default:
+			return nil, fmt.Errorf("content encoding %q not supported", c)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("decode %s: %w", codings[i], err)
+		}
+		out, err := io.ReadAll(io.LimitReader(r, limit+1))
+		if err != nil {
+			return nil, fmt.Errorf("decode %s: %w", codings[i], err)
+		}
+		if int64(len(out)) > limit {
+			return nil, &limitError{ReasonTooLarge}
+		}
+		b = out
+	}
+	return b, nil
+}
+
+type bodyKind int
+
+const (
+	bodyText bodyKind = iota
+	bodyJSON
+	bodyXML
+	bodyForm
+	bodyMultipart
+)
+
+// sniff looks at the bytes first: Content-Type is often missing or wrong.
+func sniff(contentType string, b []byte) (bodyKind, string) {
+	mt, params, _ := mime.ParseMediaType(contentType)
+	if strings.HasPrefix(mt, "multipart/") && params["boundary"] != "" {
+		return bodyMultipart, params["boundary"]
+	}
+	t := bytes.TrimLeft(bytes.TrimPrefix(b, []byte("\xef\xbb\xbf")), " \t\r\n")
+	switch {
+	case len(t) == 0:
+		return bodyText, ""
+	case t[0] == '{' || t[0] == '[':
+		return bodyJSON, ""
+	case t[0] == '<':
+		if mt == "text/html" || bytes.HasPrefix(bytes.ToLower(t[:min(len(t), 14)]), []byte("<!doctype html")) || bytes.HasPrefix(bytes.ToLower(t[:min(len(t), 5)]), []byte("<html")) {
+			return bodyText, ""
+		}
+		return bodyXML, ""
+	case bytes.HasPrefix(t, []byte("--")):
+		line, _, _ := bytes.Cut(t[2:], []byte("\n"))
+		if bd := string(bytes.TrimRight(line, "\r")); bd != "" && len(bd) <= 70 && bytes.Contains(t, []byte("Content-Disposition")) {
+			return bodyMultipart, bd
+		}
+	case mt == "application/x-www-form-urlencoded" || looksLikeForm(t):
+		return bodyForm, ""
+	}
+	return bodyText, ""
+}
+
+func looksLikeForm(b []byte) bool {
+	if !bytes.ContainsRune(b, '=') {
+		return false
+	}
+	for _, p := range bytes.Split(b, []byte("&")) {
+		name, _, ok := bytes.Cut(p, []byte("="))
+		if !ok || len(name) == 0 {
+			return false
+		}
+		for _, c := range p {
+			if c <= ' ' || c == '"' || c == '<' || c == '{' || c >= 0x7f {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// content scans a body (or a part of one) by its kind. Only limit errors
+// come back: structured bodies that do not parse are scanned as text,
+// except multipart, whose fields text patterns cannot find.
+func (sc *scan) content(loc, key, contentType string, b []byte, depth int, forced *rule) ([]byte, error) {
+	if depth > sc.s.limits.MaxDepth {
+		return nil, &limitError{ReasonTooDeep}
+	}
+	k, boundary := sniff(contentType, b)
+	// Redactions of a structured scan that fails are replaced by the text scan's.
+	recorded := len(sc.out)
+	var out []byte
+	var err error
+	switch k {
+	case bodyJSON:
+		out, err = sc.json(loc, key, b, depth, forced)
+	case bodyXML:
+		out, err = sc.xml(loc, b, depth, forced)
+	case bodyMultipart:
+		return sc.multipart(loc, boundary, b, depth)
+	case bodyForm:
+		if forced == nil {
+			return []byte(sc.pairs(loc, string(b), '&')), nil
+		}
+	}
+	if err == nil && out != nil {
+		return out, nil
+	}
+	if _, ok := isLimit(err); ok {
+		return nil, err
+	}
+	sc.out = sc.out[:recorded]
+	if sc.fields++; sc.fields > sc.s.limits.MaxFields {
+		return nil, &limitError{ReasonTooMany}
+	}
+	return []byte(sc.field(loc, key, string(b), kindText, forced)), nil
+}
+
+type edit struct {
+	start, end int
+	repl       []byte
+}
+
+func splice(b []byte, edits []edit) []byte {
+	if len(edits) == 0 {
+		return b
+	}
+	out := make([]byte, 0, len(b))
+	last := 0
+	for _, e := range edits {
+		out = append(append(out, b[last:e.start]...), e.repl...)
+		last = e.end
+	}
+	return append(out, b[last:]...)
+}
+
+// jsonWalk rewrites JSON leaves in place: untouched bytes stay as they
+// were, and every replacement keeps the leaf's type (see docs).
+type jsonWalk struct {
+	sc    *scan
+	b     []byte
+	dec   *jsontext.Decoder
+	edits []edit
+}
+
+func (sc *scan) json(loc, key string, b []byte, depth int, forced *rule) ([]byte, error) {
+	w := &jsonWalk{sc: sc, b: b, dec: jsontext.NewDecoder(bytes.NewReader(b),
+		jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))}
+	// Several top-level values (JSON lines) are scanned one after another.
+	for w.dec.PeekKind() != 0 {
+		if err := w.value(loc, key, depth, forced); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := w.dec.ReadToken(); !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("json: %w", err)
+	}
+	return splice(b, w.edits), nil
+}
+
+// next is the offset where the next token starts.
+func (w *jsonWalk) next() int {
+	i := int(w.dec.InputOffset())
+	for i < len(w.b) && strings.IndexByte(" \t\r\n,:", w.b[i]) >= 0 {
+		i++
+	}
+	return i
+}
+
+// read consumes the next token; a kind of 0 means an error or the end.
+func (w *jsonWalk) read() (jsontext.Token, error) {
+	tok, err := w.dec.ReadToken()
+	if errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	return tok, err
+}
+
+func (w *jsonWalk) value(loc, key string, depth int, forced *rule) error {
+	start := w.next()
+	sc := w.sc
+	switch kind := w.dec.PeekKind(); kind {
+	case '{', '[':
+		if _, err := w.read(); err != nil {
+			return err
+		}
+		if depth++; depth > sc.s.limits.MaxDepth {
+			return &limitError{ReasonTooDeep}
+		}
+		for {
+			switch w.dec.PeekKind() {
+			case '}', ']':
+				_, err := w.read()
+				return err
+			case 0:
+				_, err := w.read()
+				return err
+			}
+			k, l := key, loc+"[]"
+			if kind == '{' {
+				name, err := w.read()
+				if err != nil {
+					return err
+				}
+				k = name.String()
+				l = loc + "." + k
+			}
+			f := forced
+			// Leaves are decided by field; containers by their key here.
+			if next := w.dec.PeekKind(); f == nil && kind == '{' && (next == '{' || next == '[') {
+				r, allow := sc.decideKey(l, normKey(k))
+				if allow {
+					// An allow-listed key keeps its whole subtree.
+					if err := w.dec.SkipValue(); err != nil {
+						return err
+					}
+					continue
+				}
+				f = r
+			}
+			if err := w.value(l, k, depth, f); err != nil {
+				return err
+			}
+		}
+	case '"':
+		tok, err := w.read()
+		if err != nil {
+			return err
+		}
+		if sc.fields++; sc.fields > sc.s.limits.MaxFields {
+			return &limitError{ReasonTooMany}
+		}
+		t := tok.String()
+		var repl string
+		if tr := strings.TrimSpace(t); len(tr) > 1 && (tr[0] == '{' || tr[0] == '[') && json.Valid([]byte(tr)) {
+			// JSON inside a string: scan it as JSON.
+			out, err := sc.json(loc, key, []byte(t), depth+1, forced)
+			if err != nil {
+				return err
+			}
+			repl = string(out)
+		} else {
+			repl = sc.field(loc, key, t, kindText, forced)
+		}
+		if repl != t {
+			q, _ := json.Marshal(repl)
+			w.edits = append(w.edits, edit{start, int(w.dec.InputOffset()), q})
+		}
+	case '0':
+		if _, err := w.read(); err != nil {
+			return err
+		}
+		if sc.fields++; sc.fields > sc.s.limits.MaxFields {
+			return &limitError{ReasonTooMany}
+		}
+		end := int(w.dec.InputOffset())
+		raw := string(w.b[start:end])
+		if repl := sc.field(loc, key, raw, kindNumber, forced); repl != raw {
+			w.edits = append(w.edits, edit{start, end, []byte(repl)})
+		}
+	default:
+		// Booleans and null carry no secret worth a change.
+		_, err := w.read()
+		return err
+	}
+	return nil
+}
+
+// xml scans element text, attribute values and comments, keyed by the
+// element or attribute name. RawToken keeps namespace prefixes as written.
+func (sc *scan) xml(loc string, b []byte, depth int, forced *rule) ([]byte, error) {
+	d := xml.NewDecoder(bytes.NewReader(b))
+	var edits []edit
+	type elem struct {
+		loc, key string
+		forced   *rule
+	}
+	stack := []elem{{loc, "", forced}}
+	start := 0
+	for {
+		tok, err := d.RawToken()
+		if errors.Is(err, io.EOF) && len(stack) > 1 {
+			// Truncated XML is scanned as text, the same way on every pass.
+			return nil, errors.New("xml: unclosed element")
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		end := int(d.InputOffset())
+		top := stack[len(stack)-1]
+		switch t := tok.(type) {
+		case xml.StartElement:
+			if len(stack) > sc.s.limits.MaxDepth || depth+len(stack) > sc.s.limits.MaxDepth {
+				return nil, &limitError{ReasonTooDeep}
+			}
+			name := t.Name.Local
+			e := elem{loc: top.loc + "." + name, key: name, forced: top.forced}
+			if e.forced == nil {
+				e.forced, _ = sc.decideKey(e.loc, normKey(name))
+			}
+			changed := false
+			for i, a := range t.Attr {
+				if sc.fields++; sc.fields > sc.s.limits.MaxFields {
+					return nil, &limitError{ReasonTooMany}
+				}
+				if repl := sc.field(e.loc+".@"+a.Name.Local, a.Name.Local, a.Value, kindText, e.forced); repl != a.Value {
+					t.Attr[i].Value, changed = repl, true
+				}
+			}
+			if changed {
+				edits = append(edits, edit{start, end, startTag(t, bytes.HasSuffix(b[start:end], []byte("/>")))})
+			}
+			stack = append(stack, e)
+		case xml.EndElement:
+			if len(stack) > 1 {
+				stack = stack[:len(stack)-1]
+			}
+		case xml.CharData:
+			if len(bytes.TrimSpace(t)) == 0 {
+				break
+			}
+			if sc.fields++; sc.fields > sc.s.limits.MaxFields {
+				return nil, &limitError{ReasonTooMany}
+			}
+			if repl := sc.field(top.loc, top.key, string(t), kindText, top.forced); repl != string(t) {
+				var buf bytes.Buffer
+				_ = xml.EscapeText(&buf, []byte(repl))
+				edits = append(edits, edit{start, end, buf.Bytes()})
+			}
+		case xml.Comment:
+			if repl := sc.field(top.loc+".#comment", "", string(t), kindText, top.forced); repl != string(t) {
+				edits = append(edits, edit{start, end, []byte("<!--" + strings.ReplaceAll(repl, "--", "- -") + "-->")})
+			}
+		}
+		start = end
+	}
+	return splice(b, edits), nil
+}
+
+func startTag(t xml.StartElement, selfClosing bool) []byte {
+	var buf bytes.Buffer
+	buf.WriteString("<" + qname(t.Name))
+	for _, a := range t.Attr {
+		buf.WriteString(" " + qname(a.Name) + `="`)
+		_ = xml.EscapeText(&buf, []byte(a.Value))
+		buf.WriteString(`"`)
+	}
+	if selfClosing {
+		buf.WriteString("/")
+	}
+	buf.WriteString(">")
+	return buf.Bytes()
+}
+
+func qname(n xml.Name) string {
+	if n.Space != "" {
+		return n.Space + ":" + n.Local
+	}
+	return n.Local
+}
+
+// multipart scans each part as a field (its form name is the key) or as a
+// body of its own, and writes the parts back with the same boundary.
+func (sc *scan) multipart(loc, boundary string, b []byte, depth int) ([]byte, error) {
+	r := multipart.NewReader(bytes.NewReader(b), boundary)
+	var out bytes.Buffer
+	w := multipart.NewWriter(&out)
+	if err := w.SetBoundary(boundary); err != nil {
+		return nil, fmt.Errorf("multipart boundary: %w", err)
+	}
+	for i := 0; ; i++ {
+		p, err := r.NextRawPart()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("multipart part %d: %w", i, err)
+		}
+		data, err := io.ReadAll(io.LimitReader(p, sc.s.limits.MaxBodyBytes+1))
+		if err != nil {
+			return nil, fmt.Errorf("multipart part %d: %w", i, err)
+		}
+		name := p.FormName()
+		if name == "" {
+			name = strconv.Itoa(i)
+		}
+		partLoc := loc + "." + name
+		deny, allow := sc.decideKey(partLoc, normKey(name))
+		if !allow {
+			if data, err = sc.content(partLoc, name, p.Header.Get("Content-Type"), data, depth+1, deny); err != nil {
+				return nil, err
+			}
+		}
+		pw, err := w.CreatePart(textproto.MIMEHeader(p.Header))
+		if err != nil {
+			return nil, fmt.Errorf("multipart part %d: %w", i, err)
+		}
+		if _, err := pw.Write(data); err != nil {
+			return nil, fmt.Errorf("multipart part %d: %w", i, err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		return nil, fmt.Errorf("multipart close: %w", err)
+	}
+	return out.Bytes(), nil
+}
