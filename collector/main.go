@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -14,15 +13,21 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
+	"github.com/dustin/go-humanize"
+	"github.com/google/uuid"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/reprise-dev/reprise/collector/server"
+	"github.com/reprise-dev/reprise/internal/exchfile"
 	"github.com/reprise-dev/reprise/internal/filterflag"
+	"github.com/reprise-dev/reprise/internal/grpcclient"
+	"github.com/reprise-dev/reprise/internal/sanitize"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
@@ -30,7 +35,10 @@ const usage = `Usage: collector <command> [flags]
 
 Commands:
   serve   receive exchanges from agents, store them, serve queries
-  query   print stored exchanges as JSON lines
+  query   print stored exchanges as JSON lines (or --count them)
+  stats   print per-endpoint counts, error rates and latency percentiles
+  export  write stored exchanges to a HAR or JSONL file
+  import  send the exchanges of a HAR or JSONL file through ingest
   help    show this help
 
 Run "collector <command> -h" for the flags of a command.
@@ -60,6 +68,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = serve(ctx, args[1:], stderr)
 	case "query":
 		err = query(ctx, args[1:], stdout, stderr)
+	case "stats":
+		err = stats(ctx, args[1:], stdout, stderr)
+	case "export":
+		err = export(ctx, args[1:], stdout, stderr)
+	case "import":
+		err = importFile(ctx, args[1:], stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "collector: unknown command %q\n\n%s", args[0], usage)
 		return 2
@@ -109,9 +123,52 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	grpcAddr := fs.String("grpc-listen", "127.0.0.1:7070", "gRPC listen address (ingest, query, reflection)")
 	httpAddr := fs.String("http-listen", "127.0.0.1:7071", "HTTP listen address (/healthz, /readyz, /metrics)")
 	storePath := fs.String("store", "./reprise-data/reprise.db", "store: a SQLite file path (postgres:// is not supported yet)")
+	ingestTokenFile := fs.String("ingest-token-file", "", "file holding the token agents must send to IngestService (default: $"+ingestTokenEnv+"; none: open)")
+	queryTokenFile := fs.String("query-token-file", "", "file holding the token clients must send to QueryService (default: $"+queryTokenEnv+"; none: open)")
+	tlsCert := fs.String("tls-cert", "", "PEM certificate to serve gRPC over TLS (with --tls-key)")
+	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
+	retentionAge := fs.Duration("retention-age", 0, "delete exchanges older than this (e.g. 168h; 0: keep)")
+	retentionSize := fs.String("retention-size", "", "delete the oldest exchanges while the store holds more than this (e.g. 10GB; empty: no limit)")
+	sanitizeConfig := fs.String("sanitize-config", "", "YAML sanitize rules (default: the built-in rules)")
+	tokenKeyFile := fs.String("token-key-file", "", "HMAC key of tokenize rules (default: $REPRISE_TOKEN_KEY)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	var cfg server.Config
+	var err error
+	if cfg.Tokens.Ingest, err = tokenFrom(*ingestTokenFile, ingestTokenEnv, "--ingest-token-file"); err != nil {
+		return err
+	}
+	if cfg.Tokens.Query, err = tokenFrom(*queryTokenFile, queryTokenEnv, "--query-token-file"); err != nil {
+		return err
+	}
+	if (*tlsCert == "") != (*tlsKey == "") {
+		return errors.New("--tls-cert and --tls-key go together")
+	}
+	if *tlsCert != "" {
+		if cfg.TLS, err = credentials.NewServerTLSFromFile(*tlsCert, *tlsKey); err != nil {
+			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+	}
+	if *retentionAge < 0 {
+		return fmt.Errorf("--retention-age must not be negative, got %s", *retentionAge)
+	}
+	cfg.Retention.MaxAge = *retentionAge
+	if *retentionSize != "" {
+		n, err := humanize.ParseBytes(*retentionSize)
+		if err != nil || n == 0 || n > math.MaxInt64 {
+			return fmt.Errorf("--retention-size: want a size like 10GB, got %q", *retentionSize)
+		}
+		cfg.Retention.MaxBytes = int64(n)
+	}
+	key, err := sanitize.KeyFromEnvOrFile(*tokenKeyFile)
+	if err != nil {
+		return fmt.Errorf("--token-key-file: %w", err)
+	}
+	if cfg.Sanitizer, err = sanitize.Load(*sanitizeConfig, key); err != nil {
+		return fmt.Errorf("--sanitize-config: %w", err)
+	}
+
 	st, err := server.OpenStore(*storePath)
 	if err != nil {
 		return err
@@ -126,58 +183,272 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		grpcLis.Close()
 		return fmt.Errorf("listen http: %w", err)
 	}
-	return server.Serve(ctx, grpcLis, httpLis, st)
+	return server.Serve(ctx, grpcLis, httpLis, st, cfg)
+}
+
+// Environment variables that hold the serve tokens when no file is given.
+const (
+	ingestTokenEnv = "REPRISE_INGEST_TOKEN"
+	queryTokenEnv  = "REPRISE_QUERY_TOKEN"
+)
+
+// tokenFrom reads a token from path, or from the environment variable when
+// path is ""; "" means no token.
+func tokenFrom(path, env, flagName string) (string, error) {
+	if path == "" {
+		return strings.TrimSpace(os.Getenv(env)), nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", flagName, err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("%s: %s is empty", flagName, path)
+	}
+	return tok, nil
+}
+
+// client holds the flags every client command shares: where the collector
+// is, how to authenticate, and which exchanges.
+type client struct {
+	addr    *string
+	conn    *grpcclient.Flags
+	filters *filterflag.Flags
+}
+
+func registerClient(fs *flag.FlagSet) *client {
+	return &client{
+		addr:    fs.String("addr", "127.0.0.1:7070", "collector gRPC address"),
+		conn:    grpcclient.Register(fs),
+		filters: filterflag.Register(fs),
+	}
+}
+
+func (c *client) dial() (reprisev1.QueryServiceClient, *grpc.ClientConn, error) {
+	conn, err := c.conn.Dial(*c.addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	return reprisev1.NewQueryServiceClient(conn), conn, nil
 }
 
 func query(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("query", "query [--addr ADDR] [filter flags] [--limit N]", stderr)
-	addr := fs.String("addr", "127.0.0.1:7070", "collector gRPC address")
+	fs := newFlagSet("query", "query [--addr ADDR] [filter flags] [--limit N | --count]", stderr)
+	c := registerClient(fs)
 	limit := fs.Int("limit", 0, "print at most this many exchanges (0: all)")
-	filters := filterflag.Register(fs)
+	count := fs.Bool("count", false, "print only the number of matching exchanges")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *limit < 0 {
 		return fmt.Errorf("--limit must not be negative, got %d", *limit)
 	}
-	filter, err := filters.Filter(time.Now())
+	filter, err := c.filters.Filter(time.Now())
 	if err != nil {
 		return err
 	}
-
-	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	qc, conn, err := c.dial()
 	if err != nil {
-		return fmt.Errorf("connect %s: %w", *addr, err)
+		return err
 	}
 	defer conn.Close()
-	stream, err := reprisev1.NewQueryServiceClient(conn).StreamExchanges(ctx, &reprisev1.StreamExchangesRequest{
+	if *count {
+		resp, err := qc.CountExchanges(ctx, &reprisev1.CountExchangesRequest{Filter: filter})
+		if err != nil {
+			return fmt.Errorf("count exchanges at %s: %w", *c.addr, err)
+		}
+		_, err = fmt.Fprintln(stdout, resp.GetCount())
+		return err
+	}
+	return streamTo(ctx, qc, *c.addr, filter, *limit, exchfile.NewWriter(stdout, exchfile.JSONL))
+}
+
+// streamTo writes the matching exchanges to w in time order and closes w.
+func streamTo(ctx context.Context, qc reprisev1.QueryServiceClient, addr string, filter *reprisev1.ExchangeFilter, limit int, w exchfile.Writer) error {
+	stream, err := qc.StreamExchanges(ctx, &reprisev1.StreamExchangesRequest{
 		Filter: filter,
-		Limit:  int32(min(*limit, math.MaxInt32)),
+		Limit:  int32(min(limit, math.MaxInt32)),
 	})
 	if err != nil {
-		return fmt.Errorf("stream exchanges from %s: %w", *addr, err)
+		return fmt.Errorf("stream exchanges from %s: %w", addr, err)
 	}
-	out := bufio.NewWriter(stdout)
 	for {
 		resp, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			out.Flush()
-			return fmt.Errorf("stream exchanges from %s: %w", *addr, err)
+			w.Close()
+			return fmt.Errorf("stream exchanges from %s: %w", addr, err)
 		}
-		// protojson without Multiline writes one line per exchange.
-		b, err := protojson.MarshalOptions{}.Marshal(resp.GetExchange())
-		if err != nil {
-			return fmt.Errorf("encode exchange %s: %w", resp.GetExchange().GetId(), err)
-		}
-		if _, err := out.Write(append(b, '\n')); err != nil {
-			return fmt.Errorf("write output: %w", err)
+		if err := w.Write(resp.GetExchange()); err != nil {
+			return fmt.Errorf("write exchange %s: %w", resp.GetExchange().GetId(), err)
 		}
 	}
-	if err := out.Flush(); err != nil {
+	if err := w.Close(); err != nil {
 		return fmt.Errorf("write output: %w", err)
 	}
 	return nil
+}
+
+func stats(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("stats", "stats [--addr ADDR] [filter flags]", stderr)
+	c := registerClient(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	filter, err := c.filters.Filter(time.Now())
+	if err != nil {
+		return err
+	}
+	qc, conn, err := c.dial()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	resp, err := qc.GetStats(ctx, &reprisev1.GetStatsRequest{Filter: filter})
+	if err != nil {
+		return fmt.Errorf("get stats from %s: %w", *c.addr, err)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERVICE\tMETHOD\tENDPOINT\tCOUNT\t4XX\t5XX\tERROR RATE\tP50\tP95\tP99")
+	for _, e := range resp.GetEndpoints() {
+		st := e.GetStats()
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%.2f%%\t%s\t%s\t%s\n", e.GetService(), e.GetMethod(), e.GetEndpoint(),
+			st.GetCount(), st.GetClientErrors(), st.GetServerErrors(), 100*st.GetErrorRate(),
+			st.GetP50().AsDuration(), st.GetP95().AsDuration(), st.GetP99().AsDuration())
+	}
+	return tw.Flush()
+}
+
+func export(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("export", "export [--format har|jsonl] [--out FILE] [filter flags]", stderr)
+	c := registerClient(fs)
+	format := fs.String("format", "", "har or jsonl (default: from the --out extension, else jsonl)")
+	out := fs.String("out", "", "file to write (default: standard output)")
+	limit := fs.Int("limit", 0, "export at most this many exchanges (0: all)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *limit < 0 {
+		return fmt.Errorf("--limit must not be negative, got %d", *limit)
+	}
+	f := exchfile.JSONL
+	switch {
+	case *format != "":
+		var err error
+		if f, err = exchfile.ParseFormat(*format); err != nil {
+			return fmt.Errorf("--format: %w", err)
+		}
+	case *out != "":
+		f = exchfile.FormatOf(*out)
+	}
+	filter, err := c.filters.Filter(time.Now())
+	if err != nil {
+		return err
+	}
+	qc, conn, err := c.dial()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if *out == "" {
+		return streamTo(ctx, qc, *c.addr, filter, *limit, exchfile.NewWriter(stdout, f))
+	}
+	// Exports hold captured traffic: owner-only, like the store.
+	file, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("--out: %w", err)
+	}
+	if err := streamTo(ctx, qc, *c.addr, filter, *limit, exchfile.NewWriter(file, f)); err != nil {
+		file.Close()
+		return err
+	}
+	if err := file.Close(); err != nil {
+		return fmt.Errorf("--out: %w", err)
+	}
+	return nil
+}
+
+// importBatch is how many exchanges one ingest batch of an import carries.
+const importBatch = 256
+
+// importFile sends a file's exchanges to the collector's IngestService, so
+// they are sanitized and stored exactly like captured ones.
+func importFile(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("import", "import [--addr ADDR] FILE", stderr)
+	addr := fs.String("addr", "127.0.0.1:7070", "collector gRPC address")
+	connFlags := grpcclient.Register(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "import takes exactly one FILE")
+		fs.Usage()
+		return errUsage
+	}
+	path := fs.Arg(0)
+	conn, err := connFlags.Dial(*addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	stream, err := reprisev1.NewIngestServiceClient(conn).Ingest(ctx)
+	if err != nil {
+		return fmt.Errorf("ingest to %s: %w", *addr, err)
+	}
+	importID := uuid.NewString()
+	var sent, stored, dropped int
+	batches := 0
+	send := func(exs []*reprisev1.Exchange) error {
+		batches++
+		req := &reprisev1.IngestRequest{BatchId: fmt.Sprintf("import-%s-%d", importID, batches), AgentId: "import", Exchanges: exs}
+		if err := stream.Send(req); err != nil {
+			return fmt.Errorf("send batch to %s: %w", *addr, err)
+		}
+		// One batch in flight: the ack says it is stored before the next goes.
+		ack, err := stream.Recv()
+		if err != nil {
+			return fmt.Errorf("ingest batch %d of %s: %w", batches, path, err)
+		}
+		sent += len(exs)
+		stored += int(ack.GetStored())
+		dropped += int(ack.GetDropped())
+		return nil
+	}
+	var batch []*reprisev1.Exchange
+	for ex, err := range exchfile.ReadFile(path) {
+		if err != nil {
+			return fmt.Errorf("after %d exchanges: %w", sent+len(batch), err)
+		}
+		if ex.GetId() == "" {
+			ex.Id = uuid.NewString()
+		}
+		if ex.Capture == nil {
+			ex.Capture = &reprisev1.Capture{Source: reprisev1.CaptureSource_CAPTURE_SOURCE_IMPORT}
+		}
+		if batch = append(batch, ex); len(batch) == importBatch {
+			if err := send(batch); err != nil {
+				return err
+			}
+			batch = nil
+		}
+	}
+	if len(batch) > 0 {
+		if err := send(batch); err != nil {
+			return err
+		}
+	}
+	if err := stream.CloseSend(); err != nil {
+		return fmt.Errorf("close ingest stream: %w", err)
+	}
+	if _, err := stream.Recv(); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("close ingest stream: %w", err)
+	}
+	_, err = fmt.Fprintf(stdout, "imported %d exchanges from %s: %d stored, %d dropped by sanitize rules\n", sent, path, stored, dropped)
+	return err
 }

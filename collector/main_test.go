@@ -46,7 +46,7 @@ func startCollector(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := server.NewGRPC(st, metrics.Nop{})
+	srv := server.NewGRPC(st, metrics.Nop{}, server.Config{})
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)
 	return lis.Addr().String()
@@ -110,6 +110,14 @@ func TestExitCodes(t *testing.T) {
 		{"bad filter", []string{"query", "--direction", "sideways"}, 2, "--direction"},
 		{"unreachable", []string{"query", "--addr", "127.0.0.1:1"}, 2, "stream exchanges from 127.0.0.1:1"},
 		{"postgres", []string{"serve", "--store", "postgres://db/reprise"}, 2, "not supported yet"},
+		{"tls cert without key", []string{"serve", "--tls-cert", "c.pem"}, 2, "--tls-cert and --tls-key"},
+		{"bad retention size", []string{"serve", "--retention-size", "lots"}, 2, "--retention-size"},
+		{"negative retention age", []string{"serve", "--retention-age", "-1h"}, 2, "--retention-age"},
+		{"missing token file", []string{"serve", "--query-token-file", "/nonexistent/token"}, 2, "--query-token-file"},
+		{"missing sanitize config", []string{"serve", "--sanitize-config", "/nonexistent/rules.yaml"}, 2, "--sanitize-config"},
+		{"import without file", []string{"import"}, 2, "exactly one FILE"},
+		{"bad export format", []string{"export", "--format", "xml"}, 2, "--format"},
+		{"bad status class", []string{"query", "--status", "7xx"}, 2, "--status"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -19,6 +19,7 @@ import (
 	"github.com/reprise-dev/reprise/collector/internal/grpctest"
 	"github.com/reprise-dev/reprise/collector/metrics"
 	"github.com/reprise-dev/reprise/collector/store"
+	"github.com/reprise-dev/reprise/collector/tail"
 	"github.com/reprise-dev/reprise/internal/sanitize"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
@@ -45,7 +46,7 @@ func start(t *testing.T, wrap func(store.Store) store.Store) (reprisev1.IngestSe
 		served = wrap(st)
 	}
 	srv := grpc.NewServer()
-	reprisev1.RegisterIngestServiceServer(srv, ingest.New(served, sanitize.Default(), metrics.Nop{}))
+	reprisev1.RegisterIngestServiceServer(srv, ingest.New(served, sanitize.Default(), tail.NewHub(), metrics.Nop{}))
 	return reprisev1.NewIngestServiceClient(grpctest.Dial(t, srv)), st, dir
 }
 

@@ -10,8 +10,11 @@ type Metrics interface {
 	BatchIngested(exchanges, redactions int)
 	// BatchRejected counts a batch refused as invalid; nothing of it is stored.
 	BatchRejected()
-	// StoreError counts a failed store operation ("put", "get", "list", "stream").
+	// StoreError counts a failed store operation ("put", "get", "list",
+	// "count", "stream", "services", "stats", "prune").
 	StoreError(op string)
+	// Pruned counts exchanges deleted by retention.
+	Pruned(exchanges int)
 }
 
 // Nop discards every event.
@@ -20,6 +23,7 @@ type Nop struct{}
 func (Nop) BatchIngested(int, int) {}
 func (Nop) BatchRejected()         {}
 func (Nop) StoreError(string)      {}
+func (Nop) Pruned(int)             {}
 
 // Prometheus exports the events as Prometheus counters.
 type Prometheus struct {
@@ -27,6 +31,7 @@ type Prometheus struct {
 	exchanges   prometheus.Counter
 	redactions  prometheus.Counter
 	rejected    prometheus.Counter
+	pruned      prometheus.Counter
 	storeErrors *prometheus.CounterVec
 }
 
@@ -42,6 +47,7 @@ func NewPrometheus(reg prometheus.Registerer) *Prometheus {
 		exchanges:  counter("ingested_exchanges_total", "Exchanges in committed batches."),
 		redactions: counter("redactions_total", "Values the sanitizer redacted before storing."),
 		rejected:   counter("rejected_batches_total", "Batches refused as invalid; nothing of them is stored."),
+		pruned:     counter("pruned_exchanges_total", "Exchanges deleted by retention (age or size)."),
 		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "reprise", Subsystem: "collector", Name: "store_errors_total",
 			Help: "Store operations that failed, by operation.",
@@ -50,7 +56,7 @@ func NewPrometheus(reg prometheus.Registerer) *Prometheus {
 	reg.MustRegister(m.storeErrors)
 	// Export every operation from the start, so a rate over the counter works
 	// before the first error.
-	for _, op := range []string{"put", "get", "list", "stream"} {
+	for _, op := range []string{"put", "get", "list", "count", "stream", "services", "stats", "prune"} {
 		m.storeErrors.WithLabelValues(op)
 	}
 	return m
@@ -65,3 +71,24 @@ func (m *Prometheus) BatchIngested(exchanges, redactions int) {
 func (m *Prometheus) BatchRejected() { m.rejected.Inc() }
 
 func (m *Prometheus) StoreError(op string) { m.storeErrors.WithLabelValues(op).Inc() }
+
+func (m *Prometheus) Pruned(exchanges int) { m.pruned.Add(float64(exchanges)) }
+
+// RegisterRuleCounts exports the sanitizer's per-rule counters, read at
+// scrape time, as reprise_collector_sanitize_matches_total{rule}.
+func RegisterRuleCounts(reg prometheus.Registerer, counts func() map[string]uint64) {
+	reg.MustRegister(ruleCounts{counts: counts})
+}
+
+var ruleDesc = prometheus.NewDesc("reprise_collector_sanitize_matches_total",
+	"Values changed (or exchanges dropped) by each sanitize rule, detector and fail-closed reason.", []string{"rule"}, nil)
+
+type ruleCounts struct{ counts func() map[string]uint64 }
+
+func (r ruleCounts) Describe(ch chan<- *prometheus.Desc) { ch <- ruleDesc }
+
+func (r ruleCounts) Collect(ch chan<- prometheus.Metric) {
+	for rule, n := range r.counts() {
+		ch <- prometheus.MustNewConstMetric(ruleDesc, prometheus.CounterValue, float64(n), rule)
+	}
+}

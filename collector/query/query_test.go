@@ -14,12 +14,14 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/reprise-dev/reprise/collector/internal/grpctest"
 	"github.com/reprise-dev/reprise/collector/metrics"
 	"github.com/reprise-dev/reprise/collector/query"
 	"github.com/reprise-dev/reprise/collector/store"
+	"github.com/reprise-dev/reprise/collector/tail"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
@@ -51,7 +53,7 @@ func start(t *testing.T, n int) reprisev1.QueryServiceClient {
 		t.Fatal(err)
 	}
 	srv := grpc.NewServer()
-	reprisev1.RegisterQueryServiceServer(srv, query.New(st, metrics.Nop{}))
+	reprisev1.RegisterQueryServiceServer(srv, query.New(st, tail.NewHub(), metrics.Nop{}))
 	return reprisev1.NewQueryServiceClient(grpctest.Dial(t, srv))
 }
 
@@ -198,6 +200,35 @@ func TestErrorCodes(t *testing.T) {
 			_, err := client.GetExchange(ctx, &reprisev1.GetExchangeRequest{})
 			return err
 		}, codes.InvalidArgument, "id"},
+		{"page token of another filter", func() error {
+			resp, err := client.ListExchanges(ctx, &reprisev1.ListExchangesRequest{PageSize: 1})
+			if err != nil {
+				return err
+			}
+			_, err = client.ListExchanges(ctx, &reprisev1.ListExchangesRequest{PageSize: 1, PageToken: resp.GetNextPageToken(),
+				Filter: &reprisev1.ExchangeFilter{Method: "POST"}})
+			return err
+		}, codes.InvalidArgument, "page_token"},
+		{"bad cursor", func() error {
+			_, err := stream(ctx, client, &reprisev1.StreamExchangesRequest{AfterCursor: "nope"})
+			return err
+		}, codes.InvalidArgument, "after_cursor"},
+		{"status class", func() error {
+			_, err := client.CountExchanges(ctx, &reprisev1.CountExchangesRequest{Filter: &reprisev1.ExchangeFilter{StatusClass: 6}})
+			return err
+		}, codes.InvalidArgument, "filter.status_class"},
+		{"negative min duration", func() error {
+			_, err := client.GetStats(ctx, &reprisev1.GetStatsRequest{Filter: &reprisev1.ExchangeFilter{MinDuration: durationpb.New(-time.Second)}})
+			return err
+		}, codes.InvalidArgument, "filter.min_duration"},
+		{"bad glob", func() error {
+			_, err := client.ListExchanges(ctx, &reprisev1.ListExchangesRequest{Filter: &reprisev1.ExchangeFilter{PathGlob: "/a/[b"}})
+			return err
+		}, codes.InvalidArgument, "filter.path_glob"},
+		{"services end time", func() error {
+			_, err := client.ListServices(ctx, &reprisev1.ListServicesRequest{EndTime: badTime})
+			return err
+		}, codes.InvalidArgument, "end_time: "},
 		{"missing id", func() error {
 			_, err := client.GetExchange(ctx, &reprisev1.GetExchangeRequest{Id: "nope"})
 			return err

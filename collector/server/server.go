@@ -3,6 +3,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -16,12 +17,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/reprise-dev/reprise/collector/auth"
 	"github.com/reprise-dev/reprise/collector/ingest"
 	"github.com/reprise-dev/reprise/collector/metrics"
 	"github.com/reprise-dev/reprise/collector/query"
 	"github.com/reprise-dev/reprise/collector/store"
+	"github.com/reprise-dev/reprise/collector/tail"
 	"github.com/reprise-dev/reprise/internal/sanitize"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
@@ -44,14 +48,62 @@ func OpenStore(spec string) (store.Store, error) {
 	return store.OpenSQLite(spec)
 }
 
+// Config is what the collector serves with beyond its store; the zero value
+// serves without auth, TLS or retention, with the default sanitizer.
+type Config struct {
+	Tokens auth.Tokens
+	// TLS, when set, serves gRPC over TLS with these credentials.
+	TLS credentials.TransportCredentials
+	// Sanitizer runs on every ingested exchange; nil means sanitize.Default().
+	Sanitizer *sanitize.Sanitizer
+	Retention store.Retention
+	// RetentionEvery is how often retention runs (default one minute).
+	RetentionEvery time.Duration
+}
+
 // NewGRPC returns a gRPC server with IngestService, QueryService and server
 // reflection (so grpcurl works without the proto files).
-func NewGRPC(st store.Store, m metrics.Metrics) *grpc.Server {
-	srv := grpc.NewServer(grpc.MaxRecvMsgSize(maxRecvMsgSize))
-	reprisev1.RegisterIngestServiceServer(srv, ingest.New(st, sanitize.Default(), m))
-	reprisev1.RegisterQueryServiceServer(srv, query.New(st, m))
+func NewGRPC(st store.Store, m metrics.Metrics, cfg Config) *grpc.Server {
+	opts := append([]grpc.ServerOption{grpc.MaxRecvMsgSize(maxRecvMsgSize)}, cfg.Tokens.ServerOptions()...)
+	if cfg.TLS != nil {
+		opts = append(opts, grpc.Creds(cfg.TLS))
+	}
+	san := cfg.Sanitizer
+	if san == nil {
+		san = sanitize.Default()
+	}
+	hub := tail.NewHub()
+	srv := grpc.NewServer(opts...)
+	reprisev1.RegisterIngestServiceServer(srv, ingest.New(st, san, hub, m))
+	reprisev1.RegisterQueryServiceServer(srv, query.New(st, hub, m))
 	reflection.Register(srv)
 	return srv
+}
+
+// RunRetention prunes st by the policy every interval until ctx is done.
+func RunRetention(ctx context.Context, st store.Store, policy store.Retention, every time.Duration, m metrics.Metrics) {
+	if policy == (store.Retention{}) {
+		return
+	}
+	log := slog.With("component", "retention")
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		n, err := st.Prune(ctx, policy, time.Now())
+		switch {
+		case err != nil && ctx.Err() == nil:
+			m.StoreError("prune")
+			log.Error("prune store", "err", err)
+		case n > 0:
+			m.Pruned(int(n))
+			log.Info("pruned store", "exchanges", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // NewHTTP returns the handler for /healthz, /readyz and /metrics.
@@ -76,13 +128,25 @@ func NewHTTP(st store.Store, gatherer prometheus.Gatherer) http.Handler {
 // Serve runs the collector on the listeners until ctx is done or a server
 // fails, then stops both. It does not close st: the caller owns it and
 // closes it once Serve has returned, when no request can use it any more.
-func Serve(ctx context.Context, grpcLis, httpLis net.Listener, st store.Store) error {
+func Serve(ctx context.Context, grpcLis, httpLis net.Listener, st store.Store, cfg Config) error {
 	log := slog.With("component", "server")
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.NewPrometheus(reg)
+	if cfg.Sanitizer == nil {
+		cfg.Sanitizer = sanitize.Default()
+	}
+	metrics.RegisterRuleCounts(reg, cfg.Sanitizer.Counts)
 
-	grpcSrv := NewGRPC(st, m)
+	grpcSrv := NewGRPC(st, m, cfg)
+	retentionCtx, stopRetention := context.WithCancel(ctx)
+	retentionDone := make(chan struct{})
+	go func() {
+		defer close(retentionDone)
+		RunRetention(retentionCtx, st, cfg.Retention, cmp.Or(cfg.RetentionEvery, time.Minute), m)
+	}()
+	// The caller closes st after Serve returns: retention must be over by then.
+	defer func() { stopRetention(); <-retentionDone }()
 	httpSrv := &http.Server{Handler: NewHTTP(st, reg), ReadHeaderTimeout: 10 * time.Second}
 
 	errc := make(chan error, 2)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -13,7 +14,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	rpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/reprise-dev/reprise/collector/metrics"
 	"github.com/reprise-dev/reprise/collector/store"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
@@ -52,7 +55,7 @@ func TestServe(t *testing.T) {
 	grpcLis, httpLis := listen(t), listen(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, grpcLis, httpLis, st) }()
+	go func() { done <- Serve(ctx, grpcLis, httpLis, st, Config{}) }()
 
 	conn, err := grpc.NewClient(grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -108,6 +111,8 @@ func TestServe(t *testing.T) {
 			"reprise_collector_redactions_total 1",
 			"reprise_collector_rejected_batches_total 0",
 			`reprise_collector_store_errors_total{op="put"} 0`,
+			"reprise_collector_pruned_exchanges_total 0",
+			`reprise_collector_sanitize_matches_total{rule="`,
 		}},
 	}
 	for _, tt := range tests {
@@ -150,4 +155,42 @@ func TestOpenStorePostgres(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "not supported yet") {
 		t.Errorf("OpenStore(postgres://…) error = %v, want not supported yet", err)
 	}
+}
+
+func TestRetentionRunsInBackground(t *testing.T) {
+	st, err := store.OpenSQLite(filepath.Join(t.TempDir(), "reprise.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	now := time.Now()
+	exs := []*reprisev1.Exchange{
+		{Id: "old", StartTime: timestamppb.New(now.Add(-48 * time.Hour))},
+		{Id: "new", StartTime: timestamppb.New(now)},
+	}
+	if err := st.Put(ctx, exs); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		RunRetention(ctx, st, store.Retention{MaxAge: 24 * time.Hour}, 10*time.Millisecond, metrics.Nop{})
+		close(done)
+	}()
+	for {
+		if _, err := st.Get(ctx, "old"); errors.Is(err, store.ErrNotFound) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("retention did not delete the old exchange")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if _, err := st.Get(ctx, "new"); err != nil {
+		t.Errorf("retention deleted a recent exchange: %v", err)
+	}
+	cancel()
+	<-done
 }

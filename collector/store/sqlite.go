@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"google.golang.org/protobuf/proto"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
@@ -22,10 +23,23 @@ import (
 // WAL checkpoints.
 const streamChunk = 256
 
+// How the exchange column is encoded.
+const (
+	encodingProto     = 0 // protobuf, as schema version 1 wrote it
+	encodingZstdProto = 1 // zstd-compressed protobuf
+)
+
+// migration brings the schema to its version: statements, then an optional
+// data step in the same transaction.
+type migration struct {
+	stmts []string
+	data  func(ctx context.Context, tx *sql.Tx) error
+}
+
 // migrations[i] brings the schema to version i+1. Append only: a released
 // migration never changes.
-var migrations = [][]string{
-	{
+var migrations = []migration{
+	{stmts: []string{
 		`CREATE TABLE exchanges (
 			id          TEXT PRIMARY KEY,
 			start_time  INTEGER NOT NULL, -- unix nanoseconds
@@ -46,8 +60,68 @@ var migrations = [][]string{
 		`CREATE INDEX exchanges_status_code ON exchanges (status_code, start_time, id)`,
 		`CREATE INDEX exchanges_host ON exchanges (host, start_time, id)`,
 		`CREATE INDEX exchanges_agent_id ON exchanges (agent_id, start_time, id)`,
-	},
+	}},
+	// 2: duration and normalised endpoint columns (min-duration filter,
+	// stats as an index scan) and compressed exchanges.
+	{stmts: []string{
+		`ALTER TABLE exchanges ADD COLUMN duration_ns INTEGER NOT NULL DEFAULT 0`,
+		`ALTER TABLE exchanges ADD COLUMN endpoint TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE exchanges ADD COLUMN encoding INTEGER NOT NULL DEFAULT 0`,
+		`CREATE INDEX exchanges_duration ON exchanges (duration_ns, start_time, id)`,
+		// Covers GetStats and ListServices: rows come grouped, durations sorted.
+		`CREATE INDEX exchanges_stats ON exchanges (service, endpoint, method, duration_ns, status_code)`,
+	}, data: backfillV2},
 }
+
+// backfillV2 fills the version 2 columns of exchanges stored by version 1
+// and compresses them.
+func backfillV2(ctx context.Context, tx *sql.Tx) error {
+	rows, err := tx.QueryContext(ctx, `SELECT rowid, id, exchange FROM exchanges WHERE encoding = ?`, encodingProto)
+	if err != nil {
+		return fmt.Errorf("read v1 exchanges: %w", err)
+	}
+	type update struct {
+		rowid int64
+		r     row
+		blob  []byte
+	}
+	var updates []update
+	for rows.Next() {
+		var u update
+		var id string
+		var b []byte
+		if err := rows.Scan(&u.rowid, &id, &b); err != nil {
+			rows.Close()
+			return fmt.Errorf("scan v1 exchange: %w", err)
+		}
+		ex, err := decode(id, encodingProto, b)
+		if err != nil {
+			rows.Close()
+			return err
+		}
+		u.r = rowOf(ex)
+		u.blob = zstdEncoder.EncodeAll(b, nil)
+		updates = append(updates, u)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read v1 exchanges: %w", err)
+	}
+	for _, u := range updates {
+		if _, err := tx.ExecContext(ctx, `UPDATE exchanges SET duration_ns = ?, endpoint = ?, exchange = ?, encoding = ? WHERE rowid = ?`,
+			u.r.durationNs, u.r.endpoint, u.blob, encodingZstdProto, u.rowid); err != nil {
+			return fmt.Errorf("update exchange %s: %w", u.r.id, err)
+		}
+	}
+	return nil
+}
+
+// The zstd coders are safe for concurrent EncodeAll/DecodeAll. The fastest
+// level: ingest is CPU bound, and JSON bodies still shrink several times.
+var (
+	zstdEncoder, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+	zstdDecoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(256<<20))
+)
 
 // SQLite is the embedded store: one local file.
 type SQLite struct {
@@ -76,7 +150,7 @@ func OpenSQLite(path string) (*SQLite, error) {
 	// synchronous=FULL makes a commit durable before Put returns (an ack must
 	// never be lost), and immediate transactions take the write lock at BEGIN
 	// so concurrent writers wait on the busy timeout instead of failing.
-	dsn := path + "?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=10000&_txlock=immediate"
+	dsn := path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=cache_size(-65536)&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
@@ -109,8 +183,14 @@ func (s *SQLite) migrate(ctx context.Context) error {
 		return fmt.Errorf("schema version %d is newer than this collector knows (%d)", version, len(migrations))
 	}
 	for v := version + 1; v <= len(migrations); v++ {
-		for _, stmt := range migrations[v-1] {
+		m := migrations[v-1]
+		for _, stmt := range m.stmts {
 			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+				return fmt.Errorf("migration %d: %w", v, err)
+			}
+		}
+		if m.data != nil {
+			if err := m.data(ctx, tx); err != nil {
 				return fmt.Errorf("migration %d: %w", v, err)
 			}
 		}
@@ -129,20 +209,11 @@ func (s *SQLite) Put(ctx context.Context, exchanges []*reprisev1.Exchange) error
 	if len(exchanges) == 0 {
 		return nil
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin put: %w", err)
-	}
-	defer tx.Rollback()
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO exchanges
-		(id, start_time, service, direction, method, path, status_code, host, agent_id, exchange)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (id) DO NOTHING`)
-	if err != nil {
-		return fmt.Errorf("prepare put: %w", err)
-	}
-	defer stmt.Close()
-	for _, ex := range exchanges {
+	// Encode before taking the write lock, so compression of one batch runs
+	// while another commits.
+	rows := make([]row, len(exchanges))
+	blobs := make([][]byte, len(exchanges))
+	for i, ex := range exchanges {
 		if ex.GetId() == "" {
 			return errors.New("put exchange: empty id")
 		}
@@ -150,9 +221,24 @@ func (s *SQLite) Put(ctx context.Context, exchanges []*reprisev1.Exchange) error
 		if err != nil {
 			return fmt.Errorf("marshal exchange %s: %w", ex.GetId(), err)
 		}
-		r := rowOf(ex)
-		if _, err := stmt.ExecContext(ctx, r.id, r.startTime, r.service, r.direction, r.method,
-			r.path, r.statusCode, r.host, r.agentID, b); err != nil {
+		rows[i], blobs[i] = rowOf(ex), zstdEncoder.EncodeAll(b, nil)
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin put: %w", err)
+	}
+	defer tx.Rollback()
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO exchanges
+		(id, start_time, duration_ns, service, direction, method, path, endpoint, status_code, host, agent_id, encoding, exchange)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO NOTHING`)
+	if err != nil {
+		return fmt.Errorf("prepare put: %w", err)
+	}
+	defer stmt.Close()
+	for i, r := range rows {
+		if _, err := stmt.ExecContext(ctx, r.id, r.startTime, r.durationNs, r.service, r.direction, r.method,
+			r.path, r.endpoint, r.statusCode, r.host, r.agentID, encodingZstdProto, blobs[i]); err != nil {
 			return fmt.Errorf("insert exchange %s: %w", r.id, err)
 		}
 	}
@@ -164,32 +250,29 @@ func (s *SQLite) Put(ctx context.Context, exchanges []*reprisev1.Exchange) error
 
 // Get implements Store.
 func (s *SQLite) Get(ctx context.Context, id string) (*reprisev1.Exchange, error) {
+	var enc int
 	var b []byte
-	err := s.db.QueryRowContext(ctx, `SELECT exchange FROM exchanges WHERE id = ?`, id).Scan(&b)
+	err := s.db.QueryRowContext(ctx, `SELECT encoding, exchange FROM exchanges WHERE id = ?`, id).Scan(&enc, &b)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
 	if err != nil {
 		return nil, fmt.Errorf("get exchange %s: %w", id, err)
 	}
-	return unmarshal(id, b)
+	return decode(id, enc, b)
 }
 
 // List implements Store.
-func (s *SQLite) List(ctx context.Context, filter *reprisev1.ExchangeFilter, pageSize int, pageToken string) ([]*reprisev1.Exchange, string, error) {
+func (s *SQLite) List(ctx context.Context, filter *reprisev1.ExchangeFilter, pageSize int, token string) ([]*reprisev1.Exchange, string, error) {
 	if pageSize <= 0 {
 		return nil, "", fmt.Errorf("list exchanges: page size %d must be positive", pageSize)
 	}
-	after, ok, err := parseToken(pageToken)
+	after, err := parsePageToken(token, filter)
 	if err != nil {
 		return nil, "", err
 	}
-	var afterp *cursor
-	if ok {
-		afterp = &after
-	}
 	// One row more than the page tells whether another page follows.
-	page, err := s.page(ctx, filter, afterp, pageSize+1)
+	page, err := s.page(ctx, filter, after, pageSize+1)
 	if err != nil {
 		return nil, "", err
 	}
@@ -197,12 +280,25 @@ func (s *SQLite) List(ctx context.Context, filter *reprisev1.ExchangeFilter, pag
 		return page, "", nil
 	}
 	page = page[:pageSize]
-	return page, cursorOf(page[len(page)-1]).token(), nil
+	return page, pageToken(positionOf(page[len(page)-1]), filter), nil
+}
+
+// Count implements Store.
+func (s *SQLite) Count(ctx context.Context, filter *reprisev1.ExchangeFilter) (int64, error) {
+	where, args := whereClause(filter, nil)
+	var n int64
+	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM exchanges`+where, args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count exchanges: %w", err)
+	}
+	return n, nil
 }
 
 // Stream implements Store.
-func (s *SQLite) Stream(ctx context.Context, filter *reprisev1.ExchangeFilter, limit int, fn func(*reprisev1.Exchange) error) error {
-	var after *cursor
+func (s *SQLite) Stream(ctx context.Context, filter *reprisev1.ExchangeFilter, afterCursor string, limit int, fn func(*reprisev1.Exchange, string) error) error {
+	after, err := parseCursor(afterCursor)
+	if err != nil {
+		return err
+	}
 	sent := 0
 	for {
 		n := streamChunk
@@ -217,7 +313,7 @@ func (s *SQLite) Stream(ctx context.Context, filter *reprisev1.ExchangeFilter, l
 			return err
 		}
 		for _, ex := range page {
-			if err := fn(ex); err != nil {
+			if err := fn(ex, Cursor(ex)); err != nil {
 				return err
 			}
 		}
@@ -225,16 +321,16 @@ func (s *SQLite) Stream(ctx context.Context, filter *reprisev1.ExchangeFilter, l
 		if len(page) < n {
 			return nil
 		}
-		c := cursorOf(page[len(page)-1])
-		after = &c
+		p := positionOf(page[len(page)-1])
+		after = &p
 	}
 }
 
-// page returns up to n matching exchanges after the cursor, in order.
-func (s *SQLite) page(ctx context.Context, filter *reprisev1.ExchangeFilter, after *cursor, n int) ([]*reprisev1.Exchange, error) {
+// page returns up to n matching exchanges after the position, in order.
+func (s *SQLite) page(ctx context.Context, filter *reprisev1.ExchangeFilter, after *position, n int) ([]*reprisev1.Exchange, error) {
 	where, args := whereClause(filter, after)
 	args = append(args, n)
-	rows, err := s.db.QueryContext(ctx, `SELECT id, exchange FROM exchanges`+where+
+	rows, err := s.db.QueryContext(ctx, `SELECT id, encoding, exchange FROM exchanges`+where+
 		` ORDER BY start_time, id LIMIT ?`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("query exchanges: %w", err)
@@ -243,11 +339,12 @@ func (s *SQLite) page(ctx context.Context, filter *reprisev1.ExchangeFilter, aft
 	var out []*reprisev1.Exchange
 	for rows.Next() {
 		var id string
+		var enc int
 		var b []byte
-		if err := rows.Scan(&id, &b); err != nil {
+		if err := rows.Scan(&id, &enc, &b); err != nil {
 			return nil, fmt.Errorf("scan exchange: %w", err)
 		}
-		ex, err := unmarshal(id, b)
+		ex, err := decode(id, enc, b)
 		if err != nil {
 			return nil, err
 		}
@@ -259,52 +356,17 @@ func (s *SQLite) page(ctx context.Context, filter *reprisev1.ExchangeFilter, aft
 	return out, nil
 }
 
-func whereClause(f *reprisev1.ExchangeFilter, after *cursor) (string, []any) {
-	var conds []string
-	var args []any
-	add := func(cond string, a ...any) {
-		conds = append(conds, cond)
-		args = append(args, a...)
+func decode(id string, enc int, b []byte) (*reprisev1.Exchange, error) {
+	switch enc {
+	case encodingProto:
+	case encodingZstdProto:
+		var err error
+		if b, err = zstdDecoder.DecodeAll(b, nil); err != nil {
+			return nil, fmt.Errorf("decompress exchange %s: %w", id, err)
+		}
+	default:
+		return nil, fmt.Errorf("exchange %s: unknown encoding %d", id, enc)
 	}
-	if f.GetStartTime() != nil {
-		add("start_time >= ?", f.GetStartTime().AsTime().UnixNano())
-	}
-	if f.GetEndTime() != nil {
-		add("start_time < ?", f.GetEndTime().AsTime().UnixNano())
-	}
-	if f.GetService() != "" {
-		add("service = ?", f.GetService())
-	}
-	if f.GetDirection() != reprisev1.Direction_DIRECTION_UNSPECIFIED {
-		add("direction = ?", int32(f.GetDirection()))
-	}
-	if f.GetMethod() != "" {
-		add("method = ?", strings.ToUpper(f.GetMethod()))
-	}
-	if p := f.GetPathPrefix(); p != "" {
-		// The range bound lets SQLite use the path index; substr makes it exact
-		// without LIKE's case folding and wildcards.
-		add("path >= ? AND substr(path, 1, length(?)) = ?", p, p, p)
-	}
-	if f.GetStatusCode() != 0 {
-		add("status_code = ?", f.GetStatusCode())
-	}
-	if f.GetHost() != "" {
-		add("host = ?", f.GetHost())
-	}
-	if f.GetAgentId() != "" {
-		add("agent_id = ?", f.GetAgentId())
-	}
-	if after != nil {
-		add("(start_time, id) > (?, ?)", after.startTime, after.id)
-	}
-	if len(conds) == 0 {
-		return "", nil
-	}
-	return " WHERE " + strings.Join(conds, " AND "), args
-}
-
-func unmarshal(id string, b []byte) (*reprisev1.Exchange, error) {
 	ex := &reprisev1.Exchange{}
 	if err := proto.Unmarshal(b, ex); err != nil {
 		return nil, fmt.Errorf("unmarshal exchange %s: %w", id, err)

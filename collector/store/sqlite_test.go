@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
@@ -103,6 +104,9 @@ func TestListFilters(t *testing.T) {
 		newEx("8", 8*time.Second, func(ex *reprisev1.Exchange) { ex.Capture.AgentId = "agent-b" }),
 		newEx("9", 9*time.Second, func(ex *reprisev1.Exchange) { ex.Request.Target = "http://proxy.example/users?id=1" }),
 		newEx("10", 10*time.Second, func(ex *reprisev1.Exchange) { ex.Request.Target = "/Orders%2F_x" }),
+		newEx("11", 11*time.Second, func(ex *reprisev1.Exchange) { ex.Duration = durationpb.New(2 * time.Second) }),
+		newEx("12", 12*time.Second, func(ex *reprisev1.Exchange) { ex.Response.StatusCode = 404 }),
+		newEx("13", 13*time.Second, func(ex *reprisev1.Exchange) { ex.Request.Target = "/orders/7/items/[x]" }),
 	}
 	if err := s.Put(ctx, all); err != nil {
 		t.Fatal(err)
@@ -113,20 +117,30 @@ func TestListFilters(t *testing.T) {
 		filter *reprisev1.ExchangeFilter
 		want   []string
 	}{
-		{"nil filter", nil, []string{"1", "2", "3", "4", "5", "6", "7", "8", "9", "10"}},
-		{"start inclusive", &reprisev1.ExchangeFilter{StartTime: ts(9 * time.Second)}, []string{"9", "10"}},
+		{"nil filter", nil, []string{"1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13"}},
+		{"start inclusive", &reprisev1.ExchangeFilter{StartTime: ts(9 * time.Second), EndTime: ts(11 * time.Second)}, []string{"9", "10"}},
 		{"end exclusive", &reprisev1.ExchangeFilter{EndTime: ts(3 * time.Second)}, []string{"1", "2"}},
 		{"time window", &reprisev1.ExchangeFilter{StartTime: ts(4 * time.Second), EndTime: ts(6 * time.Second)}, []string{"4", "5"}},
 		{"service", &reprisev1.ExchangeFilter{Service: "billing"}, []string{"2"}},
 		{"direction", &reprisev1.ExchangeFilter{Direction: reprisev1.Direction_DIRECTION_OUTBOUND}, []string{"3"}},
 		{"method any case", &reprisev1.ExchangeFilter{Method: "Post"}, []string{"4"}},
-		{"path prefix ignores query", &reprisev1.ExchangeFilter{PathPrefix: "/orders/"}, []string{"5"}},
-		{"path prefix whole path", &reprisev1.ExchangeFilter{PathPrefix: "/orders", Method: "GET", StatusCode: 200, Host: "orders.local", AgentId: "agent-a", Service: "orders"}, []string{"1", "3", "5"}},
+		{"path prefix ignores query", &reprisev1.ExchangeFilter{PathPrefix: "/orders/"}, []string{"5", "13"}},
+		{"path prefix whole path", &reprisev1.ExchangeFilter{PathPrefix: "/orders", Method: "GET", StatusCode: 200, Host: "orders.local", AgentId: "agent-a", Service: "orders"}, []string{"1", "3", "5", "11", "13"}},
 		{"path prefix is case-sensitive and literal", &reprisev1.ExchangeFilter{PathPrefix: "/Orders%2F_"}, []string{"10"}},
 		{"path of absolute-form target", &reprisev1.ExchangeFilter{PathPrefix: "/users"}, []string{"9"}},
 		{"status code", &reprisev1.ExchangeFilter{StatusCode: 503}, []string{"6"}},
 		{"host", &reprisev1.ExchangeFilter{Host: "billing.local"}, []string{"7"}},
 		{"agent", &reprisev1.ExchangeFilter{AgentId: "agent-b"}, []string{"8"}},
+		{"status class", &reprisev1.ExchangeFilter{StatusClass: 4}, []string{"12"}},
+		{"status class and code", &reprisev1.ExchangeFilter{StatusClass: 5, StatusCode: 404}, nil},
+		{"min duration", &reprisev1.ExchangeFilter{MinDuration: durationpb.New(time.Second)}, []string{"11"}},
+		{"glob star spans slashes", &reprisev1.ExchangeFilter{PathGlob: "/orders/*/items"}, []string{"5"}},
+		{"glob whole path", &reprisev1.ExchangeFilter{PathGlob: "/orders/*"}, []string{"5", "13"}},
+		{"glob question mark", &reprisev1.ExchangeFilter{PathGlob: "/order?"}, []string{"1", "2", "3", "4", "6", "7", "8", "11", "12"}},
+		{"glob set", &reprisev1.ExchangeFilter{PathGlob: "/[uU]sers"}, []string{"9"}},
+		{"glob negated set", &reprisev1.ExchangeFilter{PathGlob: "/[^o]*"}, []string{"9", "10"}},
+		{"glob literal bracket", &reprisev1.ExchangeFilter{PathGlob: "/orders/7/items/[[]x]"}, []string{"13"}},
+		{"glob and prefix", &reprisev1.ExchangeFilter{PathGlob: "*items*", PathPrefix: "/orders/4"}, []string{"5"}},
 		{"no match", &reprisev1.ExchangeFilter{Service: "nope"}, nil},
 	}
 	for _, tt := range tests {
@@ -139,7 +153,7 @@ func TestListFilters(t *testing.T) {
 				t.Errorf("List = %v (next %q), want %v", ids(got), next, tt.want)
 			}
 			var streamed []*reprisev1.Exchange
-			err = s.Stream(ctx, tt.filter, 0, func(ex *reprisev1.Exchange) error {
+			err = s.Stream(ctx, tt.filter, "", 0, func(ex *reprisev1.Exchange, _ string) error {
 				streamed = append(streamed, ex)
 				return nil
 			})
@@ -148,6 +162,24 @@ func TestListFilters(t *testing.T) {
 			}
 			if !slices.Equal(ids(streamed), tt.want) {
 				t.Errorf("Stream = %v, want %v", ids(streamed), tt.want)
+			}
+			n, err := s.Count(ctx, tt.filter)
+			if err != nil || n != int64(len(tt.want)) {
+				t.Errorf("Count = %d, %v; want %d", n, err, len(tt.want))
+			}
+			// Tail matches in memory: it must select exactly what SQL does.
+			m, err := NewMatcher(tt.filter)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var matched []*reprisev1.Exchange
+			for _, ex := range all {
+				if m.Match(ex) {
+					matched = append(matched, ex)
+				}
+			}
+			if !slices.Equal(ids(matched), tt.want) {
+				t.Errorf("Matcher = %v, want %v", ids(matched), tt.want)
 			}
 		})
 	}
@@ -234,7 +266,7 @@ func TestStream(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(fmt.Sprint(tt.limit), func(t *testing.T) {
 			var got []string
-			err := s.Stream(ctx, nil, tt.limit, func(ex *reprisev1.Exchange) error {
+			err := s.Stream(ctx, nil, "", tt.limit, func(ex *reprisev1.Exchange, _ string) error {
 				got = append(got, ex.GetId())
 				return nil
 			})
@@ -249,7 +281,7 @@ func TestStream(t *testing.T) {
 
 	stop := errors.New("stop")
 	n := 0
-	err := s.Stream(ctx, nil, 0, func(*reprisev1.Exchange) error {
+	err := s.Stream(ctx, nil, "", 0, func(*reprisev1.Exchange, string) error {
 		n++
 		if n == 3 {
 			return stop

@@ -8,16 +8,25 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
+	"hash/fnv"
 	"strings"
+	"time"
 
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/reprise-dev/reprise/internal/endpoint"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
 var (
 	// ErrNotFound is returned by Get when no exchange has the id.
 	ErrNotFound = errors.New("exchange not found")
-	// ErrInvalidPageToken is returned by List for a token it did not issue.
+	// ErrInvalidPageToken is returned by List for a token it did not issue,
+	// or issued for another filter.
 	ErrInvalidPageToken = errors.New("invalid page token")
+	// ErrInvalidCursor is returned by Stream for a cursor it did not issue.
+	ErrInvalidCursor = errors.New("invalid cursor")
 )
 
 // Store is where the collector keeps exchanges. Exchanges are ordered by
@@ -29,48 +38,109 @@ type Store interface {
 	// Get returns the exchange with the id, or ErrNotFound.
 	Get(ctx context.Context, id string) (*reprisev1.Exchange, error)
 	// List returns up to pageSize matching exchanges after pageToken, and the
-	// token of the next page ("" when there is none).
+	// token of the next page ("" when there is none). A token only works
+	// with the filter it was issued for.
 	List(ctx context.Context, filter *reprisev1.ExchangeFilter, pageSize int, pageToken string) ([]*reprisev1.Exchange, string, error)
-	// Stream calls fn for each matching exchange, at most limit of them
-	// (0: no limit), without holding them all in memory. An error from fn
-	// stops the stream and is returned.
-	Stream(ctx context.Context, filter *reprisev1.ExchangeFilter, limit int, fn func(*reprisev1.Exchange) error) error
+	// Count returns how many exchanges match.
+	Count(ctx context.Context, filter *reprisev1.ExchangeFilter) (int64, error)
+	// Stream calls fn for each matching exchange after the cursor ("" for
+	// the start) with the exchange's own cursor, at most limit of them (0:
+	// no limit), without holding them all in memory. An error from fn stops
+	// the stream and is returned.
+	Stream(ctx context.Context, filter *reprisev1.ExchangeFilter, afterCursor string, limit int, fn func(ex *reprisev1.Exchange, cursor string) error) error
+	// Services summarises each service with exchanges in [start, end); a nil
+	// bound is open.
+	Services(ctx context.Context, start, end *timestamppb.Timestamp) ([]*reprisev1.ServiceSummary, error)
+	// Stats summarises the matching exchanges per service, endpoint and method.
+	Stats(ctx context.Context, filter *reprisev1.ExchangeFilter) ([]*reprisev1.EndpointStats, error)
+	// Prune deletes the oldest exchanges until the store keeps the policy,
+	// and returns how many it deleted.
+	Prune(ctx context.Context, policy Retention, now time.Time) (int64, error)
 	// Ping reports whether the store can serve requests.
 	Ping(ctx context.Context) error
 	Close() error
 }
 
-// cursor is the position of the last exchange a page returned.
-type cursor struct {
+// Retention says how much the store keeps; zero fields keep everything.
+type Retention struct {
+	// MaxAge deletes exchanges that started longer ago than this.
+	MaxAge time.Duration
+	// MaxBytes deletes the oldest exchanges while the data takes more.
+	MaxBytes int64
+}
+
+// position is where an exchange sits in the (start time, id) order.
+type position struct {
 	startTime int64 // unix nanoseconds
 	id        string
 }
 
-func (c cursor) token() string {
-	b := binary.BigEndian.AppendUint64(nil, uint64(c.startTime))
-	return base64.RawURLEncoding.EncodeToString(append(b, c.id...))
+// Tokens are opaque to clients: a kind byte, then for page tokens a hash of
+// the filter (so a token cannot be replayed against another filter), then
+// the position.
+const (
+	kindPage   = 'p'
+	kindCursor = 'c'
+)
+
+func (p position) encode(kind byte, filterHash []byte) string {
+	b := append([]byte{kind}, filterHash...)
+	b = binary.BigEndian.AppendUint64(b, uint64(p.startTime))
+	return base64.RawURLEncoding.EncodeToString(append(b, p.id...))
 }
 
-// parseToken decodes a page token; "" is the start and gives ok=false.
-func parseToken(tok string) (c cursor, ok bool, err error) {
+// decodePosition parses a token of the kind; "" is the start and gives nil.
+func decodePosition(tok string, kind byte, filterHash []byte, bad error) (*position, error) {
 	if tok == "" {
-		return cursor{}, false, nil
+		return nil, nil
 	}
 	b, err := base64.RawURLEncoding.DecodeString(tok)
-	if err != nil || len(b) <= 8 {
-		return cursor{}, false, ErrInvalidPageToken
+	head := 1 + len(filterHash)
+	if err != nil || len(b) <= head+8 || b[0] != kind || string(b[1:head]) != string(filterHash) {
+		return nil, bad
 	}
-	return cursor{startTime: int64(binary.BigEndian.Uint64(b)), id: string(b[8:])}, true, nil
+	return &position{startTime: int64(binary.BigEndian.Uint64(b[head:])), id: string(b[head+8:])}, nil
+}
+
+// pageToken and parsePageToken bind a page position to its filter.
+func pageToken(p position, f *reprisev1.ExchangeFilter) string {
+	return p.encode(kindPage, filterHash(f))
+}
+
+func parsePageToken(tok string, f *reprisev1.ExchangeFilter) (*position, error) {
+	return decodePosition(tok, kindPage, filterHash(f), ErrInvalidPageToken)
+}
+
+// Cursor returns the stream cursor of an exchange: Stream resumes after it.
+func Cursor(ex *reprisev1.Exchange) string {
+	return positionOf(ex).encode(kindCursor, nil)
+}
+
+func parseCursor(tok string) (*position, error) {
+	return decodePosition(tok, kindCursor, nil, ErrInvalidCursor)
+}
+
+func filterHash(f *reprisev1.ExchangeFilter) []byte {
+	if f == nil {
+		f = &reprisev1.ExchangeFilter{}
+	}
+	// Deterministic marshalling gives equal filters equal bytes.
+	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(f)
+	h := fnv.New64a()
+	h.Write(b)
+	return h.Sum(nil)
 }
 
 // row holds the indexed columns of one exchange, as every store derives them.
 type row struct {
 	id         string
 	startTime  int64
+	durationNs int64
 	service    string
 	direction  int32
 	method     string
 	path       string
+	endpoint   string
 	statusCode int32
 	host       string
 	agentID    string
@@ -80,10 +150,12 @@ func rowOf(ex *reprisev1.Exchange) row {
 	return row{
 		id:         ex.GetId(),
 		startTime:  startNanos(ex),
+		durationNs: ex.GetDuration().AsDuration().Nanoseconds(),
 		service:    ex.GetService(),
 		direction:  int32(ex.GetDirection()),
 		method:     strings.ToUpper(ex.GetRequest().GetMethod()),
 		path:       requestPath(ex.GetRequest().GetTarget()),
+		endpoint:   endpoint.Normalize(ex.GetRequest().GetTarget()),
 		statusCode: ex.GetResponse().GetStatusCode(),
 		host:       ex.GetRequest().GetHost(),
 		agentID:    ex.GetCapture().GetAgentId(),
@@ -98,8 +170,8 @@ func startNanos(ex *reprisev1.Exchange) int64 {
 	return ex.GetStartTime().AsTime().UnixNano()
 }
 
-func cursorOf(ex *reprisev1.Exchange) cursor {
-	return cursor{startTime: startNanos(ex), id: ex.GetId()}
+func positionOf(ex *reprisev1.Exchange) position {
+	return position{startTime: startNanos(ex), id: ex.GetId()}
 }
 
 // requestPath is the path of a request-target: no query, and no scheme or

@@ -30,6 +30,17 @@ func TestFilter(t *testing.T) {
 		{[]string{"--direction", "sideways"}, nil, "--direction"},
 		{[]string{"--status", "42"}, nil, "--status"},
 		{[]string{"--since", "-1m"}, nil, "--since"},
+		{[]string{"--status", "5xx", "--path-glob", "/orders/*", "--min-duration", "250ms"}, func(f *reprisev1.ExchangeFilter) bool {
+			return f.StatusClass == 5 && f.StatusCode == 0 && f.PathGlob == "/orders/*" && f.MinDuration.AsDuration() == 250*time.Millisecond
+		}, ""},
+		{[]string{"--start", "2026-11-24T10:00:00Z", "--end", "2026-11-24T11:00:00Z"}, func(f *reprisev1.ExchangeFilter) bool {
+			return f.StartTime.AsTime().Equal(now.Add(-2*time.Hour)) && f.EndTime.AsTime().Equal(now.Add(-time.Hour))
+		}, ""},
+		{[]string{"--status", "6xx"}, nil, "--status"},
+		{[]string{"--status", "abc"}, nil, "--status"},
+		{[]string{"--start", "yesterday"}, nil, "--start"},
+		{[]string{"--since", "1m", "--start", "2026-11-24T10:00:00Z"}, nil, "--since"},
+		{[]string{"--min-duration", "-1s"}, nil, "--min-duration"},
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

@@ -354,9 +354,18 @@ type Process struct {
 	// Kernel command name (at most 15 bytes).
 	Comm string `protobuf:"bytes,3,opt,name=comm,proto3" json:"comm,omitempty"`
 	// Path of the executable, when known.
-	Exe           string `protobuf:"bytes,4,opt,name=exe,proto3" json:"exe,omitempty"`
-	CgroupId      uint64 `protobuf:"varint,5,opt,name=cgroup_id,json=cgroupId,proto3" json:"cgroup_id,omitempty"`
-	ContainerId   string `protobuf:"bytes,6,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	Exe         string `protobuf:"bytes,4,opt,name=exe,proto3" json:"exe,omitempty"`
+	CgroupId    uint64 `protobuf:"varint,5,opt,name=cgroup_id,json=cgroupId,proto3" json:"cgroup_id,omitempty"`
+	ContainerId string `protobuf:"bytes,6,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	// Kubernetes pod of the process, when the agent runs in a cluster.
+	PodName      string `protobuf:"bytes,7,opt,name=pod_name,json=podName,proto3" json:"pod_name,omitempty"`
+	PodNamespace string `protobuf:"bytes,8,opt,name=pod_namespace,json=podNamespace,proto3" json:"pod_namespace,omitempty"`
+	// Pod UID, parsed from the cgroup path even outside a cluster.
+	PodUid string `protobuf:"bytes,9,opt,name=pod_uid,json=podUid,proto3" json:"pod_uid,omitempty"`
+	// Name of the container in the pod spec.
+	ContainerName string `protobuf:"bytes,10,opt,name=container_name,json=containerName,proto3" json:"container_name,omitempty"`
+	// Labels of the pod.
+	Labels        map[string]string `protobuf:"bytes,11,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -431,6 +440,41 @@ func (x *Process) GetContainerId() string {
 		return x.ContainerId
 	}
 	return ""
+}
+
+func (x *Process) GetPodName() string {
+	if x != nil {
+		return x.PodName
+	}
+	return ""
+}
+
+func (x *Process) GetPodNamespace() string {
+	if x != nil {
+		return x.PodNamespace
+	}
+	return ""
+}
+
+func (x *Process) GetPodUid() string {
+	if x != nil {
+		return x.PodUid
+	}
+	return ""
+}
+
+func (x *Process) GetContainerName() string {
+	if x != nil {
+		return x.ContainerName
+	}
+	return ""
+}
+
+func (x *Process) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
 }
 
 // Header is one HTTP header field, as sent.
@@ -755,8 +799,15 @@ type Capture struct {
 	// The request or response was cut short (body cap, lost bytes, connection closed).
 	RequestIncomplete  bool `protobuf:"varint,5,opt,name=request_incomplete,json=requestIncomplete,proto3" json:"request_incomplete,omitempty"`
 	ResponseIncomplete bool `protobuf:"varint,6,opt,name=response_incomplete,json=responseIncomplete,proto3" json:"response_incomplete,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The body moved without passing through user memory (sendfile): it was
+	// framed and counted in body_size but its bytes were never seen.
+	RequestBodyUnavailable  bool `protobuf:"varint,7,opt,name=request_body_unavailable,json=requestBodyUnavailable,proto3" json:"request_body_unavailable,omitempty"`
+	ResponseBodyUnavailable bool `protobuf:"varint,8,opt,name=response_body_unavailable,json=responseBodyUnavailable,proto3" json:"response_body_unavailable,omitempty"`
+	// The response was still streaming (e.g. server-sent events) when its
+	// body reached the cap or the idle limit: it was emitted as far as read.
+	ResponseStreaming bool `protobuf:"varint,9,opt,name=response_streaming,json=responseStreaming,proto3" json:"response_streaming,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Capture) Reset() {
@@ -831,6 +882,27 @@ func (x *Capture) GetResponseIncomplete() bool {
 	return false
 }
 
+func (x *Capture) GetRequestBodyUnavailable() bool {
+	if x != nil {
+		return x.RequestBodyUnavailable
+	}
+	return false
+}
+
+func (x *Capture) GetResponseBodyUnavailable() bool {
+	if x != nil {
+		return x.ResponseBodyUnavailable
+	}
+	return false
+}
+
+func (x *Capture) GetResponseStreaming() bool {
+	if x != nil {
+		return x.ResponseStreaming
+	}
+	return false
+}
+
 var File_reprise_v1_exchange_proto protoreflect.FileDescriptor
 
 const file_reprise_v1_exchange_proto_rawDesc = "" +
@@ -858,14 +930,23 @@ const file_reprise_v1_exchange_proto_rawDesc = "" +
 	"\bsequence\x18\x0e \x01(\rR\bsequence\".\n" +
 	"\bEndpoint\x12\x0e\n" +
 	"\x02ip\x18\x01 \x01(\tR\x02ip\x12\x12\n" +
-	"\x04port\x18\x02 \x01(\rR\x04port\"\x93\x01\n" +
+	"\x04port\x18\x02 \x01(\rR\x04port\"\x87\x03\n" +
 	"\aProcess\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\rR\x03pid\x12\x10\n" +
 	"\x03tid\x18\x02 \x01(\rR\x03tid\x12\x12\n" +
 	"\x04comm\x18\x03 \x01(\tR\x04comm\x12\x10\n" +
 	"\x03exe\x18\x04 \x01(\tR\x03exe\x12\x1b\n" +
 	"\tcgroup_id\x18\x05 \x01(\x04R\bcgroupId\x12!\n" +
-	"\fcontainer_id\x18\x06 \x01(\tR\vcontainerId\"2\n" +
+	"\fcontainer_id\x18\x06 \x01(\tR\vcontainerId\x12\x19\n" +
+	"\bpod_name\x18\a \x01(\tR\apodName\x12#\n" +
+	"\rpod_namespace\x18\b \x01(\tR\fpodNamespace\x12\x17\n" +
+	"\apod_uid\x18\t \x01(\tR\x06podUid\x12%\n" +
+	"\x0econtainer_name\x18\n" +
+	" \x01(\tR\rcontainerName\x127\n" +
+	"\x06labels\x18\v \x03(\v2\x1f.reprise.v1.Process.LabelsEntryR\x06labels\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"2\n" +
 	"\x06Header\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\"\xed\x01\n" +
@@ -889,7 +970,7 @@ const file_reprise_v1_exchange_proto_rawDesc = "" +
 	"\tRedaction\x12\x1a\n" +
 	"\blocation\x18\x01 \x01(\tR\blocation\x12\x12\n" +
 	"\x04rule\x18\x02 \x01(\tR\x04rule\x12\x16\n" +
-	"\x06action\x18\x03 \x01(\tR\x06action\"\xf2\x01\n" +
+	"\x06action\x18\x03 \x01(\tR\x06action\"\x97\x03\n" +
 	"\aCapture\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x121\n" +
 	"\x06source\x18\x02 \x01(\x0e2\x19.reprise.v1.CaptureSourceR\x06source\x12\x1a\n" +
@@ -897,7 +978,10 @@ const file_reprise_v1_exchange_proto_rawDesc = "" +
 	"\n" +
 	"bytes_lost\x18\x04 \x01(\x04R\tbytesLost\x12-\n" +
 	"\x12request_incomplete\x18\x05 \x01(\bR\x11requestIncomplete\x12/\n" +
-	"\x13response_incomplete\x18\x06 \x01(\bR\x12responseIncomplete*U\n" +
+	"\x13response_incomplete\x18\x06 \x01(\bR\x12responseIncomplete\x128\n" +
+	"\x18request_body_unavailable\x18\a \x01(\bR\x16requestBodyUnavailable\x12:\n" +
+	"\x19response_body_unavailable\x18\b \x01(\bR\x17responseBodyUnavailable\x12-\n" +
+	"\x12response_streaming\x18\t \x01(\bR\x11responseStreaming*U\n" +
 	"\tDirection\x12\x19\n" +
 	"\x15DIRECTION_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11DIRECTION_INBOUND\x10\x01\x12\x16\n" +
@@ -921,7 +1005,7 @@ func file_reprise_v1_exchange_proto_rawDescGZIP() []byte {
 }
 
 var file_reprise_v1_exchange_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_reprise_v1_exchange_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_reprise_v1_exchange_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_reprise_v1_exchange_proto_goTypes = []any{
 	(Direction)(0),                // 0: reprise.v1.Direction
 	(CaptureSource)(0),            // 1: reprise.v1.CaptureSource
@@ -933,12 +1017,13 @@ var file_reprise_v1_exchange_proto_goTypes = []any{
 	(*HttpResponse)(nil),          // 7: reprise.v1.HttpResponse
 	(*Redaction)(nil),             // 8: reprise.v1.Redaction
 	(*Capture)(nil),               // 9: reprise.v1.Capture
-	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 11: google.protobuf.Duration
+	nil,                           // 10: reprise.v1.Process.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 12: google.protobuf.Duration
 }
 var file_reprise_v1_exchange_proto_depIdxs = []int32{
-	10, // 0: reprise.v1.Exchange.start_time:type_name -> google.protobuf.Timestamp
-	11, // 1: reprise.v1.Exchange.duration:type_name -> google.protobuf.Duration
+	11, // 0: reprise.v1.Exchange.start_time:type_name -> google.protobuf.Timestamp
+	12, // 1: reprise.v1.Exchange.duration:type_name -> google.protobuf.Duration
 	0,  // 2: reprise.v1.Exchange.direction:type_name -> reprise.v1.Direction
 	3,  // 3: reprise.v1.Exchange.local:type_name -> reprise.v1.Endpoint
 	3,  // 4: reprise.v1.Exchange.remote:type_name -> reprise.v1.Endpoint
@@ -947,14 +1032,15 @@ var file_reprise_v1_exchange_proto_depIdxs = []int32{
 	7,  // 7: reprise.v1.Exchange.response:type_name -> reprise.v1.HttpResponse
 	8,  // 8: reprise.v1.Exchange.redactions:type_name -> reprise.v1.Redaction
 	9,  // 9: reprise.v1.Exchange.capture:type_name -> reprise.v1.Capture
-	5,  // 10: reprise.v1.HttpRequest.headers:type_name -> reprise.v1.Header
-	5,  // 11: reprise.v1.HttpResponse.headers:type_name -> reprise.v1.Header
-	1,  // 12: reprise.v1.Capture.source:type_name -> reprise.v1.CaptureSource
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	10, // 10: reprise.v1.Process.labels:type_name -> reprise.v1.Process.LabelsEntry
+	5,  // 11: reprise.v1.HttpRequest.headers:type_name -> reprise.v1.Header
+	5,  // 12: reprise.v1.HttpResponse.headers:type_name -> reprise.v1.Header
+	1,  // 13: reprise.v1.Capture.source:type_name -> reprise.v1.CaptureSource
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_reprise_v1_exchange_proto_init() }
@@ -968,7 +1054,7 @@ func file_reprise_v1_exchange_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_reprise_v1_exchange_proto_rawDesc), len(file_reprise_v1_exchange_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -9,6 +9,7 @@ package reprisev1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -36,9 +37,17 @@ type ExchangeFilter struct {
 	// Prefix of the request path (the target without its query).
 	PathPrefix string `protobuf:"bytes,6,opt,name=path_prefix,json=pathPrefix,proto3" json:"path_prefix,omitempty"`
 	// Exact status code.
-	StatusCode    int32  `protobuf:"varint,7,opt,name=status_code,json=statusCode,proto3" json:"status_code,omitempty"`
-	Host          string `protobuf:"bytes,8,opt,name=host,proto3" json:"host,omitempty"`
-	AgentId       string `protobuf:"bytes,9,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	StatusCode int32  `protobuf:"varint,7,opt,name=status_code,json=statusCode,proto3" json:"status_code,omitempty"`
+	Host       string `protobuf:"bytes,8,opt,name=host,proto3" json:"host,omitempty"`
+	AgentId    string `protobuf:"bytes,9,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	// Glob over the whole request path: * matches any run of characters
+	// (slashes too), ? one character, [abc] and [^abc] a set; case-sensitive.
+	PathGlob string `protobuf:"bytes,10,opt,name=path_glob,json=pathGlob,proto3" json:"path_glob,omitempty"`
+	// Status class: 1 to 5 for 1xx to 5xx. Combined with status_code, both
+	// must match.
+	StatusClass int32 `protobuf:"varint,11,opt,name=status_class,json=statusClass,proto3" json:"status_class,omitempty"`
+	// Only exchanges that took at least this long.
+	MinDuration   *durationpb.Duration `protobuf:"bytes,12,opt,name=min_duration,json=minDuration,proto3" json:"min_duration,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -136,12 +145,33 @@ func (x *ExchangeFilter) GetAgentId() string {
 	return ""
 }
 
+func (x *ExchangeFilter) GetPathGlob() string {
+	if x != nil {
+		return x.PathGlob
+	}
+	return ""
+}
+
+func (x *ExchangeFilter) GetStatusClass() int32 {
+	if x != nil {
+		return x.StatusClass
+	}
+	return 0
+}
+
+func (x *ExchangeFilter) GetMinDuration() *durationpb.Duration {
+	if x != nil {
+		return x.MinDuration
+	}
+	return nil
+}
+
 type ListExchangesRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Filter *ExchangeFilter        `protobuf:"bytes,1,opt,name=filter,proto3" json:"filter,omitempty"`
 	// At most this many exchanges (default 100, max 1000).
 	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	// From a previous response's next_page_token.
+	// From a previous response's next_page_token, with the same filter.
 	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -251,6 +281,94 @@ func (x *ListExchangesResponse) GetNextPageToken() string {
 	return ""
 }
 
+type CountExchangesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Filter        *ExchangeFilter        `protobuf:"bytes,1,opt,name=filter,proto3" json:"filter,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CountExchangesRequest) Reset() {
+	*x = CountExchangesRequest{}
+	mi := &file_reprise_v1_query_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CountExchangesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CountExchangesRequest) ProtoMessage() {}
+
+func (x *CountExchangesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_reprise_v1_query_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CountExchangesRequest.ProtoReflect.Descriptor instead.
+func (*CountExchangesRequest) Descriptor() ([]byte, []int) {
+	return file_reprise_v1_query_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *CountExchangesRequest) GetFilter() *ExchangeFilter {
+	if x != nil {
+		return x.Filter
+	}
+	return nil
+}
+
+type CountExchangesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Count         int64                  `protobuf:"varint,1,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CountExchangesResponse) Reset() {
+	*x = CountExchangesResponse{}
+	mi := &file_reprise_v1_query_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CountExchangesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CountExchangesResponse) ProtoMessage() {}
+
+func (x *CountExchangesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_reprise_v1_query_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CountExchangesResponse.ProtoReflect.Descriptor instead.
+func (*CountExchangesResponse) Descriptor() ([]byte, []int) {
+	return file_reprise_v1_query_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *CountExchangesResponse) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
 type GetExchangeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -260,7 +378,7 @@ type GetExchangeRequest struct {
 
 func (x *GetExchangeRequest) Reset() {
 	*x = GetExchangeRequest{}
-	mi := &file_reprise_v1_query_proto_msgTypes[3]
+	mi := &file_reprise_v1_query_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -272,7 +390,7 @@ func (x *GetExchangeRequest) String() string {
 func (*GetExchangeRequest) ProtoMessage() {}
 
 func (x *GetExchangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_reprise_v1_query_proto_msgTypes[3]
+	mi := &file_reprise_v1_query_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -285,7 +403,7 @@ func (x *GetExchangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetExchangeRequest.ProtoReflect.Descriptor instead.
 func (*GetExchangeRequest) Descriptor() ([]byte, []int) {
-	return file_reprise_v1_query_proto_rawDescGZIP(), []int{3}
+	return file_reprise_v1_query_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetExchangeRequest) GetId() string {
@@ -304,7 +422,7 @@ type GetExchangeResponse struct {
 
 func (x *GetExchangeResponse) Reset() {
 	*x = GetExchangeResponse{}
-	mi := &file_reprise_v1_query_proto_msgTypes[4]
+	mi := &file_reprise_v1_query_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -316,7 +434,7 @@ func (x *GetExchangeResponse) String() string {
 func (*GetExchangeResponse) ProtoMessage() {}
 
 func (x *GetExchangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_reprise_v1_query_proto_msgTypes[4]
+	mi := &file_reprise_v1_query_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -329,7 +447,7 @@ func (x *GetExchangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetExchangeResponse.ProtoReflect.Descriptor instead.
 func (*GetExchangeResponse) Descriptor() ([]byte, []int) {
-	return file_reprise_v1_query_proto_rawDescGZIP(), []int{4}
+	return file_reprise_v1_query_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetExchangeResponse) GetExchange() *Exchange {
@@ -343,14 +461,16 @@ type StreamExchangesRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Filter *ExchangeFilter        `protobuf:"bytes,1,opt,name=filter,proto3" json:"filter,omitempty"`
 	// Stop after this many exchanges; 0 means no limit.
-	Limit         int32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	Limit int32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	// Start after the exchange this cursor (from a previous stream) points at.
+	AfterCursor   string `protobuf:"bytes,3,opt,name=after_cursor,json=afterCursor,proto3" json:"after_cursor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StreamExchangesRequest) Reset() {
 	*x = StreamExchangesRequest{}
-	mi := &file_reprise_v1_query_proto_msgTypes[5]
+	mi := &file_reprise_v1_query_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -362,7 +482,7 @@ func (x *StreamExchangesRequest) String() string {
 func (*StreamExchangesRequest) ProtoMessage() {}
 
 func (x *StreamExchangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_reprise_v1_query_proto_msgTypes[5]
+	mi := &file_reprise_v1_query_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -375,7 +495,7 @@ func (x *StreamExchangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamExchangesRequest.ProtoReflect.Descriptor instead.
 func (*StreamExchangesRequest) Descriptor() ([]byte, []int) {
-	return file_reprise_v1_query_proto_rawDescGZIP(), []int{5}
+	return file_reprise_v1_query_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *StreamExchangesRequest) GetFilter() *ExchangeFilter {
@@ -392,16 +512,25 @@ func (x *StreamExchangesRequest) GetLimit() int32 {
 	return 0
 }
 
+func (x *StreamExchangesRequest) GetAfterCursor() string {
+	if x != nil {
+		return x.AfterCursor
+	}
+	return ""
+}
+
 type StreamExchangesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Exchange      *Exchange              `protobuf:"bytes,1,opt,name=exchange,proto3" json:"exchange,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Exchange *Exchange              `protobuf:"bytes,1,opt,name=exchange,proto3" json:"exchange,omitempty"`
+	// Position of this exchange; pass it as after_cursor to resume after it.
+	Cursor        string `protobuf:"bytes,2,opt,name=cursor,proto3" json:"cursor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StreamExchangesResponse) Reset() {
 	*x = StreamExchangesResponse{}
-	mi := &file_reprise_v1_query_proto_msgTypes[6]
+	mi := &file_reprise_v1_query_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -413,7 +542,7 @@ func (x *StreamExchangesResponse) String() string {
 func (*StreamExchangesResponse) ProtoMessage() {}
 
 func (x *StreamExchangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_reprise_v1_query_proto_msgTypes[6]
+	mi := &file_reprise_v1_query_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -426,7 +555,7 @@ func (x *StreamExchangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamExchangesResponse.ProtoReflect.Descriptor instead.
 func (*StreamExchangesResponse) Descriptor() ([]byte, []int) {
-	return file_reprise_v1_query_proto_rawDescGZIP(), []int{6}
+	return file_reprise_v1_query_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *StreamExchangesResponse) GetExchange() *Exchange {
@@ -436,12 +565,531 @@ func (x *StreamExchangesResponse) GetExchange() *Exchange {
 	return nil
 }
 
+func (x *StreamExchangesResponse) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+type TailRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Filter        *ExchangeFilter        `protobuf:"bytes,1,opt,name=filter,proto3" json:"filter,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TailRequest) Reset() {
+	*x = TailRequest{}
+	mi := &file_reprise_v1_query_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TailRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TailRequest) ProtoMessage() {}
+
+func (x *TailRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_reprise_v1_query_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TailRequest.ProtoReflect.Descriptor instead.
+func (*TailRequest) Descriptor() ([]byte, []int) {
+	return file_reprise_v1_query_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *TailRequest) GetFilter() *ExchangeFilter {
+	if x != nil {
+		return x.Filter
+	}
+	return nil
+}
+
+type TailResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Exchange      *Exchange              `protobuf:"bytes,1,opt,name=exchange,proto3" json:"exchange,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TailResponse) Reset() {
+	*x = TailResponse{}
+	mi := &file_reprise_v1_query_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TailResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TailResponse) ProtoMessage() {}
+
+func (x *TailResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_reprise_v1_query_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TailResponse.ProtoReflect.Descriptor instead.
+func (*TailResponse) Descriptor() ([]byte, []int) {
+	return file_reprise_v1_query_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *TailResponse) GetExchange() *Exchange {
+	if x != nil {
+		return x.Exchange
+	}
+	return nil
+}
+
+type ListServicesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Inclusive lower bound on start_time; unset means from the first exchange.
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// Exclusive upper bound on start_time; unset means up to the last.
+	EndTime       *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListServicesRequest) Reset() {
+	*x = ListServicesRequest{}
+	mi := &file_reprise_v1_query_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListServicesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListServicesRequest) ProtoMessage() {}
+
+func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_reprise_v1_query_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListServicesRequest.ProtoReflect.Descriptor instead.
+func (*ListServicesRequest) Descriptor() ([]byte, []int) {
+	return file_reprise_v1_query_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ListServicesRequest) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *ListServicesRequest) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+type ListServicesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Ordered by service name.
+	Services      []*ServiceSummary `protobuf:"bytes,1,rep,name=services,proto3" json:"services,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListServicesResponse) Reset() {
+	*x = ListServicesResponse{}
+	mi := &file_reprise_v1_query_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListServicesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListServicesResponse) ProtoMessage() {}
+
+func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_reprise_v1_query_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListServicesResponse.ProtoReflect.Descriptor instead.
+func (*ListServicesResponse) Descriptor() ([]byte, []int) {
+	return file_reprise_v1_query_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ListServicesResponse) GetServices() []*ServiceSummary {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
+// ServiceSummary describes the traffic of one service.
+type ServiceSummary struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Service       string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	Stats         *Stats                 `protobuf:"bytes,2,opt,name=stats,proto3" json:"stats,omitempty"`
+	FirstSeen     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=first_seen,json=firstSeen,proto3" json:"first_seen,omitempty"`
+	LastSeen      *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServiceSummary) Reset() {
+	*x = ServiceSummary{}
+	mi := &file_reprise_v1_query_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceSummary) ProtoMessage() {}
+
+func (x *ServiceSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_reprise_v1_query_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceSummary.ProtoReflect.Descriptor instead.
+func (*ServiceSummary) Descriptor() ([]byte, []int) {
+	return file_reprise_v1_query_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ServiceSummary) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *ServiceSummary) GetStats() *Stats {
+	if x != nil {
+		return x.Stats
+	}
+	return nil
+}
+
+func (x *ServiceSummary) GetFirstSeen() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FirstSeen
+	}
+	return nil
+}
+
+func (x *ServiceSummary) GetLastSeen() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSeen
+	}
+	return nil
+}
+
+type GetStatsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Filter        *ExchangeFilter        `protobuf:"bytes,1,opt,name=filter,proto3" json:"filter,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetStatsRequest) Reset() {
+	*x = GetStatsRequest{}
+	mi := &file_reprise_v1_query_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetStatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetStatsRequest) ProtoMessage() {}
+
+func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_reprise_v1_query_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetStatsRequest.ProtoReflect.Descriptor instead.
+func (*GetStatsRequest) Descriptor() ([]byte, []int) {
+	return file_reprise_v1_query_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *GetStatsRequest) GetFilter() *ExchangeFilter {
+	if x != nil {
+		return x.Filter
+	}
+	return nil
+}
+
+type GetStatsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Ordered by service, endpoint, method.
+	Endpoints     []*EndpointStats `protobuf:"bytes,1,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetStatsResponse) Reset() {
+	*x = GetStatsResponse{}
+	mi := &file_reprise_v1_query_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetStatsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetStatsResponse) ProtoMessage() {}
+
+func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_reprise_v1_query_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetStatsResponse.ProtoReflect.Descriptor instead.
+func (*GetStatsResponse) Descriptor() ([]byte, []int) {
+	return file_reprise_v1_query_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *GetStatsResponse) GetEndpoints() []*EndpointStats {
+	if x != nil {
+		return x.Endpoints
+	}
+	return nil
+}
+
+// EndpointStats describes the traffic of one method on one endpoint.
+type EndpointStats struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Service string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	Method  string                 `protobuf:"bytes,2,opt,name=method,proto3" json:"method,omitempty"`
+	// The request path with ids replaced, e.g. "/orders/{id}".
+	Endpoint      string `protobuf:"bytes,3,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	Stats         *Stats `protobuf:"bytes,4,opt,name=stats,proto3" json:"stats,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndpointStats) Reset() {
+	*x = EndpointStats{}
+	mi := &file_reprise_v1_query_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndpointStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndpointStats) ProtoMessage() {}
+
+func (x *EndpointStats) ProtoReflect() protoreflect.Message {
+	mi := &file_reprise_v1_query_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndpointStats.ProtoReflect.Descriptor instead.
+func (*EndpointStats) Descriptor() ([]byte, []int) {
+	return file_reprise_v1_query_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *EndpointStats) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *EndpointStats) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *EndpointStats) GetEndpoint() string {
+	if x != nil {
+		return x.Endpoint
+	}
+	return ""
+}
+
+func (x *EndpointStats) GetStats() *Stats {
+	if x != nil {
+		return x.Stats
+	}
+	return nil
+}
+
+// Stats summarises a set of exchanges. Percentiles are exact (nearest rank
+// over the sorted durations).
+type Stats struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Count int64                  `protobuf:"varint,1,opt,name=count,proto3" json:"count,omitempty"`
+	// Responses with a 4xx status.
+	ClientErrors int64 `protobuf:"varint,2,opt,name=client_errors,json=clientErrors,proto3" json:"client_errors,omitempty"`
+	// Responses with a 5xx status.
+	ServerErrors int64 `protobuf:"varint,3,opt,name=server_errors,json=serverErrors,proto3" json:"server_errors,omitempty"`
+	// server_errors / count.
+	ErrorRate     float64              `protobuf:"fixed64,4,opt,name=error_rate,json=errorRate,proto3" json:"error_rate,omitempty"`
+	P50           *durationpb.Duration `protobuf:"bytes,5,opt,name=p50,proto3" json:"p50,omitempty"`
+	P95           *durationpb.Duration `protobuf:"bytes,6,opt,name=p95,proto3" json:"p95,omitempty"`
+	P99           *durationpb.Duration `protobuf:"bytes,7,opt,name=p99,proto3" json:"p99,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Stats) Reset() {
+	*x = Stats{}
+	mi := &file_reprise_v1_query_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Stats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Stats) ProtoMessage() {}
+
+func (x *Stats) ProtoReflect() protoreflect.Message {
+	mi := &file_reprise_v1_query_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Stats.ProtoReflect.Descriptor instead.
+func (*Stats) Descriptor() ([]byte, []int) {
+	return file_reprise_v1_query_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *Stats) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *Stats) GetClientErrors() int64 {
+	if x != nil {
+		return x.ClientErrors
+	}
+	return 0
+}
+
+func (x *Stats) GetServerErrors() int64 {
+	if x != nil {
+		return x.ServerErrors
+	}
+	return 0
+}
+
+func (x *Stats) GetErrorRate() float64 {
+	if x != nil {
+		return x.ErrorRate
+	}
+	return 0
+}
+
+func (x *Stats) GetP50() *durationpb.Duration {
+	if x != nil {
+		return x.P50
+	}
+	return nil
+}
+
+func (x *Stats) GetP95() *durationpb.Duration {
+	if x != nil {
+		return x.P95
+	}
+	return nil
+}
+
+func (x *Stats) GetP99() *durationpb.Duration {
+	if x != nil {
+		return x.P99
+	}
+	return nil
+}
+
 var File_reprise_v1_query_proto protoreflect.FileDescriptor
 
 const file_reprise_v1_query_proto_rawDesc = "" +
 	"\n" +
 	"\x16reprise/v1/query.proto\x12\n" +
-	"reprise.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19reprise/v1/exchange.proto\"\xda\x02\n" +
+	"reprise.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19reprise/v1/exchange.proto\"\xd8\x03\n" +
 	"\x0eExchangeFilter\x129\n" +
 	"\n" +
 	"start_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
@@ -454,7 +1102,11 @@ const file_reprise_v1_query_proto_rawDesc = "" +
 	"\vstatus_code\x18\a \x01(\x05R\n" +
 	"statusCode\x12\x12\n" +
 	"\x04host\x18\b \x01(\tR\x04host\x12\x19\n" +
-	"\bagent_id\x18\t \x01(\tR\aagentId\"\x86\x01\n" +
+	"\bagent_id\x18\t \x01(\tR\aagentId\x12\x1b\n" +
+	"\tpath_glob\x18\n" +
+	" \x01(\tR\bpathGlob\x12!\n" +
+	"\fstatus_class\x18\v \x01(\x05R\vstatusClass\x12<\n" +
+	"\fmin_duration\x18\f \x01(\v2\x19.google.protobuf.DurationR\vminDuration\"\x86\x01\n" +
 	"\x14ListExchangesRequest\x122\n" +
 	"\x06filter\x18\x01 \x01(\v2\x1a.reprise.v1.ExchangeFilterR\x06filter\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
@@ -462,20 +1114,64 @@ const file_reprise_v1_query_proto_rawDesc = "" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"s\n" +
 	"\x15ListExchangesResponse\x122\n" +
 	"\texchanges\x18\x01 \x03(\v2\x14.reprise.v1.ExchangeR\texchanges\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"$\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"K\n" +
+	"\x15CountExchangesRequest\x122\n" +
+	"\x06filter\x18\x01 \x01(\v2\x1a.reprise.v1.ExchangeFilterR\x06filter\".\n" +
+	"\x16CountExchangesResponse\x12\x14\n" +
+	"\x05count\x18\x01 \x01(\x03R\x05count\"$\n" +
 	"\x12GetExchangeRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"G\n" +
 	"\x13GetExchangeResponse\x120\n" +
-	"\bexchange\x18\x01 \x01(\v2\x14.reprise.v1.ExchangeR\bexchange\"b\n" +
+	"\bexchange\x18\x01 \x01(\v2\x14.reprise.v1.ExchangeR\bexchange\"\x85\x01\n" +
 	"\x16StreamExchangesRequest\x122\n" +
 	"\x06filter\x18\x01 \x01(\v2\x1a.reprise.v1.ExchangeFilterR\x06filter\x12\x14\n" +
-	"\x05limit\x18\x02 \x01(\x05R\x05limit\"K\n" +
+	"\x05limit\x18\x02 \x01(\x05R\x05limit\x12!\n" +
+	"\fafter_cursor\x18\x03 \x01(\tR\vafterCursor\"c\n" +
 	"\x17StreamExchangesResponse\x120\n" +
-	"\bexchange\x18\x01 \x01(\v2\x14.reprise.v1.ExchangeR\bexchange2\x92\x02\n" +
+	"\bexchange\x18\x01 \x01(\v2\x14.reprise.v1.ExchangeR\bexchange\x12\x16\n" +
+	"\x06cursor\x18\x02 \x01(\tR\x06cursor\"A\n" +
+	"\vTailRequest\x122\n" +
+	"\x06filter\x18\x01 \x01(\v2\x1a.reprise.v1.ExchangeFilterR\x06filter\"@\n" +
+	"\fTailResponse\x120\n" +
+	"\bexchange\x18\x01 \x01(\v2\x14.reprise.v1.ExchangeR\bexchange\"\x87\x01\n" +
+	"\x13ListServicesRequest\x129\n" +
+	"\n" +
+	"start_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
+	"\bend_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\"N\n" +
+	"\x14ListServicesResponse\x126\n" +
+	"\bservices\x18\x01 \x03(\v2\x1a.reprise.v1.ServiceSummaryR\bservices\"\xc7\x01\n" +
+	"\x0eServiceSummary\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\x12'\n" +
+	"\x05stats\x18\x02 \x01(\v2\x11.reprise.v1.StatsR\x05stats\x129\n" +
+	"\n" +
+	"first_seen\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tfirstSeen\x127\n" +
+	"\tlast_seen\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\"E\n" +
+	"\x0fGetStatsRequest\x122\n" +
+	"\x06filter\x18\x01 \x01(\v2\x1a.reprise.v1.ExchangeFilterR\x06filter\"K\n" +
+	"\x10GetStatsResponse\x127\n" +
+	"\tendpoints\x18\x01 \x03(\v2\x19.reprise.v1.EndpointStatsR\tendpoints\"\x86\x01\n" +
+	"\rEndpointStats\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\x12\x16\n" +
+	"\x06method\x18\x02 \x01(\tR\x06method\x12\x1a\n" +
+	"\bendpoint\x18\x03 \x01(\tR\bendpoint\x12'\n" +
+	"\x05stats\x18\x04 \x01(\v2\x11.reprise.v1.StatsR\x05stats\"\x8d\x02\n" +
+	"\x05Stats\x12\x14\n" +
+	"\x05count\x18\x01 \x01(\x03R\x05count\x12#\n" +
+	"\rclient_errors\x18\x02 \x01(\x03R\fclientErrors\x12#\n" +
+	"\rserver_errors\x18\x03 \x01(\x03R\fserverErrors\x12\x1d\n" +
+	"\n" +
+	"error_rate\x18\x04 \x01(\x01R\terrorRate\x12+\n" +
+	"\x03p50\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x03p50\x12+\n" +
+	"\x03p95\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x03p95\x12+\n" +
+	"\x03p99\x18\a \x01(\v2\x19.google.protobuf.DurationR\x03p992\xc2\x04\n" +
 	"\fQueryService\x12T\n" +
-	"\rListExchanges\x12 .reprise.v1.ListExchangesRequest\x1a!.reprise.v1.ListExchangesResponse\x12N\n" +
+	"\rListExchanges\x12 .reprise.v1.ListExchangesRequest\x1a!.reprise.v1.ListExchangesResponse\x12W\n" +
+	"\x0eCountExchanges\x12!.reprise.v1.CountExchangesRequest\x1a\".reprise.v1.CountExchangesResponse\x12N\n" +
 	"\vGetExchange\x12\x1e.reprise.v1.GetExchangeRequest\x1a\x1f.reprise.v1.GetExchangeResponse\x12\\\n" +
-	"\x0fStreamExchanges\x12\".reprise.v1.StreamExchangesRequest\x1a#.reprise.v1.StreamExchangesResponse0\x01B;Z9github.com/reprise-dev/reprise/proto/reprise/v1;reprisev1b\x06proto3"
+	"\x0fStreamExchanges\x12\".reprise.v1.StreamExchangesRequest\x1a#.reprise.v1.StreamExchangesResponse0\x01\x12;\n" +
+	"\x04Tail\x12\x17.reprise.v1.TailRequest\x1a\x18.reprise.v1.TailResponse0\x01\x12Q\n" +
+	"\fListServices\x12\x1f.reprise.v1.ListServicesRequest\x1a .reprise.v1.ListServicesResponse\x12E\n" +
+	"\bGetStats\x12\x1b.reprise.v1.GetStatsRequest\x1a\x1c.reprise.v1.GetStatsResponseB;Z9github.com/reprise-dev/reprise/proto/reprise/v1;reprisev1b\x06proto3"
 
 var (
 	file_reprise_v1_query_proto_rawDescOnce sync.Once
@@ -489,39 +1185,75 @@ func file_reprise_v1_query_proto_rawDescGZIP() []byte {
 	return file_reprise_v1_query_proto_rawDescData
 }
 
-var file_reprise_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_reprise_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_reprise_v1_query_proto_goTypes = []any{
 	(*ExchangeFilter)(nil),          // 0: reprise.v1.ExchangeFilter
 	(*ListExchangesRequest)(nil),    // 1: reprise.v1.ListExchangesRequest
 	(*ListExchangesResponse)(nil),   // 2: reprise.v1.ListExchangesResponse
-	(*GetExchangeRequest)(nil),      // 3: reprise.v1.GetExchangeRequest
-	(*GetExchangeResponse)(nil),     // 4: reprise.v1.GetExchangeResponse
-	(*StreamExchangesRequest)(nil),  // 5: reprise.v1.StreamExchangesRequest
-	(*StreamExchangesResponse)(nil), // 6: reprise.v1.StreamExchangesResponse
-	(*timestamppb.Timestamp)(nil),   // 7: google.protobuf.Timestamp
-	(Direction)(0),                  // 8: reprise.v1.Direction
-	(*Exchange)(nil),                // 9: reprise.v1.Exchange
+	(*CountExchangesRequest)(nil),   // 3: reprise.v1.CountExchangesRequest
+	(*CountExchangesResponse)(nil),  // 4: reprise.v1.CountExchangesResponse
+	(*GetExchangeRequest)(nil),      // 5: reprise.v1.GetExchangeRequest
+	(*GetExchangeResponse)(nil),     // 6: reprise.v1.GetExchangeResponse
+	(*StreamExchangesRequest)(nil),  // 7: reprise.v1.StreamExchangesRequest
+	(*StreamExchangesResponse)(nil), // 8: reprise.v1.StreamExchangesResponse
+	(*TailRequest)(nil),             // 9: reprise.v1.TailRequest
+	(*TailResponse)(nil),            // 10: reprise.v1.TailResponse
+	(*ListServicesRequest)(nil),     // 11: reprise.v1.ListServicesRequest
+	(*ListServicesResponse)(nil),    // 12: reprise.v1.ListServicesResponse
+	(*ServiceSummary)(nil),          // 13: reprise.v1.ServiceSummary
+	(*GetStatsRequest)(nil),         // 14: reprise.v1.GetStatsRequest
+	(*GetStatsResponse)(nil),        // 15: reprise.v1.GetStatsResponse
+	(*EndpointStats)(nil),           // 16: reprise.v1.EndpointStats
+	(*Stats)(nil),                   // 17: reprise.v1.Stats
+	(*timestamppb.Timestamp)(nil),   // 18: google.protobuf.Timestamp
+	(Direction)(0),                  // 19: reprise.v1.Direction
+	(*durationpb.Duration)(nil),     // 20: google.protobuf.Duration
+	(*Exchange)(nil),                // 21: reprise.v1.Exchange
 }
 var file_reprise_v1_query_proto_depIdxs = []int32{
-	7,  // 0: reprise.v1.ExchangeFilter.start_time:type_name -> google.protobuf.Timestamp
-	7,  // 1: reprise.v1.ExchangeFilter.end_time:type_name -> google.protobuf.Timestamp
-	8,  // 2: reprise.v1.ExchangeFilter.direction:type_name -> reprise.v1.Direction
-	0,  // 3: reprise.v1.ListExchangesRequest.filter:type_name -> reprise.v1.ExchangeFilter
-	9,  // 4: reprise.v1.ListExchangesResponse.exchanges:type_name -> reprise.v1.Exchange
-	9,  // 5: reprise.v1.GetExchangeResponse.exchange:type_name -> reprise.v1.Exchange
-	0,  // 6: reprise.v1.StreamExchangesRequest.filter:type_name -> reprise.v1.ExchangeFilter
-	9,  // 7: reprise.v1.StreamExchangesResponse.exchange:type_name -> reprise.v1.Exchange
-	1,  // 8: reprise.v1.QueryService.ListExchanges:input_type -> reprise.v1.ListExchangesRequest
-	3,  // 9: reprise.v1.QueryService.GetExchange:input_type -> reprise.v1.GetExchangeRequest
-	5,  // 10: reprise.v1.QueryService.StreamExchanges:input_type -> reprise.v1.StreamExchangesRequest
-	2,  // 11: reprise.v1.QueryService.ListExchanges:output_type -> reprise.v1.ListExchangesResponse
-	4,  // 12: reprise.v1.QueryService.GetExchange:output_type -> reprise.v1.GetExchangeResponse
-	6,  // 13: reprise.v1.QueryService.StreamExchanges:output_type -> reprise.v1.StreamExchangesResponse
-	11, // [11:14] is the sub-list for method output_type
-	8,  // [8:11] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	18, // 0: reprise.v1.ExchangeFilter.start_time:type_name -> google.protobuf.Timestamp
+	18, // 1: reprise.v1.ExchangeFilter.end_time:type_name -> google.protobuf.Timestamp
+	19, // 2: reprise.v1.ExchangeFilter.direction:type_name -> reprise.v1.Direction
+	20, // 3: reprise.v1.ExchangeFilter.min_duration:type_name -> google.protobuf.Duration
+	0,  // 4: reprise.v1.ListExchangesRequest.filter:type_name -> reprise.v1.ExchangeFilter
+	21, // 5: reprise.v1.ListExchangesResponse.exchanges:type_name -> reprise.v1.Exchange
+	0,  // 6: reprise.v1.CountExchangesRequest.filter:type_name -> reprise.v1.ExchangeFilter
+	21, // 7: reprise.v1.GetExchangeResponse.exchange:type_name -> reprise.v1.Exchange
+	0,  // 8: reprise.v1.StreamExchangesRequest.filter:type_name -> reprise.v1.ExchangeFilter
+	21, // 9: reprise.v1.StreamExchangesResponse.exchange:type_name -> reprise.v1.Exchange
+	0,  // 10: reprise.v1.TailRequest.filter:type_name -> reprise.v1.ExchangeFilter
+	21, // 11: reprise.v1.TailResponse.exchange:type_name -> reprise.v1.Exchange
+	18, // 12: reprise.v1.ListServicesRequest.start_time:type_name -> google.protobuf.Timestamp
+	18, // 13: reprise.v1.ListServicesRequest.end_time:type_name -> google.protobuf.Timestamp
+	13, // 14: reprise.v1.ListServicesResponse.services:type_name -> reprise.v1.ServiceSummary
+	17, // 15: reprise.v1.ServiceSummary.stats:type_name -> reprise.v1.Stats
+	18, // 16: reprise.v1.ServiceSummary.first_seen:type_name -> google.protobuf.Timestamp
+	18, // 17: reprise.v1.ServiceSummary.last_seen:type_name -> google.protobuf.Timestamp
+	0,  // 18: reprise.v1.GetStatsRequest.filter:type_name -> reprise.v1.ExchangeFilter
+	16, // 19: reprise.v1.GetStatsResponse.endpoints:type_name -> reprise.v1.EndpointStats
+	17, // 20: reprise.v1.EndpointStats.stats:type_name -> reprise.v1.Stats
+	20, // 21: reprise.v1.Stats.p50:type_name -> google.protobuf.Duration
+	20, // 22: reprise.v1.Stats.p95:type_name -> google.protobuf.Duration
+	20, // 23: reprise.v1.Stats.p99:type_name -> google.protobuf.Duration
+	1,  // 24: reprise.v1.QueryService.ListExchanges:input_type -> reprise.v1.ListExchangesRequest
+	3,  // 25: reprise.v1.QueryService.CountExchanges:input_type -> reprise.v1.CountExchangesRequest
+	5,  // 26: reprise.v1.QueryService.GetExchange:input_type -> reprise.v1.GetExchangeRequest
+	7,  // 27: reprise.v1.QueryService.StreamExchanges:input_type -> reprise.v1.StreamExchangesRequest
+	9,  // 28: reprise.v1.QueryService.Tail:input_type -> reprise.v1.TailRequest
+	11, // 29: reprise.v1.QueryService.ListServices:input_type -> reprise.v1.ListServicesRequest
+	14, // 30: reprise.v1.QueryService.GetStats:input_type -> reprise.v1.GetStatsRequest
+	2,  // 31: reprise.v1.QueryService.ListExchanges:output_type -> reprise.v1.ListExchangesResponse
+	4,  // 32: reprise.v1.QueryService.CountExchanges:output_type -> reprise.v1.CountExchangesResponse
+	6,  // 33: reprise.v1.QueryService.GetExchange:output_type -> reprise.v1.GetExchangeResponse
+	8,  // 34: reprise.v1.QueryService.StreamExchanges:output_type -> reprise.v1.StreamExchangesResponse
+	10, // 35: reprise.v1.QueryService.Tail:output_type -> reprise.v1.TailResponse
+	12, // 36: reprise.v1.QueryService.ListServices:output_type -> reprise.v1.ListServicesResponse
+	15, // 37: reprise.v1.QueryService.GetStats:output_type -> reprise.v1.GetStatsResponse
+	31, // [31:38] is the sub-list for method output_type
+	24, // [24:31] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_reprise_v1_query_proto_init() }
@@ -536,7 +1268,7 @@ func file_reprise_v1_query_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_reprise_v1_query_proto_rawDesc), len(file_reprise_v1_query_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

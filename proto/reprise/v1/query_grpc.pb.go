@@ -20,8 +20,12 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	QueryService_ListExchanges_FullMethodName   = "/reprise.v1.QueryService/ListExchanges"
+	QueryService_CountExchanges_FullMethodName  = "/reprise.v1.QueryService/CountExchanges"
 	QueryService_GetExchange_FullMethodName     = "/reprise.v1.QueryService/GetExchange"
 	QueryService_StreamExchanges_FullMethodName = "/reprise.v1.QueryService/StreamExchanges"
+	QueryService_Tail_FullMethodName            = "/reprise.v1.QueryService/Tail"
+	QueryService_ListServices_FullMethodName    = "/reprise.v1.QueryService/ListServices"
+	QueryService_GetStats_FullMethodName        = "/reprise.v1.QueryService/GetStats"
 )
 
 // QueryServiceClient is the client API for QueryService service.
@@ -32,10 +36,19 @@ const (
 type QueryServiceClient interface {
 	// ListExchanges returns one page of matching exchanges in time order.
 	ListExchanges(ctx context.Context, in *ListExchangesRequest, opts ...grpc.CallOption) (*ListExchangesResponse, error)
+	// CountExchanges counts the matching exchanges without reading them.
+	CountExchanges(ctx context.Context, in *CountExchangesRequest, opts ...grpc.CallOption) (*CountExchangesResponse, error)
 	// GetExchange returns one exchange by id.
 	GetExchange(ctx context.Context, in *GetExchangeRequest, opts ...grpc.CallOption) (*GetExchangeResponse, error)
-	// StreamExchanges streams every matching exchange in time order.
+	// StreamExchanges streams every matching exchange in time order. Each item
+	// carries a cursor; a new call with after_cursor resumes after that item.
 	StreamExchanges(ctx context.Context, in *StreamExchangesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StreamExchangesResponse], error)
+	// Tail streams matching exchanges as they are committed, until cancelled.
+	Tail(ctx context.Context, in *TailRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[TailResponse], error)
+	// ListServices summarises every service seen in a time range.
+	ListServices(ctx context.Context, in *ListServicesRequest, opts ...grpc.CallOption) (*ListServicesResponse, error)
+	// GetStats summarises matching exchanges per service and endpoint.
+	GetStats(ctx context.Context, in *GetStatsRequest, opts ...grpc.CallOption) (*GetStatsResponse, error)
 }
 
 type queryServiceClient struct {
@@ -50,6 +63,16 @@ func (c *queryServiceClient) ListExchanges(ctx context.Context, in *ListExchange
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListExchangesResponse)
 	err := c.cc.Invoke(ctx, QueryService_ListExchanges_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *queryServiceClient) CountExchanges(ctx context.Context, in *CountExchangesRequest, opts ...grpc.CallOption) (*CountExchangesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CountExchangesResponse)
+	err := c.cc.Invoke(ctx, QueryService_CountExchanges_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -85,6 +108,45 @@ func (c *queryServiceClient) StreamExchanges(ctx context.Context, in *StreamExch
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type QueryService_StreamExchangesClient = grpc.ServerStreamingClient[StreamExchangesResponse]
 
+func (c *queryServiceClient) Tail(ctx context.Context, in *TailRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[TailResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &QueryService_ServiceDesc.Streams[1], QueryService_Tail_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[TailRequest, TailResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type QueryService_TailClient = grpc.ServerStreamingClient[TailResponse]
+
+func (c *queryServiceClient) ListServices(ctx context.Context, in *ListServicesRequest, opts ...grpc.CallOption) (*ListServicesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListServicesResponse)
+	err := c.cc.Invoke(ctx, QueryService_ListServices_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *queryServiceClient) GetStats(ctx context.Context, in *GetStatsRequest, opts ...grpc.CallOption) (*GetStatsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetStatsResponse)
+	err := c.cc.Invoke(ctx, QueryService_GetStats_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // QueryServiceServer is the server API for QueryService service.
 // All implementations must embed UnimplementedQueryServiceServer
 // for forward compatibility.
@@ -93,10 +155,19 @@ type QueryService_StreamExchangesClient = grpc.ServerStreamingClient[StreamExcha
 type QueryServiceServer interface {
 	// ListExchanges returns one page of matching exchanges in time order.
 	ListExchanges(context.Context, *ListExchangesRequest) (*ListExchangesResponse, error)
+	// CountExchanges counts the matching exchanges without reading them.
+	CountExchanges(context.Context, *CountExchangesRequest) (*CountExchangesResponse, error)
 	// GetExchange returns one exchange by id.
 	GetExchange(context.Context, *GetExchangeRequest) (*GetExchangeResponse, error)
-	// StreamExchanges streams every matching exchange in time order.
+	// StreamExchanges streams every matching exchange in time order. Each item
+	// carries a cursor; a new call with after_cursor resumes after that item.
 	StreamExchanges(*StreamExchangesRequest, grpc.ServerStreamingServer[StreamExchangesResponse]) error
+	// Tail streams matching exchanges as they are committed, until cancelled.
+	Tail(*TailRequest, grpc.ServerStreamingServer[TailResponse]) error
+	// ListServices summarises every service seen in a time range.
+	ListServices(context.Context, *ListServicesRequest) (*ListServicesResponse, error)
+	// GetStats summarises matching exchanges per service and endpoint.
+	GetStats(context.Context, *GetStatsRequest) (*GetStatsResponse, error)
 	mustEmbedUnimplementedQueryServiceServer()
 }
 
@@ -110,11 +181,23 @@ type UnimplementedQueryServiceServer struct{}
 func (UnimplementedQueryServiceServer) ListExchanges(context.Context, *ListExchangesRequest) (*ListExchangesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListExchanges not implemented")
 }
+func (UnimplementedQueryServiceServer) CountExchanges(context.Context, *CountExchangesRequest) (*CountExchangesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CountExchanges not implemented")
+}
 func (UnimplementedQueryServiceServer) GetExchange(context.Context, *GetExchangeRequest) (*GetExchangeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetExchange not implemented")
 }
 func (UnimplementedQueryServiceServer) StreamExchanges(*StreamExchangesRequest, grpc.ServerStreamingServer[StreamExchangesResponse]) error {
 	return status.Error(codes.Unimplemented, "method StreamExchanges not implemented")
+}
+func (UnimplementedQueryServiceServer) Tail(*TailRequest, grpc.ServerStreamingServer[TailResponse]) error {
+	return status.Error(codes.Unimplemented, "method Tail not implemented")
+}
+func (UnimplementedQueryServiceServer) ListServices(context.Context, *ListServicesRequest) (*ListServicesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListServices not implemented")
+}
+func (UnimplementedQueryServiceServer) GetStats(context.Context, *GetStatsRequest) (*GetStatsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetStats not implemented")
 }
 func (UnimplementedQueryServiceServer) mustEmbedUnimplementedQueryServiceServer() {}
 func (UnimplementedQueryServiceServer) testEmbeddedByValue()                      {}
@@ -155,6 +238,24 @@ func _QueryService_ListExchanges_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _QueryService_CountExchanges_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CountExchangesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServiceServer).CountExchanges(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QueryService_CountExchanges_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServiceServer).CountExchanges(ctx, req.(*CountExchangesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _QueryService_GetExchange_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetExchangeRequest)
 	if err := dec(in); err != nil {
@@ -184,6 +285,53 @@ func _QueryService_StreamExchanges_Handler(srv interface{}, stream grpc.ServerSt
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type QueryService_StreamExchangesServer = grpc.ServerStreamingServer[StreamExchangesResponse]
 
+func _QueryService_Tail_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(TailRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(QueryServiceServer).Tail(m, &grpc.GenericServerStream[TailRequest, TailResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type QueryService_TailServer = grpc.ServerStreamingServer[TailResponse]
+
+func _QueryService_ListServices_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListServicesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServiceServer).ListServices(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QueryService_ListServices_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServiceServer).ListServices(ctx, req.(*ListServicesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _QueryService_GetStats_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetStatsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServiceServer).GetStats(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QueryService_GetStats_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServiceServer).GetStats(ctx, req.(*GetStatsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // QueryService_ServiceDesc is the grpc.ServiceDesc for QueryService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -196,14 +344,31 @@ var QueryService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _QueryService_ListExchanges_Handler,
 		},
 		{
+			MethodName: "CountExchanges",
+			Handler:    _QueryService_CountExchanges_Handler,
+		},
+		{
 			MethodName: "GetExchange",
 			Handler:    _QueryService_GetExchange_Handler,
+		},
+		{
+			MethodName: "ListServices",
+			Handler:    _QueryService_ListServices_Handler,
+		},
+		{
+			MethodName: "GetStats",
+			Handler:    _QueryService_GetStats_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    "StreamExchanges",
 			Handler:       _QueryService_StreamExchanges_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Tail",
+			Handler:       _QueryService_Tail_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -1,0 +1,201 @@
+package server
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"flag"
+	"io"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
+
+	"github.com/reprise-dev/reprise/collector/auth"
+	"github.com/reprise-dev/reprise/collector/metrics"
+	"github.com/reprise-dev/reprise/collector/store"
+	"github.com/reprise-dev/reprise/internal/grpcclient"
+	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
+)
+
+// writeCert writes a self-signed certificate for 127.0.0.1 and its key.
+func writeCert(t *testing.T, dir string) (certPath, keyPath string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "reprise test"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPath, keyPath = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certPath, keyPath
+}
+
+// client dials addr with the command-line flags a user would pass.
+func client(t *testing.T, addr string, args ...string) reprisev1.QueryServiceClient {
+	t.Helper()
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	f := grpcclient.Register(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := f.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return reprisev1.NewQueryServiceClient(conn)
+}
+
+func TestAuthAndTLS(t *testing.T) {
+	dir := t.TempDir()
+	certPath, keyPath := writeCert(t, dir)
+	creds, err := credentials.NewServerTLSFromFile(certPath, keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.OpenSQLite(filepath.Join(dir, "reprise.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	srv := NewGRPC(st, metrics.Nop{}, Config{Tokens: auth.Tokens{Ingest: "ingest-secret", Query: "query-secret"}, TLS: creds})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(lis)
+	defer srv.Stop()
+	addr := lis.Addr().String()
+	tokenFile := func(tok string) string {
+		p := filepath.Join(dir, tok)
+		if err := os.WriteFile(p, []byte(tok+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	count := func(c reprisev1.QueryServiceClient) codes.Code {
+		_, err := c.CountExchanges(ctx, &reprisev1.CountExchangesRequest{})
+		return status.Code(err)
+	}
+	stream := func(c reprisev1.QueryServiceClient) codes.Code {
+		s, err := c.StreamExchanges(ctx, &reprisev1.StreamExchangesRequest{})
+		if err == nil {
+			_, err = s.Recv()
+		}
+		if err == io.EOF {
+			return codes.OK
+		}
+		return status.Code(err)
+	}
+	tests := []struct {
+		name string
+		args []string
+		want codes.Code
+	}{
+		{"no token", []string{"--tls-ca", certPath}, codes.Unauthenticated},
+		{"ingest token on queries", []string{"--tls-ca", certPath, "--token-file", tokenFile("ingest-secret")}, codes.Unauthenticated},
+		{"wrong token", []string{"--tls-ca", certPath, "--token-file", tokenFile("query-secreT")}, codes.Unauthenticated},
+		{"query token", []string{"--tls-ca", certPath, "--token-file", tokenFile("query-secret")}, codes.OK},
+		{"plaintext to a TLS server", []string{"--token-file", tokenFile("query-secret")}, codes.Unavailable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := client(t, addr, tt.args...)
+			if got := count(c); got != tt.want {
+				t.Errorf("unary call: %v, want %v", got, tt.want)
+			}
+			if got := stream(c); got != tt.want {
+				t.Errorf("streaming call: %v, want %v", got, tt.want)
+			}
+		})
+	}
+
+	t.Run("env token", func(t *testing.T) {
+		t.Setenv(grpcclient.TokenEnv, "query-secret")
+		if got := count(client(t, addr, "--tls-ca", certPath)); got != codes.OK {
+			t.Errorf("token from $%s: %v", grpcclient.TokenEnv, got)
+		}
+	})
+
+	t.Run("ingest needs the ingest token", func(t *testing.T) {
+		for tok, want := range map[string]codes.Code{"query-secret": codes.Unauthenticated, "ingest-secret": codes.OK} {
+			fs := flag.NewFlagSet("t", flag.ContinueOnError)
+			f := grpcclient.Register(fs)
+			fs.Parse([]string{"--tls-ca", certPath, "--token-file", tokenFile(tok)})
+			conn, err := f.Dial(addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := reprisev1.NewIngestServiceClient(conn).Ingest(ctx)
+			if err == nil {
+				err = s.Send(&reprisev1.IngestRequest{BatchId: "b"})
+			}
+			if err == nil {
+				_, err = s.Recv()
+			}
+			if got := status.Code(err); got != want {
+				t.Errorf("ingest with %s: %v, want %v", tok, got, want)
+			}
+			conn.Close()
+		}
+	})
+
+	t.Run("reflection stays open", func(t *testing.T) {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		f := grpcclient.Register(fs)
+		fs.Parse([]string{"--tls-ca", certPath})
+		conn, err := f.Dial(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		s, err := grpc_reflection_v1.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Send(&grpc_reflection_v1.ServerReflectionRequest{MessageRequest: &grpc_reflection_v1.ServerReflectionRequest_ListServices{}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Recv(); err != nil {
+			t.Errorf("reflection without a token: %v", err)
+		}
+	})
+}
