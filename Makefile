@@ -49,9 +49,8 @@ test-privileged: ## Run only the tests that load eBPF programs (root)
 	REPRISE_REQUIRE_PRIVILEGED=1 $(GO) test -race -count=1 -timeout 10m -run 'Privileged|Capture' ./agent/...
 
 .PHONY: fuzz
-fuzz: ## Fuzz the untrusted-input parsers for FUZZTIME each (default 30s)
-	$(GO) test -run '^$$' -fuzz FuzzParser -fuzztime $${FUZZTIME:-30s} ./agent/http1/
-	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $${FUZZTIME:-30s} ./agent/capture/
+fuzz: ## Run every fuzz target for FUZZTIME each (default 30s)
+	./scripts/fuzz.sh
 
 .PHONY: bench
 bench: ## Run the Go benchmarks

@@ -66,7 +66,7 @@ requests=6
 
 step "wait for the collector to store the $requests exchanges"
 for _ in $(seq 100); do
-  n=$(bin/collector query --addr "$grpc_addr" --direction inbound | wc -l)
+  n=$(bin/collector query --addr "$grpc_addr" --direction inbound --count)
   [ "$n" -ge "$requests" ] && break
   sleep 0.1
 done
