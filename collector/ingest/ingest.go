@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
+	"sync"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -40,46 +42,137 @@ func New(st store.Store, sanitizer *sanitize.Sanitizer, hub *tail.Hub, m metrics
 	return &Service{store: st, sanitizer: sanitizer, hub: hub, metrics: m, log: slog.With("component", "ingest")}
 }
 
-// Ingest implements reprisev1.IngestServiceServer.
+// maxInFlight is how many batches of one stream are sanitized or committed
+// at once: an agent keeps several unacked, and working on them together lets
+// the next batches sanitize while one commits and lets the store fold them
+// into one transaction. It also bounds the memory a stream can hold.
+const maxInFlight = 4
+
+// minChunk is the fewest exchanges worth a goroutine of their own.
+const minChunk = 32
+
+// batch is one received batch on its way to its ack.
+type batch struct {
+	req        *reprisev1.IngestRequest
+	kept       []*reprisev1.Exchange
+	redactions int
+	done       chan error // buffered; a status error, nil once committed
+}
+
+// Ingest implements reprisev1.IngestServiceServer. Batches are processed
+// concurrently, but each is acked only after its own commit, in the order
+// they came.
 func (s *Service) Ingest(stream reprisev1.IngestService_IngestServer) error {
-	ctx := stream.Context()
-	for {
-		req, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return nil
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel() // stops the receiver and the batches still in flight
+	// The queue holds the batches in arrival order; with the one awaiting
+	// its ack it bounds the batches in flight.
+	queue := make(chan *batch, maxInFlight-1)
+	recvErr := make(chan error, 1)
+	go func() {
+		defer close(queue)
+		for {
+			req, err := stream.Recv()
+			if err != nil {
+				if !errors.Is(err, io.EOF) {
+					recvErr <- err
+				}
+				return
+			}
+			b := &batch{req: req, done: make(chan error, 1)}
+			invalid := s.reject(req)
+			if invalid != nil {
+				b.done <- invalid
+			}
+			select {
+			case queue <- b:
+			case <-ctx.Done():
+				return
+			}
+			if invalid != nil {
+				return // the earlier batches are still acked, then the stream ends
+			}
+			// Started once queued, so at most maxInFlight batches are in work.
+			go func() { b.done <- s.process(ctx, b) }()
 		}
-		if err != nil {
-			return err
-		}
-		stored, err := s.ingest(ctx, req)
-		if err != nil {
+	}()
+	for b := range queue {
+		if err := <-b.done; err != nil {
 			return err
 		}
 		if err := stream.Send(&reprisev1.IngestResponse{
-			BatchId: req.GetBatchId(),
-			Stored:  uint32(stored),
-			Dropped: uint32(len(req.GetExchanges()) - stored),
+			BatchId: b.req.GetBatchId(),
+			Stored:  uint32(len(b.kept)),
+			Dropped: uint32(len(b.req.GetExchanges()) - len(b.kept)),
 		}); err != nil {
 			return err
 		}
+		// Published in stream order, after the commit, as a tail expects.
+		s.hub.Publish(b.kept)
+		s.metrics.BatchIngested(len(b.kept), b.redactions)
+		s.log.Debug("batch stored", "batch_id", b.req.GetBatchId(), "agent_id", b.req.GetAgentId(), "exchanges", len(b.kept))
+	}
+	select {
+	case err := <-recvErr:
+		return err
+	default:
+		return nil
 	}
 }
 
-// ingest sanitizes and commits one batch and returns how many exchanges it
-// stored (the others were dropped by a sanitize rule); errors are status errors.
-func (s *Service) ingest(ctx context.Context, req *reprisev1.IngestRequest) (stored int, err error) {
-	if err := validate(req); err != nil {
-		s.metrics.BatchRejected()
-		s.log.Warn("batch rejected", "batch_id", req.GetBatchId(), "agent_id", req.GetAgentId(), "err", err)
-		return 0, status.Error(codes.InvalidArgument, err.Error())
+// reject returns the InvalidArgument status of an invalid batch, else nil.
+func (s *Service) reject(req *reprisev1.IngestRequest) error {
+	err := validate(req)
+	if err == nil {
+		return nil
 	}
+	s.metrics.BatchRejected()
+	s.log.Warn("batch rejected", "batch_id", req.GetBatchId(), "agent_id", req.GetAgentId(), "err", err)
+	return status.Error(codes.InvalidArgument, err.Error())
+}
+
+// process sanitizes and commits one valid batch; errors are status errors.
+func (s *Service) process(ctx context.Context, b *batch) error {
+	req := b.req
+	b.kept, b.redactions = s.sanitize(req)
+	if err := s.store.Put(ctx, b.kept); err != nil {
+		if ctx.Err() != nil {
+			return status.FromContextError(ctx.Err()).Err()
+		}
+		s.metrics.StoreError("put")
+		s.log.Error("store batch", "batch_id", req.GetBatchId(), "agent_id", req.GetAgentId(), "exchanges", len(req.GetExchanges()), "err", err)
+		// Unavailable: the batch is not acked, so the agent resends it later.
+		return status.Errorf(codes.Unavailable, "store batch %s: %v", req.GetBatchId(), err)
+	}
+	return nil
+}
+
+// sanitize sanitizes the batch's exchanges on all cores and returns those to
+// store, in batch order, and how many redactions were made.
+func (s *Service) sanitize(req *reprisev1.IngestRequest) ([]*reprisev1.Exchange, int) {
+	exs := req.GetExchanges()
+	keep := make([]bool, len(exs))
+	workers := max(1, min(runtime.GOMAXPROCS(0), len(exs)/minChunk))
+	counts := make([]int, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		lo, hi := w*len(exs)/workers, (w+1)*len(exs)/workers
+		wg.Go(func() {
+			for i := lo; i < hi; i++ {
+				before := len(exs[i].GetRedactions())
+				keep[i] = s.sanitizer.Sanitize(exs[i])
+				counts[w] += len(exs[i].GetRedactions()) - before
+			}
+		})
+	}
+	wg.Wait()
 	redactions := 0
-	kept := make([]*reprisev1.Exchange, 0, len(req.GetExchanges()))
-	for _, ex := range req.GetExchanges() {
-		before := len(ex.GetRedactions())
-		keep := s.sanitizer.Sanitize(ex)
-		redactions += len(ex.GetRedactions()) - before
-		if !keep {
+	for _, c := range counts {
+		redactions += c
+	}
+	kept := make([]*reprisev1.Exchange, 0, len(exs))
+	for i, ex := range exs {
+		if !keep[i] {
 			continue // a drop rule matched: the exchange must not be stored
 		}
 		// The agent filter needs an agent on every exchange; the batch knows it.
@@ -91,19 +184,7 @@ func (s *Service) ingest(ctx context.Context, req *reprisev1.IngestRequest) (sto
 		}
 		kept = append(kept, ex)
 	}
-	if err := s.store.Put(ctx, kept); err != nil {
-		if ctx.Err() != nil {
-			return 0, status.FromContextError(ctx.Err()).Err()
-		}
-		s.metrics.StoreError("put")
-		s.log.Error("store batch", "batch_id", req.GetBatchId(), "agent_id", req.GetAgentId(), "exchanges", len(req.GetExchanges()), "err", err)
-		// Unavailable: the batch is not acked, so the agent resends it later.
-		return 0, status.Errorf(codes.Unavailable, "store batch %s: %v", req.GetBatchId(), err)
-	}
-	s.hub.Publish(kept)
-	s.metrics.BatchIngested(len(kept), redactions)
-	s.log.Debug("batch stored", "batch_id", req.GetBatchId(), "agent_id", req.GetAgentId(), "exchanges", len(kept))
-	return len(kept), nil
+	return kept, redactions
 }
 
 func validate(req *reprisev1.IngestRequest) error {

@@ -90,6 +90,49 @@ func TestPutIsAtomic(t *testing.T) {
 	}
 }
 
+// TestConcurrentPuts checks group commit: Puts from many goroutines are
+// folded into shared transactions, and each is durable when it returns.
+func TestConcurrentPuts(t *testing.T) {
+	s, _ := openTemp(t)
+	ctx := context.Background()
+	const writers, batches, size = 8, 5, 50
+	errs := make(chan error, writers)
+	for w := range writers {
+		go func() {
+			for b := range batches {
+				batch := make([]*reprisev1.Exchange, size)
+				for i := range batch {
+					batch[i] = newEx(fmt.Sprintf("w%d-b%d-%d", w, b, i), time.Duration(i)*time.Millisecond)
+				}
+				if err := s.Put(ctx, batch); err != nil {
+					errs <- err
+					return
+				}
+				// Returned means committed: readable now.
+				if _, err := s.Get(ctx, batch[size-1].GetId()); err != nil {
+					errs <- fmt.Errorf("get after put: %w", err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range writers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := s.Count(ctx, nil); err != nil || n != writers*batches*size {
+		t.Errorf("Count = %d, %v; want %d", n, err, writers*batches*size)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(ctx, []*reprisev1.Exchange{newEx("late", 0)}); !errors.Is(err, errClosed) {
+		t.Errorf("Put after Close = %v, want errClosed", err)
+	}
+}
+
 func TestListFilters(t *testing.T) {
 	s, _ := openTemp(t)
 	ctx := context.Background()

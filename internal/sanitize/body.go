@@ -15,6 +15,7 @@ import (
 	"net/textproto"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/andybalholm/brotli"
 	"github.com/go-json-experiment/json/jsontext"
@@ -303,6 +304,10 @@ func (w *jsonWalk) value(loc, key string, depth int, forced *rule) error {
 		if depth++; depth > sc.s.limits.MaxDepth {
 			return &limitError{ReasonTooDeep}
 		}
+		elemLoc := "" // every element of an array has the same location
+		if kind == '[' {
+			elemLoc = loc + "[]"
+		}
 		for {
 			switch w.dec.PeekKind() {
 			case '}', ']':
@@ -312,19 +317,22 @@ func (w *jsonWalk) value(loc, key string, depth int, forced *rule) error {
 				_, err := w.read()
 				return err
 			}
-			k, l := key, loc+"[]"
+			k, l := key, elemLoc
 			if kind == '{' {
-				name, err := w.read()
+				name, err := w.dec.ReadValue()
+				if errors.Is(err, io.EOF) {
+					err = io.ErrUnexpectedEOF
+				}
 				if err != nil {
 					return err
 				}
-				k = name.String()
-				l = loc + "." + k
+				l = nameLoc(loc, name)
+				k = l[len(loc)+1:]
 			}
 			f := forced
 			// Leaves are decided by field; containers by their key here.
 			if next := w.dec.PeekKind(); f == nil && kind == '{' && (next == '{' || next == '[') {
-				r, allow := sc.decideKey(l, normKey(k))
+				r, allow := sc.decideKey(l, k)
 				if allow {
 					// An allow-listed key keeps its whole subtree.
 					if err := w.dec.SkipValue(); err != nil {
@@ -382,6 +390,25 @@ func (w *jsonWalk) value(loc, key string, depth int, forced *rule) error {
 	return nil
 }
 
+// nameLoc returns loc.name for a raw object name in one allocation; the
+// name is its tail. Names without escapes or non-ASCII bytes (nearly all)
+// are taken as they are; others are unquoted as Token.String would, with
+// invalid UTF-8 replaced (the error only reports that).
+func nameLoc(loc string, raw jsontext.Value) string {
+	plain := len(raw) >= 2
+	for _, c := range raw[1:max(len(raw)-1, 1)] {
+		if c < 0x20 || c >= utf8.RuneSelf || c == '\\' {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		return loc + "." + string(raw[1:len(raw)-1])
+	}
+	b, _ := jsontext.AppendUnquote([]byte(loc+"."), raw)
+	return string(b)
+}
+
 // xml scans element text, attribute values and comments, keyed by the
 // element or attribute name. RawToken keeps namespace prefixes as written.
 func (sc *scan) xml(loc string, b []byte, depth int, forced *rule) ([]byte, error) {
@@ -415,7 +442,7 @@ func (sc *scan) xml(loc string, b []byte, depth int, forced *rule) ([]byte, erro
 			name := t.Name.Local
 			e := elem{loc: top.loc + "." + name, key: name, forced: top.forced}
 			if e.forced == nil {
-				e.forced, _ = sc.decideKey(e.loc, normKey(name))
+				e.forced, _ = sc.decideKey(e.loc, name)
 			}
 			changed := false
 			for i, a := range t.Attr {
@@ -504,7 +531,7 @@ func (sc *scan) multipart(loc, boundary string, b []byte, depth int) ([]byte, er
 			name = strconv.Itoa(i)
 		}
 		partLoc := loc + "." + name
-		deny, allow := sc.decideKey(partLoc, normKey(name))
+		deny, allow := sc.decideKey(partLoc, name)
 		if !allow {
 			if data, err = sc.content(partLoc, name, p.Header.Get("Content-Type"), data, depth+1, deny); err != nil {
 				return nil, err

@@ -9,29 +9,18 @@ import (
 )
 
 // A detector finds secrets by their value, wherever they are. find returns
-// [start, end) spans of s; quick is a cheap test that rules s out early.
+// [start, end) spans of s; minLen (the shortest text its pattern matches)
+// and quick are cheap tests that rule s out early, as most values are short
+// words and numbers.
 type detector struct {
-	name  string
-	quick func(s string) bool
-	find  func(s string) [][2]int
+	name   string
+	minLen int
+	quick  func(s string) bool
+	find   func(s string) [][2]int
 }
 
 func contains(sub string) func(string) bool {
 	return func(s string) bool { return strings.Contains(s, sub) }
-}
-
-func hasDigits(n int) func(string) bool {
-	return func(s string) bool {
-		c := 0
-		for i := 0; i < len(s); i++ {
-			if s[i] >= '0' && s[i] <= '9' {
-				if c++; c >= n {
-					return true
-				}
-			}
-		}
-		return false
-	}
 }
 
 // reFind returns the spans of group g of every match that valid accepts.
@@ -74,18 +63,18 @@ var (
 // detectors in precedence order: when spans overlap the earlier one wins, so
 // a JWT is reported as a JWT and not as a high-entropy string.
 var detectors = []*detector{
-	{"pem", contains("-----BEGIN"), reFind(pemRe, 0, nil)},
-	{"jwt", contains("eyJ"), reFind(jwtRe, 0, validJWT)},
-	{"aws", awsQuick, reFind(awsRe, 0, nil)},
-	{"github", func(s string) bool { return strings.Contains(s, "gh") || strings.Contains(s, "github_pat_") }, reFind(githubRe, 0, nil)},
-	{"basic", func(s string) bool { return strings.Contains(s, "asic") || strings.Contains(s, "ASIC") }, reFind(basicRe, 1, validBasic)},
-	{"bearer", func(s string) bool { return strings.Contains(s, "earer") || strings.Contains(s, "EARER") }, reFind(bearerRe, 1, nil)},
-	{"card", cardQuick, reFind(cardRe, 0, validCard)},
-	{"iban", ibanQuick, reFind(ibanRe, 0, validIBAN)},
-	{"ssn", func(s string) bool { return strings.Contains(s, "-") && hasDigits(9)(s) }, reFind(ssnRe, 0, validSSN)},
-	{"email", contains("@"), reFind(emailRe, 0, nil)},
-	{"phone", phoneQuick, reFind(phoneRe, 0, nil)},
-	{"entropy", func(s string) bool { return len(s) >= 24 }, entropyFind},
+	{"pem", 26, contains("-----BEGIN"), reFind(pemRe, 0, nil)},
+	{"jwt", 9, contains("eyJ"), reFind(jwtRe, 0, validJWT)},
+	{"aws", 20, awsQuick, reFind(awsRe, 0, nil)},
+	{"github", 33, githubQuick, reFind(githubRe, 0, nil)},
+	{"basic", 10, func(s string) bool { return strings.Contains(s, "asic") || strings.Contains(s, "ASIC") }, reFind(basicRe, 1, validBasic)},
+	{"bearer", 15, func(s string) bool { return strings.Contains(s, "earer") || strings.Contains(s, "EARER") }, reFind(bearerRe, 1, nil)},
+	{"card", 13, cardQuick, reFind(cardRe, 0, validCard)},
+	{"iban", 15, ibanQuick, reFind(ibanRe, 0, validIBAN)},
+	{"ssn", 11, ssnQuick, reFind(ssnRe, 0, validSSN)},
+	{"email", 6, contains("@"), reFind(emailRe, 0, nil)},
+	{"phone", 9, phoneQuick, reFind(phoneRe, 0, nil)},
+	{"entropy", 24, func(string) bool { return true }, entropyFind},
 }
 
 var awsPrefixes = []string{"AKIA", "ASIA", "ABIA", "ACCA", "AIDA", "AROA"}
@@ -101,6 +90,38 @@ func awsQuick(s string) bool {
 		j := strings.IndexByte(s[i+1:], 'A')
 		if j < 0 {
 			return false
+		}
+		i += 1 + j
+	}
+	return false
+}
+
+// githubQuick wants a token prefix: "gh" alone is in too many words.
+func githubQuick(s string) bool {
+	for i := strings.Index(s, "gh"); i >= 0 && i+4 <= len(s); {
+		if strings.IndexByte("pousr", s[i+2]) >= 0 && s[i+3] == '_' {
+			return true
+		}
+		j := strings.Index(s[i+2:], "gh")
+		if j < 0 {
+			break
+		}
+		i += 2 + j
+	}
+	return strings.Contains(s, "github_pat_")
+}
+
+// ssnQuick wants the ddd-dd-dddd shape around a dash: dates and UUIDs
+// have dashes and digits, but not in that shape.
+func ssnQuick(s string) bool {
+	for i := strings.IndexByte(s, '-'); i >= 0 && i+8 <= len(s); {
+		if i >= 3 && isDigit(s[i-3]) && isDigit(s[i-2]) && isDigit(s[i-1]) && isDigit(s[i+1]) && isDigit(s[i+2]) &&
+			s[i+3] == '-' && isDigit(s[i+4]) && isDigit(s[i+5]) && isDigit(s[i+6]) && isDigit(s[i+7]) {
+			return true
+		}
+		j := strings.IndexByte(s[i+1:], '-')
+		if j < 0 {
+			break
 		}
 		i += 1 + j
 	}

@@ -175,11 +175,15 @@ func (c *config) detectorActions() (map[string]string, error) {
 	return out, nil
 }
 
-// matches takes the location in lower case and the key normalised.
-func (r *rule) matches(lloc, nkey, value string) bool {
-	if len(r.keys) > 0 && !slices.ContainsFunc(r.keys, func(g globPattern) bool { return g.match(nkey) }) {
-		return false
-	}
+// matchesKeys reports whether the keys selector accepts the normalised key;
+// a rule without one accepts every key.
+func (r *rule) matchesKeys(nkey string) bool {
+	return len(r.keys) == 0 || slices.ContainsFunc(r.keys, func(g globPattern) bool { return g.match(nkey) })
+}
+
+// matchesRest is matches without the keys selector: the location in lower
+// case and the value.
+func (r *rule) matchesRest(lloc, value string) bool {
 	if len(r.locations) > 0 && !slices.ContainsFunc(r.locations, func(g globPattern) bool { return g.match(lloc) }) {
 		return false
 	}
@@ -187,11 +191,6 @@ func (r *rule) matches(lloc, nkey, value string) bool {
 		return false
 	}
 	return true
-}
-
-// matchesKey is matches for a JSON object or array: it has no value of its own.
-func (r *rule) matchesKey(lloc, nkey string) bool {
-	return len(r.values) == 0 && r.matches(lloc, nkey, "")
 }
 
 // normKey folds the spellings of one name together: X-Api-Key, api_key,

@@ -21,6 +21,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"unicode/utf8"
 
@@ -48,6 +49,39 @@ type Sanitizer struct {
 	key       []byte
 	// counts is built once, so reads and increments need no lock.
 	counts map[string]*atomic.Uint64
+
+	keyMu    sync.RWMutex
+	keyCache map[string][]bool // raw key → keyMatches
+}
+
+// keyCacheMax bounds the key cache: keys come from traffic, and an endless
+// variety of them must not grow memory.
+const keyCacheMax = 8192
+
+// keyMatches returns, for each allow then deny rule, whether its keys
+// selector accepts key. Traffic repeats a few keys, so the answer is cached
+// rather than matching every key glob of every rule at each value.
+func (s *Sanitizer) keyMatches(key string) []bool {
+	s.keyMu.RLock()
+	m, ok := s.keyCache[key]
+	s.keyMu.RUnlock()
+	if ok {
+		return m
+	}
+	nkey := normKey(key)
+	m = make([]bool, 0, len(s.allow)+len(s.deny))
+	for _, r := range s.allow {
+		m = append(m, r.matchesKeys(nkey))
+	}
+	for _, r := range s.deny {
+		m = append(m, r.matchesKeys(nkey))
+	}
+	s.keyMu.Lock()
+	if len(s.keyCache) < keyCacheMax {
+		s.keyCache[strings.Clone(key)] = m
+	}
+	s.keyMu.Unlock()
+	return m
 }
 
 type activeDetector struct {
@@ -87,7 +121,7 @@ func build(user *config, key []byte) (*Sanitizer, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Sanitizer{limits: defaultLimits, key: key, counts: map[string]*atomic.Uint64{}}
+	s := &Sanitizer{limits: defaultLimits, key: key, counts: map[string]*atomic.Uint64{}, keyCache: map[string][]bool{}}
 	actions, _ := builtin.detectorActions()
 	if user != nil {
 		if user.Limits.MaxBodyBytes > 0 {
@@ -223,19 +257,31 @@ func isMarker(v string) bool {
 
 // decideKey returns the rule deciding a value or container by its key and
 // location alone: allow (nil, true), deny (r, false), or neither (nil, false).
-func (sc *scan) decideKey(loc, nkey string) (*rule, bool) {
-	lloc := strings.ToLower(loc)
-	for _, r := range sc.s.allow {
-		if r.matchesKey(lloc, nkey) {
-			return nil, true
+func (sc *scan) decideKey(loc, key string) (*rule, bool) {
+	km := sc.s.keyMatches(key)
+	if firstMatch(sc.s.allow, km, loc, "", true) != nil {
+		return nil, true
+	}
+	return firstMatch(sc.s.deny, km[len(sc.s.allow):], loc, "", true), false
+}
+
+// firstMatch returns the first of rules whose keys selector accepted the key
+// (km, in the same order) and that matches loc and v. keyOnly skips rules
+// with value selectors: a container has no value of its own.
+func firstMatch(rules []*rule, km []bool, loc, v string, keyOnly bool) *rule {
+	lloc := "" // lowered only when a rule looks at it: most have no locations
+	for i, r := range rules {
+		if !km[i] || keyOnly && len(r.values) > 0 {
+			continue
+		}
+		if len(r.locations) > 0 && lloc == "" {
+			lloc = strings.ToLower(loc)
+		}
+		if r.matchesRest(lloc, v) {
+			return r
 		}
 	}
-	for _, r := range sc.s.deny {
-		if r.matchesKey(lloc, nkey) {
-			return r, false
-		}
-	}
-	return nil, false
+	return nil
 }
 
 // field decides one value found at loc under key and returns what to keep.
@@ -247,16 +293,12 @@ func (sc *scan) field(loc, key, v string, k kind, forced *rule) string {
 	if forced != nil {
 		return sc.apply(loc, forced.Name, forced.Action, v, k)
 	}
-	nkey, lloc := normKey(key), strings.ToLower(loc)
-	for _, r := range sc.s.allow {
-		if r.matches(lloc, nkey, v) {
-			return v
-		}
+	km := sc.s.keyMatches(key)
+	if firstMatch(sc.s.allow, km, loc, v, false) != nil {
+		return v
 	}
-	for _, r := range sc.s.deny {
-		if r.matches(lloc, nkey, v) {
-			return sc.apply(loc, r.Name, r.Action, v, k)
-		}
+	if r := firstMatch(sc.s.deny, km[len(sc.s.allow):], loc, v, false); r != nil {
+		return sc.apply(loc, r.Name, r.Action, v, k)
 	}
 	return sc.detect(loc, v, k)
 }
@@ -271,7 +313,7 @@ type span struct {
 func (sc *scan) detect(loc, v string, k kind) string {
 	var spans []span
 	for i, d := range sc.s.detectors {
-		if !d.quick(v) {
+		if len(v) < d.minLen || !d.quick(v) {
 			continue
 		}
 		for _, sp := range d.find(v) {
@@ -328,11 +370,12 @@ var kvRe = regexp.MustCompile(`(?i)([a-z0-9_.-]*(?:password|passwd|secret|token|
 var kvWords = []string{"pass", "secret", "token", "key", "credential", "session", "ssn"}
 
 func (sc *scan) keyValues(loc, v string) []span {
-	if len(v) < 6 || !strings.ContainsAny(v, ":=>") {
+	// Byte loops, not ContainsAny and ToLower: most values fail here, and
+	// those would build a set and a lowered copy for each.
+	if len(v) < 6 || !anyByte(v, func(c byte) bool { return c == ':' || c == '=' || c == '>' }) {
 		return nil
 	}
-	lv := strings.ToLower(v)
-	if !slices.ContainsFunc(kvWords, func(w string) bool { return strings.Contains(lv, w) }) {
+	if !slices.ContainsFunc(kvWords, func(w string) bool { return containsFoldASCII(v, w) }) {
 		return nil
 	}
 	var out []span
@@ -350,6 +393,35 @@ func (sc *scan) keyValues(loc, v string) []span {
 		}
 	}
 	return out
+}
+
+// anyByte reports whether f accepts a byte of s.
+func anyByte(s string, f func(byte) bool) bool {
+	for i := 0; i < len(s); i++ {
+		if f(s[i]) {
+			return true
+		}
+	}
+	return false
+}
+
+// containsFoldASCII reports whether s contains the lower-case ASCII word w,
+// in any case. Non-ASCII text takes strings.ToLower, which also folds
+// letters such as the Kelvin sign (K) that the regexp's (?i) matches.
+func containsFoldASCII(s, w string) bool {
+	if anyByte(s, func(c byte) bool { return c >= utf8.RuneSelf }) {
+		return strings.Contains(strings.ToLower(s), w)
+	}
+	for i := 0; i+len(w) <= len(s); i++ {
+		j := 0
+		for j < len(w) && s[i+j]|0x20 == w[j] {
+			j++
+		}
+		if j == len(w) {
+			return true
+		}
+	}
+	return false
 }
 
 // apply performs action on v and records it.
@@ -424,7 +496,7 @@ func (sc *scan) headers(side string, hs []*reprisev1.Header) {
 			h.Value = sc.cookies(side+".set-cookie", h.Value, true)
 		case ln == "referer" || ln == "location" || ln == "content-location" || ln == "origin":
 			// A rule on the header itself decides the whole value.
-			if r, allow := sc.decideKey(loc, normKey(h.Name)); r != nil || allow {
+			if r, allow := sc.decideKey(loc, h.Name); r != nil || allow {
 				h.Value = sc.field(loc, h.Name, h.Value, kindText, nil)
 			} else {
 				h.Value = sc.url(loc, h.Value)
