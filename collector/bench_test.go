@@ -21,51 +21,9 @@ import (
 	"github.com/reprise-dev/reprise/collector/server"
 	"github.com/reprise-dev/reprise/collector/store"
 	"github.com/reprise-dev/reprise/internal/grpcclient"
+	"github.com/reprise-dev/reprise/internal/sample"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
-
-// benchExchange is a realistic ~2 KB JSON API exchange with credentials,
-// cookies and personal data for the sanitizer to find.
-func benchExchange() *reprisev1.Exchange {
-	reqBody := `{"customer":{"id":"cus_000184","email":"jane.doe@example.com","phone":"+1 415-555-0132",
-"name":"Jane Doe","address":{"line1":"1 Market St","city":"San Francisco","zip":"94105","country":"US"}},
-"items":[{"sku":"SKU-12-RED-XL","qty":2,"price":19.99},{"sku":"SKU-7-BLU-M","qty":1,"price":49.5},
-{"sku":"SKU-3-GRN-S","qty":3,"price":5.25}],"payment":{"method":"card","card_number":"4111111111111111",
-"exp":"12/29","cvv":"737"},"coupon":"SUMMER-2026","notes":"Leave at the door, ring twice. If nobody answers, leave it with the neighbour at number 3.",
-"shipping":{"method":"express","carrier":"UPS","instructions":"Call on arrival","gift":true,"gift_message":"Happy birthday!"},
-"created_at":"2026-11-24T10:14:49Z","request_id":"7c9e6679-7425-40de-944b-e07fc1f90ae7"}`
-	respBody := `{"order":{"id":"ORD-2026-000123","status":"confirmed","total":121.23,"currency":"USD",
-"items":[{"sku":"SKU-12-RED-XL","qty":2},{"sku":"SKU-7-BLU-M","qty":1},{"sku":"SKU-3-GRN-S","qty":3}],
-"customer":{"id":"cus_000184","email":"jane.doe@example.com"},"payment":{"last4":"1111","brand":"visa"},
-"tracking_url":"https://track.example/t/1Z999AA10123456784","eta":"2026-11-27",
-"created_at":"2026-11-24T10:14:49Z","updated_at":"2026-11-24T10:14:50Z"},"links":{"self":"/api/v1/orders/ORD-2026-000123"}}`
-	h := func(kv ...string) []*reprisev1.Header {
-		var out []*reprisev1.Header
-		for i := 0; i < len(kv); i += 2 {
-			out = append(out, &reprisev1.Header{Name: kv[i], Value: kv[i+1]})
-		}
-		return out
-	}
-	return &reprisev1.Exchange{
-		Service: "shop", Direction: reprisev1.Direction_DIRECTION_INBOUND,
-		Duration: durationpb.New(12 * time.Millisecond),
-		Request: &reprisev1.HttpRequest{
-			Method: "POST", Target: "/api/v1/orders?expand=items&client=web", Host: "shop.internal", Proto: "HTTP/1.1",
-			Headers: h("Host", "shop.internal", "User-Agent", "Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0",
-				"Accept", "application/json", "Content-Type", "application/json",
-				"Authorization", "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NSJ9.c2lnbmF0dXJlLXNpZ25hdHVyZQ",
-				"Cookie", "sid=SESSION-abc-123; theme=dark", "X-Request-Id", "7c9e6679-7425-40de-944b-e07fc1f90ae7"),
-			Body: []byte(reqBody), BodySize: int64(len(reqBody)),
-		},
-		Response: &reprisev1.HttpResponse{
-			StatusCode: 201, Proto: "HTTP/1.1",
-			Headers: h("Content-Type", "application/json", "Set-Cookie", "sid=SESSION-def-456; Path=/; HttpOnly",
-				"Date", "Tue, 24 Nov 2026 10:14:50 GMT"),
-			Body: []byte(respBody), BodySize: int64(len(respBody)),
-		},
-		Capture: &reprisev1.Capture{AgentId: "bench", Source: reprisev1.CaptureSource_CAPTURE_SOURCE_SYSCALL},
-	}
-}
 
 // benchBatch returns n fresh copies of the template with unique ids.
 func benchBatch(tmpl *reprisev1.Exchange, prefix string, n int, start time.Time) []*reprisev1.Exchange {
@@ -90,7 +48,7 @@ const (
 // SQLite commit per batch); "store" is the baseline of the same batches put
 // straight into the store, without gRPC or the sanitizer.
 func BenchmarkIngest(b *testing.B) {
-	tmpl := benchExchange()
+	tmpl := sample.Checkout()
 	b.Run("grpc", func(b *testing.B) {
 		st, err := store.OpenSQLite(filepath.Join(b.TempDir(), "reprise.db"))
 		if err != nil {

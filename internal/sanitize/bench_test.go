@@ -10,42 +10,9 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/reprise-dev/reprise/internal/sample"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
-
-// benchExchange is a realistic ~2 KB JSON API exchange: a checkout request
-// with credentials, cookies and personal data, and its response.
-func benchExchange() *reprisev1.Exchange {
-	reqBody := `{"customer":{"id":"cus_000184","email":"jane.doe@example.com","phone":"+1 415-555-0132",
-"name":"Jane Doe","address":{"line1":"1 Market St","city":"San Francisco","zip":"94105","country":"US"}},
-"items":[{"sku":"SKU-12-RED-XL","qty":2,"price":19.99},{"sku":"SKU-7-BLU-M","qty":1,"price":49.5},
-{"sku":"SKU-3-GRN-S","qty":3,"price":5.25}],"payment":{"method":"card","card_number":"4111111111111111",
-"exp":"12/29","cvv":"737"},"coupon":"SUMMER-2026","notes":"Leave at the door, ring twice. If nobody answers, leave it with the neighbour at number 3.",
-"shipping":{"method":"express","carrier":"UPS","instructions":"Call on arrival","gift":true,"gift_message":"Happy birthday!"},
-"created_at":"2026-11-24T10:14:49Z","request_id":"7c9e6679-7425-40de-944b-e07fc1f90ae7"}`
-	respBody := `{"order":{"id":"ORD-2026-000123","status":"confirmed","total":121.23,"currency":"USD",
-"items":[{"sku":"SKU-12-RED-XL","qty":2},{"sku":"SKU-7-BLU-M","qty":1},{"sku":"SKU-3-GRN-S","qty":3}],
-"customer":{"id":"cus_000184","email":"jane.doe@example.com"},"payment":{"last4":"1111","brand":"visa"},
-"tracking_url":"https://track.example/t/1Z999AA10123456784","eta":"2026-11-27",
-"created_at":"2026-11-24T10:14:49Z","updated_at":"2026-11-24T10:14:50Z"},"links":{"self":"/api/v1/orders/ORD-2026-000123"}}`
-	return &reprisev1.Exchange{
-		Id: "ex-bench",
-		Request: &reprisev1.HttpRequest{
-			Method: "POST", Target: "/api/v1/orders?expand=items&client=web", Host: "shop.internal", Proto: "HTTP/1.1",
-			Headers: hdrs("Host", "shop.internal", "User-Agent", "Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0",
-				"Accept", "application/json", "Content-Type", "application/json",
-				"Authorization", "Bearer "+secJWT, "Cookie", "sid=SESSION-abc-123; theme=dark",
-				"X-Request-Id", "7c9e6679-7425-40de-944b-e07fc1f90ae7", "Content-Length", "702"),
-			Body: []byte(reqBody), BodySize: int64(len(reqBody)),
-		},
-		Response: &reprisev1.HttpResponse{
-			StatusCode: 201, Proto: "HTTP/1.1",
-			Headers: hdrs("Content-Type", "application/json", "Set-Cookie", "sid=SESSION-def-456; Path=/; HttpOnly",
-				"Date", "Tue, 24 Nov 2026 10:14:50 GMT", "Content-Length", "560"),
-			Body: []byte(respBody), BodySize: int64(len(respBody)),
-		},
-	}
-}
 
 func benchSize(ex *reprisev1.Exchange) int64 {
 	return int64(proto.Size(ex))
@@ -55,7 +22,7 @@ func benchSize(ex *reprisev1.Exchange) int64 {
 // marshalled exchange). Each iteration sanitizes a fresh copy.
 func BenchmarkSanitize(b *testing.B) {
 	s := Default()
-	ex := benchExchange()
+	ex := sample.Checkout()
 	b.SetBytes(benchSize(ex))
 	b.ReportAllocs()
 	defer cpuTime(b)()
@@ -76,7 +43,7 @@ func cpuTime(b *testing.B) func() {
 		runtime.UnlockOSThread()
 		perOp := float64(d.Nanoseconds()) / float64(b.N)
 		b.ReportMetric(perOp, "cpu-ns/op")
-		b.ReportMetric(float64(benchSize(benchExchange()))/perOp*1e3, "cpu-MB/s")
+		b.ReportMetric(float64(benchSize(sample.Checkout()))/perOp*1e3, "cpu-MB/s")
 	}
 }
 
@@ -93,7 +60,7 @@ func threadCPU() time.Duration {
 // ratio Sanitize/Baseline is the figure to compare across runs on a noisy
 // machine.
 func BenchmarkSanitizeBaseline(b *testing.B) {
-	ex := benchExchange()
+	ex := sample.Checkout()
 	b.SetBytes(benchSize(ex))
 	b.ReportAllocs()
 	defer cpuTime(b)()
@@ -107,7 +74,7 @@ func BenchmarkSanitizeBaseline(b *testing.B) {
 }
 
 func TestBenchExchangeIsRealistic(t *testing.T) {
-	ex := benchExchange()
+	ex := sample.Checkout()
 	if n := benchSize(ex); n < 1800 || n > 2600 {
 		t.Errorf("bench exchange is %d bytes, want about 2 KB", n)
 	}
