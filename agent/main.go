@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strconv"
@@ -22,20 +23,34 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/reprise-dev/reprise/agent/capture"
 	"github.com/reprise-dev/reprise/agent/conntrack"
 	"github.com/reprise-dev/reprise/agent/export"
+	"github.com/reprise-dev/reprise/agent/metadata"
 	"github.com/reprise-dev/reprise/agent/metrics"
 	"github.com/reprise-dev/reprise/agent/pipeline"
+	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
 type config struct {
 	collector  string
 	ports      []uint16
+	pids       []uint32
+	cgroups    []string
+	sampleRate float64
+	ringSize   uint
+	methods    []string
+	paths      []string
+	filter     conntrack.Filter
 	httpListen string
 	agentID    string
-	bodyCap    int
+	nodeName   string
+	track      conntrack.Config
+	maxPending int
+	pprof      bool
 	drain      time.Duration
 }
 
@@ -46,13 +61,26 @@ func main() {
 func parseFlags(args []string) (config, error) {
 	host, _ := os.Hostname()
 	cfg := config{}
-	var ports string
+	var ports, pids, cgroups, methods, paths string
 	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
 	fs.StringVar(&cfg.collector, "collector", "127.0.0.1:7070", "collector gRPC address")
 	fs.StringVar(&ports, "ports", "", "comma-separated ports; capture only connections with one of them as local or remote port (default all)")
+	fs.StringVar(&pids, "pids", "", "comma-separated process ids (host namespace); capture only their connections (default all)")
+	fs.StringVar(&cgroups, "cgroups", "", "comma-separated cgroup v2 paths; capture only processes inside them (default all)")
+	fs.Float64Var(&cfg.sampleRate, "sample-rate", 1, "share of connections captured, 0 < rate <= 1")
+	fs.UintVar(&cfg.ringSize, "ring-size", 16<<20, "kernel ring buffer bytes, a power of two")
+	fs.StringVar(&methods, "methods", "", "comma-separated HTTP methods; export only these (default all)")
+	fs.StringVar(&paths, "paths", "", "comma-separated request path prefixes or globs (with * ? [); export only matching requests (default all)")
 	fs.StringVar(&cfg.httpListen, "http-listen", "127.0.0.1:7072", "address for /healthz and /metrics")
 	fs.StringVar(&cfg.agentID, "agent-id", host, "agent id recorded in every exchange")
-	fs.IntVar(&cfg.bodyCap, "body-cap", conntrack.DefaultBodyCap, "bytes of each body kept; longer bodies are marked truncated")
+	fs.StringVar(&cfg.nodeName, "node-name", os.Getenv("NODE_NAME"), "Kubernetes node of the agent; its pods name the exchanges (in a cluster)")
+	fs.IntVar(&cfg.track.BodyCap, "body-cap", conntrack.DefaultBodyCap, "bytes of each body kept; longer bodies are marked truncated")
+	fs.IntVar(&cfg.track.MaxConns, "max-conns", conntrack.DefaultMaxConns, "connections tracked at once; more are dropped and counted")
+	fs.IntVar(&cfg.track.MaxBuffered, "max-buffered", conntrack.DefaultMaxBuffered, "bytes held per connection direction outside the parser (reordering, responses ahead of requests)")
+	fs.DurationVar(&cfg.track.IdleTimeout, "idle-timeout", conntrack.DefaultIdleTimeout, "a connection without events for this long is closed and flushed")
+	fs.DurationVar(&cfg.track.StreamTimeout, "stream-timeout", conntrack.DefaultStreamTimeout, "a response still streaming after this long is exported as far as read")
+	fs.IntVar(&cfg.maxPending, "max-pending", 1024, "exchanges held for the collector, queued or unacknowledged; more are dropped and counted (bounds memory when the collector is slow)")
+	fs.BoolVar(&cfg.pprof, "pprof", false, "serve Go profiles under /debug/pprof/ on --http-listen")
 	fs.DurationVar(&cfg.drain, "drain-timeout", 10*time.Second, "on shutdown, how long to wait for the collector to acknowledge what is pending")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
@@ -64,8 +92,27 @@ func parseFlags(args []string) (config, error) {
 	if cfg.ports, err = parsePorts(ports); err != nil {
 		return cfg, fmt.Errorf("--ports: %w", err)
 	}
-	if cfg.bodyCap <= 0 {
-		return cfg, fmt.Errorf("--body-cap must be positive, got %d", cfg.bodyCap)
+	if cfg.pids, err = parsePids(pids); err != nil {
+		return cfg, fmt.Errorf("--pids: %w", err)
+	}
+	cfg.cgroups, cfg.methods, cfg.paths = list(cgroups), list(methods), list(paths)
+	if cfg.filter, err = conntrack.NewFilter(cfg.methods, cfg.paths); err != nil {
+		return cfg, fmt.Errorf("--paths: %w", err)
+	}
+	for name, v := range map[string]int{"--body-cap": cfg.track.BodyCap, "--max-conns": cfg.track.MaxConns,
+		"--max-buffered": cfg.track.MaxBuffered, "--max-pending": cfg.maxPending} {
+		if v <= 0 {
+			return cfg, fmt.Errorf("%s must be positive, got %d", name, v)
+		}
+	}
+	if cfg.track.IdleTimeout <= 0 || cfg.track.StreamTimeout <= 0 {
+		return cfg, errors.New("--idle-timeout and --stream-timeout must be positive")
+	}
+	if !(cfg.sampleRate > 0 && cfg.sampleRate <= 1) {
+		return cfg, fmt.Errorf("--sample-rate must be in (0, 1], got %g", cfg.sampleRate)
+	}
+	if cfg.ringSize == 0 || cfg.ringSize&(cfg.ringSize-1) != 0 || cfg.ringSize > 1<<30 {
+		return cfg, fmt.Errorf("--ring-size must be a power of two up to 1 GiB, got %d", cfg.ringSize)
 	}
 	if cfg.agentID == "" {
 		return cfg, errors.New("--agent-id is empty and the host name is unknown")
@@ -73,12 +120,32 @@ func parseFlags(args []string) (config, error) {
 	return cfg, nil
 }
 
+// list splits a comma-separated flag value, dropping empty items.
+func list(s string) []string {
+	var out []string
+	for f := range strings.SplitSeq(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func parsePids(s string) ([]uint32, error) {
+	var pids []uint32
+	for _, f := range list(s) {
+		p, err := strconv.ParseUint(f, 10, 32)
+		if err != nil || p == 0 {
+			return nil, fmt.Errorf("%q is not a process id", f)
+		}
+		pids = append(pids, uint32(p))
+	}
+	return pids, nil
+}
+
 func parsePorts(s string) ([]uint16, error) {
 	var ports []uint16
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f == "" {
-			continue
-		}
+	for _, f := range list(s) {
 		p, err := strconv.ParseUint(f, 10, 16)
 		if err != nil || p == 0 {
 			return nil, fmt.Errorf("%q is not a port (1-65535)", f)
@@ -116,24 +183,40 @@ func serve(cfg config) error {
 	}
 	defer conn.Close()
 
-	capt, err := capture.Open(capture.Config{Ports: cfg.ports})
+	capt, err := capture.Open(capture.Config{Ports: cfg.ports, Pids: cfg.pids, Cgroups: cfg.cgroups,
+		SampleRate: cfg.sampleRate, RingSize: uint32(cfg.ringSize)})
 	if err != nil {
 		return fmt.Errorf("open capture: %w", err)
 	}
 	defer capt.Close()
 
-	exp := export.New(conn, export.Config{AgentID: cfg.agentID, Hostname: cfg.agentID})
-	tracker := conntrack.New(conntrack.Config{BodyCap: cfg.bodyCap}, exp.Add)
+	// The pod index lives as long as the process; its watch ends with it.
+	pods, err := podIndex(context.Background(), cfg.nodeName)
+	if err != nil {
+		return err
+	}
+	resolver := metadata.NewResolver("/proc", metadata.DefaultCacheSize, pods)
+	exp := export.New(conn, export.Config{AgentID: cfg.agentID, Hostname: cfg.agentID, MaxPending: cfg.maxPending})
+	track := cfg.track
+	track.Filter = cfg.filter
+	tracker := conntrack.New(track, func(x *reprisev1.Exchange) {
+		resolver.Enrich(x)
+		exp.Add(x)
+	})
 	pipe := pipeline.New(tracker)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(metrics.NewCollector(metrics.Sources{
-		Capture: capt.Stats, Tracker: pipe.Stats, Export: exp.Stats, Pending: exp.Pending,
+		Capture: capt.Stats, Tracker: pipe.Stats, Export: exp.Stats, Pending: exp.Pending, Queue: pipe.QueueLen,
 	}))
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if cfg.pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	}
 	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = httpSrv.Serve(lis) }()
 	defer httpSrv.Close()
@@ -146,7 +229,8 @@ func serve(cfg config) error {
 	go func() { exported <- exp.Run(drainCtx) }()
 	piped := make(chan error, 1)
 	go func() { piped <- pipe.Run(capt, time.Second) }()
-	log.Info("capturing", "collector", cfg.collector, "ports", cfg.ports, "http", lis.Addr().String())
+	log.Info("capturing", "collector", cfg.collector, "ports", cfg.ports, "pids", cfg.pids, "cgroups", cfg.cgroups,
+		"sample_rate", cfg.sampleRate, "methods", cfg.methods, "paths", cfg.paths, "http", lis.Addr().String())
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
@@ -167,4 +251,34 @@ func serve(cfg config) error {
 	st := exp.Stats()
 	log.Info("stopped", "exported", st.Acked, "dropped", st.Dropped)
 	return runErr
+}
+
+// podIndex watches this node's pods when the agent runs in Kubernetes, and
+// returns nil elsewhere. The first sync happens in the background: until it
+// ends, exchanges carry the pod UID without the pod's name.
+func podIndex(ctx context.Context, node string) (*metadata.PodIndex, error) {
+	if os.Getenv("KUBERNETES_SERVICE_HOST") == "" {
+		return nil, nil
+	}
+	if node == "" {
+		return nil, errors.New("running in Kubernetes: set --node-name or NODE_NAME (fieldRef spec.nodeName)")
+	}
+	rc, err := rest.InClusterConfig()
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes config: %w", err)
+	}
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	idx, err := metadata.NewPodIndex(cs, node)
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		if err := idx.Start(ctx); err != nil {
+			slog.Warn("pod index stopped", "component", "metadata", "err", err)
+		}
+	}()
+	return idx, nil
 }

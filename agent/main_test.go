@@ -18,6 +18,16 @@ func TestParseFlags(t *testing.T) {
 		{args: []string{"--ports", "0"}, wantErr: "--ports"},
 		{args: []string{"--ports", "70000"}, wantErr: "--ports"},
 		{args: []string{"--body-cap", "0"}, wantErr: "--body-cap"},
+		{args: []string{"--max-conns", "-1"}, wantErr: "--max-conns must be positive"},
+		{args: []string{"--max-buffered", "0"}, wantErr: "--max-buffered"},
+		{args: []string{"--max-pending", "0"}, wantErr: "--max-pending"},
+		{args: []string{"--idle-timeout", "0s"}, wantErr: "--idle-timeout"},
+		{args: []string{"--sample-rate", "0"}, wantErr: "--sample-rate"},
+		{args: []string{"--sample-rate", "1.5"}, wantErr: "--sample-rate"},
+		{args: []string{"--ring-size", "3000"}, wantErr: "--ring-size"},
+		{args: []string{"--pids", "12,x"}, wantErr: `--pids: "x" is not a process id`},
+		{args: []string{"--paths", "api/"}, wantErr: "--paths"},
+		{args: []string{"--paths", "/a/["}, wantErr: "--paths"},
 		{args: []string{"extra"}, wantErr: `unexpected argument "extra"`},
 	}
 	for _, tc := range tests {
@@ -39,5 +49,20 @@ func TestParseFlags(t *testing.T) {
 				t.Fatalf("defaults = %+v", cfg)
 			}
 		})
+	}
+}
+
+func TestParseFlagsSelection(t *testing.T) {
+	cfg, err := parseFlags([]string{"--pids", "1, 42", "--cgroups", "/sys/fs/cgroup/a.slice,/b", "--sample-rate", "0.25",
+		"--ring-size", "8388608", "--methods", "get,POST", "--paths", "/api/,/v*/items", "--max-conns", "50"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(cfg.pids, []uint32{1, 42}) || !slices.Equal(cfg.cgroups, []string{"/sys/fs/cgroup/a.slice", "/b"}) ||
+		cfg.sampleRate != 0.25 || cfg.ringSize != 8<<20 || cfg.track.MaxConns != 50 {
+		t.Fatalf("cfg = %+v", cfg)
+	}
+	if !cfg.filter.Match("GET", "/api/x") || !cfg.filter.Match("POST", "/v2/items") || cfg.filter.Match("PUT", "/api/x") || cfg.filter.Match("GET", "/other") {
+		t.Fatal("filter does not follow --methods and --paths")
 	}
 }

@@ -29,6 +29,13 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 // MAX_CHUNKS events and the rest is counted as truncated.
 #define CHUNK_SIZE (16 * 1024)
 #define MAX_CHUNKS 4
+// Steps of the copy loop: one per iovec entry read or bytes copied. It
+// bounds the iovec entries followed per syscall; the rest is truncated.
+#define MAX_STEPS 128
+// Messages of a recvmmsg/sendmmsg whose iovecs are copied; the lengths of
+// up to MAX_MMSG_LEN messages are read so the stream position stays right.
+#define MAX_MSGS 8
+#define MAX_MMSG_LEN 64
 // Events are written without waking the reader (it polls with a short
 // deadline) until this much is pending: one wakeup per event halves the
 // throughput of a traced server.
@@ -37,9 +44,21 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 enum kind { KIND_OPEN = 1, KIND_CLOSE = 2, KIND_DATA = 3 };
 enum role { ROLE_UNKNOWN = 0, ROLE_SERVER = 1, ROLE_CLIENT = 2 };
 enum dir { DIR_INGRESS = 0, DIR_EGRESS = 1 };
+enum flag { FLAG_UNAVAILABLE = 1 };
 // The syscall an entry in the stash belongs to, so an exit never consumes
 // the arguments of a different syscall (e.g. around attach time).
-enum stash_op { STASH_READ = 1, STASH_WRITE = 2, STASH_CONNECT = 3 };
+enum stash_op {
+	STASH_READ = 1,
+	STASH_WRITE,
+	STASH_CONNECT,
+	STASH_READV,
+	STASH_WRITEV,
+	STASH_RECVMSG,
+	STASH_SENDMSG,
+	STASH_RECVMMSG,
+	STASH_SENDMMSG,
+	STASH_SENDFILE,
+};
 
 // Header of every ring buffer record, followed by len payload bytes.
 // Addresses are IPv6 or v4-mapped IPv4, ports in host order.
@@ -50,7 +69,7 @@ struct event {
 	__u32 tgid;
 	__u32 tid;
 	__s32 fd;
-	__u32 size; // stream bytes covered (data); more than len when truncated
+	__u32 size; // stream bytes covered (data); more than len when bytes were lost
 	__u32 len;  // payload bytes that follow the header
 	__u16 lport;
 	__u16 rport;
@@ -60,23 +79,49 @@ struct event {
 	__u8 kind;
 	__u8 role;
 	__u8 dir;
-	__u8 pad[5];
+	__u8 flags; // enum flag
+	__u8 pad[4];
+	__u64 cgroup; // cgroup v2 id of the process
 };
 
+// State of the copy loop: the bytes of one syscall (or one message of a
+// mmsg call) are gathered from their segments into chunks of CHUNK_SIZE.
+// It lives in map memory, not on the stack: the verifier then knows nothing
+// of its values and checks the loop body once instead of per iteration.
+struct copy_state {
+	__u64 iov;      // next user iovec entry; 0 when the syscall had one flat buffer
+	__u64 base;     // user address of the current segment
+	__u64 seg_left; // bytes left in the current segment
+	__u64 left;     // bytes of the syscall not yet placed in a chunk
+	__u64 pos;      // stream position of the chunk being filled
+	__u64 nseg;     // iovec entries not yet read
+	__u32 fill;     // payload bytes in the chunk being filled
+	__u32 size;     // stream bytes the chunk covers: fill, plus lost bytes at its end
+	__u32 chunks;   // chunks emitted
+	__u32 pad;
+};
+
+// data is twice a chunk so the verifier can prove any copy at an offset
+// below CHUNK_SIZE of at most CHUNK_SIZE bytes stays inside.
 struct event_buf {
 	struct event hdr;
-	__u8 data[CHUNK_SIZE];
+	__u8 data[2 * CHUNK_SIZE];
+	struct copy_state st; // after data: never sent
 };
 
 // Drop counters; every byte or event that does not reach userspace is
 // counted in one of them.
 struct counters {
-	__u64 ringbuf_full;    // events lost because the ring buffer was full
-	__u64 truncated_bytes; // bytes beyond MAX_CHUNKS * CHUNK_SIZE per syscall
-	__u64 copy_failed;     // chunks whose bytes could not be read from the user buffer
-	__u64 stash_failed;    // syscalls lost because their arguments could not be stashed
-	__u64 conn_map_full;   // connections that could not be tracked
-	__u64 conn_lost;       // syscalls whose connection was closed while they ran
+	__u64 ringbuf_full;       // events lost because the ring buffer was full
+	__u64 ringbuf_full_bytes; // stream bytes those events covered
+	__u64 truncated_bytes;    // bytes past the per-syscall cap (chunks, iovecs, messages)
+	__u64 copy_failed;        // events with bytes that could not be read from user memory
+	__u64 copy_failed_bytes;  // those bytes
+	__u64 stash_failed;       // syscalls lost because their arguments could not be stashed
+	__u64 conn_map_full;      // connections that could not be tracked
+	__u64 conn_lost;          // syscalls whose connection was closed while they ran
+	__u64 conn_lost_bytes;    // bytes those syscalls moved
+	__u64 unavailable_bytes;  // bytes sent with sendfile: counted, never in user memory
 };
 
 struct conn_key {
@@ -96,8 +141,11 @@ struct conn_info {
 	__u8 pad[2];
 };
 
+// buf is the buffer (read, write), the iovec array (readv, writev,
+// recvmsg, sendmsg; count entries) or the mmsghdr array (count messages).
 struct args {
 	__u64 buf;
+	__u64 count;
 	__s32 fd;
 	__u32 op;
 };
@@ -107,12 +155,14 @@ struct {
 	__uint(max_entries, 16 << 20);
 } events SEC(".maps");
 
-// Keyed by pid_tgid: a thread is in one syscall at a time. LRU so entries of
-// threads that died inside a syscall do not pile up.
+// Per thread: a thread is in one syscall at a time, and the entry goes with
+// the thread. Task storage rather than a hash keyed by pid_tgid: every exit
+// of a file or pipe syscall looks here, and for a thread that never touched
+// a tracked socket the lookup is a NULL check instead of a hash probe.
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct args);
 } stash SEC(".maps");
 
@@ -133,9 +183,27 @@ struct {
 	__type(value, __u8);
 } ports SEC(".maps");
 
-// Events are built here: the stack is 512 bytes.
+// Processes (tgid) to capture, used when filter_pids is set.
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u8);
+} pids SEC(".maps");
+
+// cgroup v2 ids to capture, used when filter_cgroups is set.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u64);
+	__type(value, __u8);
+} cgroups SEC(".maps");
+
+// Events are built here, one entry per CPU (the stack is 512 bytes). Not a
+// per-CPU array, whose values are limited to 32 KiB; the agent sets
+// max_entries to the number of possible CPUs.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, struct event_buf);
@@ -152,6 +220,12 @@ struct {
 // must never be captured.
 volatile const __u32 self_tgid;
 volatile const __u8 filter_ports;
+volatile const __u8 filter_pids;
+volatile const __u8 filter_cgroups;
+// When sampling is set, a connection is captured when the hash of its id
+// is below sample_threshold (rate * 2^32).
+volatile const __u8 sampling;
+volatile const __u32 sample_threshold;
 
 #define COUNT(field, n)                                                  \
 	do {                                                             \
@@ -161,31 +235,63 @@ volatile const __u8 filter_ports;
 			c->field += (n);                                 \
 	} while (0)
 
-// The TCP socket behind fd in the current process, or NULL for anything
-// else (files, pipes, unix and UDP sockets).
-static __always_inline struct sock *tcp_sock(int fd)
+// Whether the current process is to be captured at all. Checked before
+// anything else so other processes' syscalls cost a lookup or two.
+static __always_inline int process_wanted(__u32 tgid)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	if ((unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
+	if (tgid == self_tgid)
+		return 0;
+	if (filter_pids && !bpf_map_lookup_elem(&pids, &tgid))
+		return 0;
+	if (filter_cgroups) {
+		__u64 cg = bpf_get_current_cgroup_id();
+		if (!bpf_map_lookup_elem(&cgroups, &cg))
+			return 0;
+	}
+	return 1;
+}
+
+// Turns a pointer read as a plain value into a read-only BTF pointer, so
+// its fields are read with direct loads instead of helper calls. The
+// verifier turns the call into a register move.
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
+
+// The socket behind fd in the current process, or NULL for any other file.
+// It runs on every data syscall of a file or pipe, so it reads through the
+// task's trusted BTF pointer (plain loads, faults read as 0) instead of
+// helper calls; only the variable index into the fd array needs one.
+static __always_inline struct socket *sock_file(int fd)
+{
+	struct fdtable *fdt = bpf_get_current_task_btf()->files->fdt;
+	if ((unsigned int)fd >= fdt->max_fds)
 		return NULL;
-	struct file **fds = BPF_CORE_READ(fdt, fd);
 	struct file *f = NULL;
-	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
-	if (!f || (BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+	bpf_probe_read_kernel(&f, sizeof(f), &fdt->fd[fd]);
+	f = bpf_rdonly_cast(f, bpf_core_type_id_kernel(struct file));
+	if (!f || (f->f_inode->i_mode & S_IFMT) != S_IFSOCK)
 		return NULL;
-	struct socket *sock = BPF_CORE_READ(f, private_data);
-	if (BPF_CORE_READ(sock, type) != SOCK_STREAM)
+	return bpf_rdonly_cast(f->private_data, bpf_core_type_id_kernel(struct socket));
+}
+
+// The sock of a TCP socket over IPv4/IPv6, or NULL (unix, UDP, ...).
+static __always_inline struct sock *tcp_sk(struct socket *sock)
+{
+	if (!sock || sock->type != SOCK_STREAM)
 		return NULL;
-	struct sock *sk = BPF_CORE_READ(sock, sk);
+	struct sock *sk = sock->sk;
 	if (!sk)
 		return NULL;
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u16 family = sk->__sk_common.skc_family;
 	if (family != AF_INET && family != AF_INET6)
 		return NULL;
-	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+	if (sk->sk_protocol != IPPROTO_TCP)
 		return NULL;
 	return sk;
+}
+
+static __always_inline struct sock *tcp_sock(int fd)
+{
+	return tcp_sk(sock_file(fd));
 }
 
 static __always_inline void read_addrs(struct conn_info *ci, struct sock *sk)
@@ -199,8 +305,22 @@ static __always_inline void read_addrs(struct conn_info *ci, struct sock *sk)
 		bpf_core_read(&ci->raddr[12], 4, &sk->__sk_common.skc_daddr);
 		return;
 	}
+	// IPv6 sockets talking IPv4 hold v4-mapped addresses here already.
 	bpf_core_read(ci->laddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
 	bpf_core_read(ci->raddr, 16, &sk->__sk_common.skc_v6_daddr);
+}
+
+// A 32-bit mix of the connection id (murmur3's finalizer): the sampling
+// decision, made once per connection so it is captured whole or not at all.
+static __always_inline __u32 conn_hash(struct conn_key *key, __u64 start)
+{
+	__u64 h = start ^ ((__u64)key->tgid << 32) ^ (__u32)key->fd;
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ULL;
+	h ^= h >> 33;
+	return (__u32)h;
 }
 
 static __always_inline struct conn_info *track(struct conn_key *key, struct sock *sk, __u8 role)
@@ -212,6 +332,8 @@ static __always_inline struct conn_info *track(struct conn_key *key, struct sock
 	if (filter_ports && !bpf_map_lookup_elem(&ports, &ci.lport) &&
 	    !bpf_map_lookup_elem(&ports, &ci.rport))
 		ci.ignored = 1;
+	if (sampling && conn_hash(key, ci.start) >= sample_threshold)
+		ci.ignored = 1;
 	if (bpf_map_update_elem(&conns, key, &ci, BPF_ANY)) {
 		COUNT(conn_map_full, 1);
 		return NULL;
@@ -219,19 +341,26 @@ static __always_inline struct conn_info *track(struct conn_key *key, struct sock
 	return bpf_map_lookup_elem(&conns, key);
 }
 
-static __always_inline void output(void *data, __u64 size)
+// Writes the event in b with len payload bytes (bounded by the caller).
+static __always_inline void output(struct event_buf *b, __u32 len)
 {
 	__u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES
 			      ? BPF_RB_FORCE_WAKEUP
 			      : BPF_RB_NO_WAKEUP;
-	if (bpf_ringbuf_output(&events, data, size, flags))
+	asm volatile("" : "+r"(len));
+	if (len > CHUNK_SIZE)
+		return;
+	b->hdr.len = len;
+	if (bpf_ringbuf_output(&events, b, sizeof(b->hdr) + len, flags)) {
 		COUNT(ringbuf_full, 1);
+		COUNT(ringbuf_full_bytes, b->hdr.size);
+	}
 }
 
 static __always_inline struct event_buf *header(__u8 kind, struct conn_key *key, struct conn_info *ci)
 {
-	__u32 zero = 0;
-	struct event_buf *b = bpf_map_lookup_elem(&bufs, &zero);
+	__u32 cpu = bpf_get_smp_processor_id();
+	struct event_buf *b = bpf_map_lookup_elem(&bufs, &cpu);
 	if (!b)
 		return NULL;
 	struct event *e = &b->hdr;
@@ -251,6 +380,8 @@ static __always_inline struct event_buf *header(__u8 kind, struct conn_key *key,
 	e->kind = kind;
 	e->role = ci->role;
 	e->dir = 0;
+	e->flags = 0;
+	e->cgroup = bpf_get_current_cgroup_id();
 	return b;
 }
 
@@ -258,60 +389,146 @@ static __always_inline void emit_conn(__u8 kind, struct conn_key *key, struct co
 {
 	struct event_buf *b = header(kind, key, ci);
 	if (b)
-		output(b, sizeof(b->hdr));
+		output(b, 0);
 }
 
-// Emits total bytes at ubuf as chunk events. The stream position advances
-// by total even when bytes are dropped, so userspace sees the gap.
-static __always_inline void emit_data(struct conn_key *key, struct conn_info *ci, __u8 dir,
-				      __u64 ubuf, __u64 total)
+static __always_inline void flush(struct event_buf *b, struct copy_state *s)
 {
+	b->hdr.pos = s->pos;
+	b->hdr.size = s->size;
+	output(b, s->fill);
+	s->pos += s->size;
+	s->fill = 0;
+	s->size = 0;
+	s->chunks++;
+}
+
+// One step of the copy loop (a bpf_loop callback, verified once): reads the
+// next iovec entry or copies as much of the current segment as fits.
+static long copy_step(__u32 i, void *ctx)
+{
+	__u32 cpu = bpf_get_smp_processor_id();
+	struct event_buf *b = bpf_map_lookup_elem(&bufs, &cpu);
+	if (!b)
+		return 1;
+	struct copy_state *s = &b->st;
+	if (s->left == 0 || s->chunks >= MAX_CHUNKS)
+		return 1;
+	if (s->seg_left == 0) {
+		if (!s->iov || s->nseg == 0)
+			return 1;
+		struct iovec v;
+		if (bpf_probe_read_user(&v, sizeof(v), (void *)s->iov))
+			return 1;
+		s->iov += sizeof(v);
+		s->nseg--;
+		s->base = (__u64)v.iov_base;
+		s->seg_left = v.iov_len;
+		return 0;
+	}
+	__u32 fill = s->fill & (CHUNK_SIZE - 1); // below CHUNK_SIZE: full chunks are flushed
+	__u64 n = CHUNK_SIZE - fill;
+	if (n > s->seg_left)
+		n = s->seg_left;
+	if (n > s->left)
+		n = s->left;
+	// clang 14 drops the bound above; make the verifier see it again.
+	asm volatile("" : "+r"(n));
+	if (n > CHUNK_SIZE)
+		return 1;
+	int failed = bpf_probe_read_user(&b->data[fill], n, (void *)s->base);
+	s->base += n;
+	s->seg_left -= n;
+	s->left -= n;
+	s->size += n;
+	if (failed) {
+		// The bytes are lost; they end this chunk so Data stays a prefix.
+		COUNT(copy_failed, 1);
+		COUNT(copy_failed_bytes, n);
+	} else {
+		s->fill = fill + n;
+	}
+	if (failed || s->fill == CHUNK_SIZE || s->left == 0)
+		flush(b, s);
+	return 0;
+}
+
+// Emits total bytes, from one buffer (iov == 0) or nseg iovec entries, as
+// chunk events. The stream position advances by total even when bytes are
+// dropped, so userspace sees the gap; the last event covers what was not
+// copied (per-syscall cap, iovec entries past the loop).
+static __always_inline void emit_data(struct conn_key *key, struct conn_info *ci, __u8 dir,
+				      __u64 buf, __u64 iov, __u64 nseg, __u64 total)
+{
+	if (total == 0)
+		return;
 	// Reserved atomically: threads may share a socket.
 	__u64 pos = __sync_fetch_and_add(&ci->pos[dir & 1], total);
 	struct event_buf *b = header(KIND_DATA, key, ci);
 	if (!b)
 		return;
 	b->hdr.dir = dir;
-	for (int i = 0; i < MAX_CHUNKS; i++) {
-		__u64 off = (__u64)i * CHUNK_SIZE;
-		if (off >= total)
-			return;
-		__u64 left = total - off;
-		__u32 n = left > CHUNK_SIZE ? CHUNK_SIZE : left;
-		// clang 14 drops the bound above; make the verifier see it again.
-		asm volatile("" : "+r"(n));
-		if (n > CHUNK_SIZE)
-			return;
-		b->hdr.pos = pos + off;
-		b->hdr.size = n;
-		if (i == MAX_CHUNKS - 1 && left > n) {
-			// The last chunk covers the rest of the syscall's bytes.
-			b->hdr.size = left;
-			COUNT(truncated_bytes, left - n);
-		}
-		if (bpf_probe_read_user(b->data, n, (void *)(ubuf + off))) {
-			COUNT(copy_failed, 1);
-			b->hdr.len = 0;
-			output(b, sizeof(b->hdr));
-			continue;
-		}
-		b->hdr.len = n;
-		output(b, sizeof(b->hdr) + n);
-	}
+	struct copy_state *s = &b->st;
+	s->iov = iov;
+	s->base = iov ? 0 : buf;
+	s->seg_left = iov ? 0 : total;
+	s->left = total;
+	s->pos = pos;
+	s->nseg = nseg;
+	s->fill = 0;
+	s->size = 0;
+	s->chunks = 0;
+	bpf_loop(MAX_STEPS, copy_step, NULL, 0);
+	if (s->left == 0 && s->fill == 0)
+		return;
+	COUNT(truncated_bytes, s->left);
+	s->size += s->left;
+	s->left = 0;
+	flush(b, s);
+}
+
+// Emits a data event for bytes that never passed through user memory.
+static __always_inline void emit_unavailable(struct conn_key *key, struct conn_info *ci, __u64 total)
+{
+	__u64 pos = __sync_fetch_and_add(&ci->pos[DIR_EGRESS], total);
+	struct event_buf *b = header(KIND_DATA, key, ci);
+	if (!b)
+		return;
+	b->hdr.dir = DIR_EGRESS;
+	b->hdr.flags = FLAG_UNAVAILABLE;
+	b->hdr.pos = pos;
+	b->hdr.size = total;
+	COUNT(unavailable_bytes, total);
+	output(b, 0);
+}
+
+static __always_inline void stash_args(struct args *a)
+{
+	struct args *p = bpf_task_storage_get(&stash, bpf_get_current_task_btf(), NULL,
+					      BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (p)
+		*p = *a;
+	else
+		COUNT(stash_failed, 1);
 }
 
 // Stashes the arguments of a data syscall on a tracked (or newly found)
 // TCP socket. Other fds are not stashed, so their exits cost one lookup.
-static __always_inline int enter_data(__u32 op, int fd, __u64 buf)
+static __always_inline int enter_data(__u32 op, int fd, __u64 buf, __u64 count)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct conn_key key = { .tgid = id >> 32, .fd = fd };
-	if (key.tgid == self_tgid)
+	if (!process_wanted(key.tgid))
+		return 0;
+	// Files and pipes leave here, before any map lookup. This also keeps a
+	// stale entry (fd reused without a close we saw) from capturing a file.
+	struct socket *sock = sock_file(fd);
+	if (!sock)
 		return 0;
 	struct conn_info *ci = bpf_map_lookup_elem(&conns, &key);
 	if (!ci) {
 		// Opened before the agent started, or not a TCP socket.
-		struct sock *sk = tcp_sock(fd);
+		struct sock *sk = tcp_sk(sock);
 		if (!sk)
 			return 0;
 		ci = track(&key, sk, ROLE_UNKNOWN);
@@ -320,43 +537,119 @@ static __always_inline int enter_data(__u32 op, int fd, __u64 buf)
 	}
 	if (ci->ignored)
 		return 0;
-	struct args a = { .buf = buf, .fd = fd, .op = op };
-	if (bpf_map_update_elem(&stash, &id, &a, BPF_ANY))
-		COUNT(stash_failed, 1);
+	stash_args(&(struct args){ .buf = buf, .count = count, .fd = fd, .op = op });
 	return 0;
 }
 
-// Takes the stashed arguments of this thread's syscall, if they are op's.
-static __always_inline int unstash(__u64 id, __u32 op, struct args *a)
+// Stashes the iovecs of the user_msghdr at msg. The msghdr is the caller's
+// and stays put for the syscall, so it can be read at enter.
+static __always_inline int enter_msg(__u32 op, int fd, __u64 msg)
 {
-	struct args *p = bpf_map_lookup_elem(&stash, &id);
-	if (!p)
+	struct user_msghdr m = {};
+	if (bpf_probe_read_user(&m, sizeof(m), (void *)msg))
+		m.msg_iov = NULL; // copy fails at exit and is counted
+	return enter_data(op, fd, (__u64)m.msg_iov, m.msg_iov ? m.msg_iovlen : 0);
+}
+
+// Takes the stashed arguments of this thread's syscall, if they are op's.
+// The entry stays with the thread; op 0 marks it empty.
+static __always_inline int unstash(__u32 op, struct args *a)
+{
+	struct args *p = bpf_task_storage_get(&stash, bpf_get_current_task_btf(), NULL, 0);
+	if (!p || !p->op)
 		return -1;
 	*a = *p;
-	bpf_map_delete_elem(&stash, &id);
+	p->op = 0;
 	return a->op == op ? 0 : -1;
 }
 
-static __always_inline int exit_data(__u32 op, long ret)
+// The tracked connection of the stashed syscall, or NULL (counted as lost
+// when it was closed meanwhile).
+static __always_inline struct conn_info *exit_conn(__u64 id, struct args *a, long ret,
+						   struct conn_key *key)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct args a;
-	if (unstash(id, op, &a) || ret <= 0)
-		return 0;
-	struct conn_key key = { .tgid = id >> 32, .fd = a.fd };
-	struct conn_info *ci = bpf_map_lookup_elem(&conns, &key);
+	key->tgid = id >> 32;
+	key->fd = a->fd;
+	struct conn_info *ci = bpf_map_lookup_elem(&conns, key);
 	if (!ci) {
 		COUNT(conn_lost, 1);
-		return 0;
+		COUNT(conn_lost_bytes, ret);
 	}
-	emit_data(&key, ci, op == STASH_WRITE ? DIR_EGRESS : DIR_INGRESS, a.buf, ret);
+	return ci;
+}
+
+static __always_inline __u8 op_dir(__u32 op)
+{
+	switch (op) {
+	case STASH_WRITE:
+	case STASH_WRITEV:
+	case STASH_SENDMSG:
+	case STASH_SENDMMSG:
+	case STASH_SENDFILE:
+		return DIR_EGRESS;
+	}
+	return DIR_INGRESS;
+}
+
+// Exit of a syscall whose return value is the byte count: buf is a flat
+// buffer (read, write) or an iovec array (readv, writev, *msg).
+static __always_inline int exit_data(__u32 op, long ret)
+{
+	struct args a;
+	if (unstash(op, &a) || ret <= 0)
+		return 0;
+	__u64 id = bpf_get_current_pid_tgid();
+	struct conn_key key;
+	struct conn_info *ci = exit_conn(id, &a, ret, &key);
+	if (!ci)
+		return 0;
+	int flat = op == STASH_READ || op == STASH_WRITE;
+	emit_data(&key, ci, op_dir(op), a.buf, flat ? 0 : a.buf, flat ? 0 : a.count, ret);
+	return 0;
+}
+
+// Exit of recvmmsg/sendmmsg: ret is the number of messages, each with its
+// iovecs and its byte count in msg_len.
+static __always_inline int exit_mmsg(__u32 op, long ret)
+{
+	struct args a;
+	if (unstash(op, &a) || ret <= 0)
+		return 0;
+	__u64 id = bpf_get_current_pid_tgid();
+	struct conn_key key;
+	struct conn_info *ci = exit_conn(id, &a, 0, &key);
+	if (!ci)
+		return 0;
+	struct mmsghdr *msgs = (struct mmsghdr *)a.buf;
+	for (int i = 0; i < MAX_MSGS; i++) {
+		if (i >= ret)
+			return 0;
+		struct mmsghdr m;
+		if (bpf_probe_read_user(&m, sizeof(m), &msgs[i])) {
+			// Without msg_len the position cannot advance: count it once.
+			COUNT(copy_failed, 1);
+			return 0;
+		}
+		emit_data(&key, ci, op_dir(op), 0, (__u64)m.msg_hdr.msg_iov, m.msg_hdr.msg_iovlen,
+			  m.msg_len);
+	}
+	// Messages past MAX_MSGS: advance the stream by their lengths.
+	__u64 rest = 0;
+	for (int i = MAX_MSGS; i < MAX_MMSG_LEN; i++) {
+		if (i >= ret)
+			break;
+		__u32 len = 0;
+		bpf_probe_read_user(&len, sizeof(len), &msgs[i].msg_len);
+		rest += len;
+	}
+	emit_data(&key, ci, op_dir(op), 0, 0, 0, rest);
 	return 0;
 }
 
 static __always_inline int accepted(long ret)
 {
 	struct conn_key key = { .tgid = bpf_get_current_pid_tgid() >> 32, .fd = ret };
-	if (ret < 0 || key.tgid == self_tgid)
+	if (ret < 0 || !process_wanted(key.tgid))
 		return 0;
 	struct sock *sk = tcp_sock(ret);
 	if (!sk)
@@ -385,21 +678,19 @@ int enter_connect(struct trace_event_raw_sys_enter *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	int fd = ctx->args[0];
-	if (id >> 32 == self_tgid || !tcp_sock(fd))
+	if (!process_wanted(id >> 32) || !tcp_sock(fd))
 		return 0;
-	struct args a = { .fd = fd, .op = STASH_CONNECT };
-	if (bpf_map_update_elem(&stash, &id, &a, BPF_ANY))
-		COUNT(stash_failed, 1);
+	stash_args(&(struct args){ .fd = fd, .op = STASH_CONNECT });
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_exit_connect")
 int exit_connect(struct trace_event_raw_sys_exit *ctx)
 {
-	__u64 id = bpf_get_current_pid_tgid();
 	struct args a;
-	if (unstash(id, STASH_CONNECT, &a))
+	if (unstash(STASH_CONNECT, &a))
 		return 0;
+	__u64 id = bpf_get_current_pid_tgid();
 	// A non-blocking connect is under way with its addresses already set.
 	if (ctx->ret != 0 && ctx->ret != -EINPROGRESS)
 		return 0;
@@ -433,7 +724,7 @@ int enter_close(struct trace_event_raw_sys_enter *ctx)
 SEC("tracepoint/syscalls/sys_enter_read")
 int enter_read(struct trace_event_raw_sys_enter *ctx)
 {
-	return enter_data(STASH_READ, ctx->args[0], ctx->args[1]);
+	return enter_data(STASH_READ, ctx->args[0], ctx->args[1], 0);
 }
 
 SEC("tracepoint/syscalls/sys_exit_read")
@@ -448,7 +739,7 @@ int enter_recvfrom(struct trace_event_raw_sys_enter *ctx)
 	// Peeked bytes are read again later; capture them then.
 	if (ctx->args[3] & MSG_PEEK)
 		return 0;
-	return enter_data(STASH_READ, ctx->args[0], ctx->args[1]);
+	return enter_data(STASH_READ, ctx->args[0], ctx->args[1], 0);
 }
 
 SEC("tracepoint/syscalls/sys_exit_recvfrom")
@@ -460,7 +751,7 @@ int exit_recvfrom(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint/syscalls/sys_enter_write")
 int enter_write(struct trace_event_raw_sys_enter *ctx)
 {
-	return enter_data(STASH_WRITE, ctx->args[0], ctx->args[1]);
+	return enter_data(STASH_WRITE, ctx->args[0], ctx->args[1], 0);
 }
 
 SEC("tracepoint/syscalls/sys_exit_write")
@@ -472,11 +763,109 @@ int exit_write(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint/syscalls/sys_enter_sendto")
 int enter_sendto(struct trace_event_raw_sys_enter *ctx)
 {
-	return enter_data(STASH_WRITE, ctx->args[0], ctx->args[1]);
+	return enter_data(STASH_WRITE, ctx->args[0], ctx->args[1], 0);
 }
 
 SEC("tracepoint/syscalls/sys_exit_sendto")
 int exit_sendto(struct trace_event_raw_sys_exit *ctx)
 {
 	return exit_data(STASH_WRITE, ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_readv")
+int enter_readv(struct trace_event_raw_sys_enter *ctx)
+{
+	return enter_data(STASH_READV, ctx->args[0], ctx->args[1], ctx->args[2]);
+}
+
+SEC("tracepoint/syscalls/sys_exit_readv")
+int exit_readv(struct trace_event_raw_sys_exit *ctx)
+{
+	return exit_data(STASH_READV, ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_writev")
+int enter_writev(struct trace_event_raw_sys_enter *ctx)
+{
+	return enter_data(STASH_WRITEV, ctx->args[0], ctx->args[1], ctx->args[2]);
+}
+
+SEC("tracepoint/syscalls/sys_exit_writev")
+int exit_writev(struct trace_event_raw_sys_exit *ctx)
+{
+	return exit_data(STASH_WRITEV, ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_recvmsg")
+int enter_recvmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	if (ctx->args[2] & MSG_PEEK)
+		return 0;
+	return enter_msg(STASH_RECVMSG, ctx->args[0], ctx->args[1]);
+}
+
+SEC("tracepoint/syscalls/sys_exit_recvmsg")
+int exit_recvmsg(struct trace_event_raw_sys_exit *ctx)
+{
+	return exit_data(STASH_RECVMSG, ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_sendmsg")
+int enter_sendmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	return enter_msg(STASH_SENDMSG, ctx->args[0], ctx->args[1]);
+}
+
+SEC("tracepoint/syscalls/sys_exit_sendmsg")
+int exit_sendmsg(struct trace_event_raw_sys_exit *ctx)
+{
+	return exit_data(STASH_SENDMSG, ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_recvmmsg")
+int enter_recvmmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	if (ctx->args[3] & MSG_PEEK)
+		return 0;
+	return enter_data(STASH_RECVMMSG, ctx->args[0], ctx->args[1], ctx->args[2]);
+}
+
+SEC("tracepoint/syscalls/sys_exit_recvmmsg")
+int exit_recvmmsg(struct trace_event_raw_sys_exit *ctx)
+{
+	return exit_mmsg(STASH_RECVMMSG, ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_sendmmsg")
+int enter_sendmmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	return enter_data(STASH_SENDMMSG, ctx->args[0], ctx->args[1], ctx->args[2]);
+}
+
+SEC("tracepoint/syscalls/sys_exit_sendmmsg")
+int exit_sendmmsg(struct trace_event_raw_sys_exit *ctx)
+{
+	return exit_mmsg(STASH_SENDMMSG, ctx->ret);
+}
+
+// sendfile's bytes go from the page cache to the socket without passing
+// through user memory: their count is captured, not their content.
+SEC("tracepoint/syscalls/sys_enter_sendfile64")
+int enter_sendfile(struct trace_event_raw_sys_enter *ctx)
+{
+	return enter_data(STASH_SENDFILE, ctx->args[0], 0, 0);
+}
+
+SEC("tracepoint/syscalls/sys_exit_sendfile64")
+int exit_sendfile(struct trace_event_raw_sys_exit *ctx)
+{
+	struct args a;
+	if (unstash(STASH_SENDFILE, &a) || ctx->ret <= 0)
+		return 0;
+	__u64 id = bpf_get_current_pid_tgid();
+	struct conn_key key;
+	struct conn_info *ci = exit_conn(id, &a, ctx->ret, &key);
+	if (ci)
+		emit_unavailable(&key, ci, ctx->ret);
+	return 0;
 }

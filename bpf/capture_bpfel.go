@@ -14,10 +14,11 @@ import (
 )
 
 type CaptureArgs struct {
-	_   structs.HostLayout
-	Buf uint64
-	Fd  int32
-	Op  uint32
+	_     structs.HostLayout
+	Buf   uint64
+	Count uint64
+	Fd    int32
+	Op    uint32
 }
 
 type CaptureConnInfo struct {
@@ -40,67 +41,106 @@ type CaptureConnKey struct {
 }
 
 type CaptureCounters struct {
-	_              structs.HostLayout
-	RingbufFull    uint64
-	TruncatedBytes uint64
-	CopyFailed     uint64
-	StashFailed    uint64
-	ConnMapFull    uint64
-	ConnLost       uint64
+	_                structs.HostLayout
+	RingbufFull      uint64
+	RingbufFullBytes uint64
+	TruncatedBytes   uint64
+	CopyFailed       uint64
+	CopyFailedBytes  uint64
+	StashFailed      uint64
+	ConnMapFull      uint64
+	ConnLost         uint64
+	ConnLostBytes    uint64
+	UnavailableBytes uint64
 }
 
 type CaptureEvent struct {
-	_     structs.HostLayout
-	Ts    uint64
-	Start uint64
-	Pos   uint64
-	Tgid  uint32
-	Tid   uint32
-	Fd    int32
-	Size  uint32
-	Len   uint32
-	Lport uint16
-	Rport uint16
-	Laddr [16]uint8
-	Raddr [16]uint8
-	Comm  [16]int8
-	Kind  uint8
-	Role  uint8
-	Dir   uint8
-	Pad   [5]uint8
+	_      structs.HostLayout
+	Ts     uint64
+	Start  uint64
+	Pos    uint64
+	Tgid   uint32
+	Tid    uint32
+	Fd     int32
+	Size   uint32
+	Len    uint32
+	Lport  uint16
+	Rport  uint16
+	Laddr  [16]uint8
+	Raddr  [16]uint8
+	Comm   [16]int8
+	Kind   uint8
+	Role   uint8
+	Dir    uint8
+	Flags  uint8
+	Pad    [4]uint8
+	Cgroup uint64
 }
 
 type CaptureEventBuf struct {
 	_    structs.HostLayout
 	Hdr  CaptureEvent
-	Data [16384]uint8
+	Data [32768]uint8
+	St   struct {
+		_       structs.HostLayout
+		Iov     uint64
+		Base    uint64
+		SegLeft uint64
+		Left    uint64
+		Pos     uint64
+		Nseg    uint64
+		Fill    uint32
+		Size    uint32
+		Chunks  uint32
+		Pad     uint32
+	}
 }
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	CaptureMapBufs           = "bufs"
-	CaptureMapConns          = "conns"
-	CaptureMapEvents         = "events"
-	CaptureMapPorts          = "ports"
-	CaptureMapStash          = "stash"
-	CaptureMapStats          = "stats"
-	CaptureProgEnterClose    = "enter_close"
-	CaptureProgEnterConnect  = "enter_connect"
-	CaptureProgEnterRead     = "enter_read"
-	CaptureProgEnterRecvfrom = "enter_recvfrom"
-	CaptureProgEnterSendto   = "enter_sendto"
-	CaptureProgEnterWrite    = "enter_write"
-	CaptureProgExitAccept    = "exit_accept"
-	CaptureProgExitAccept4   = "exit_accept4"
-	CaptureProgExitConnect   = "exit_connect"
-	CaptureProgExitRead      = "exit_read"
-	CaptureProgExitRecvfrom  = "exit_recvfrom"
-	CaptureProgExitSendto    = "exit_sendto"
-	CaptureProgExitWrite     = "exit_write"
-	CaptureVarFilterPorts    = "filter_ports"
-	CaptureVarSelfTgid       = "self_tgid"
+	CaptureMapBufs            = "bufs"
+	CaptureMapCgroups         = "cgroups"
+	CaptureMapConns           = "conns"
+	CaptureMapEvents          = "events"
+	CaptureMapPids            = "pids"
+	CaptureMapPorts           = "ports"
+	CaptureMapStash           = "stash"
+	CaptureMapStats           = "stats"
+	CaptureProgEnterClose     = "enter_close"
+	CaptureProgEnterConnect   = "enter_connect"
+	CaptureProgEnterRead      = "enter_read"
+	CaptureProgEnterReadv     = "enter_readv"
+	CaptureProgEnterRecvfrom  = "enter_recvfrom"
+	CaptureProgEnterRecvmmsg  = "enter_recvmmsg"
+	CaptureProgEnterRecvmsg   = "enter_recvmsg"
+	CaptureProgEnterSendfile  = "enter_sendfile"
+	CaptureProgEnterSendmmsg  = "enter_sendmmsg"
+	CaptureProgEnterSendmsg   = "enter_sendmsg"
+	CaptureProgEnterSendto    = "enter_sendto"
+	CaptureProgEnterWrite     = "enter_write"
+	CaptureProgEnterWritev    = "enter_writev"
+	CaptureProgExitAccept     = "exit_accept"
+	CaptureProgExitAccept4    = "exit_accept4"
+	CaptureProgExitConnect    = "exit_connect"
+	CaptureProgExitRead       = "exit_read"
+	CaptureProgExitReadv      = "exit_readv"
+	CaptureProgExitRecvfrom   = "exit_recvfrom"
+	CaptureProgExitRecvmmsg   = "exit_recvmmsg"
+	CaptureProgExitRecvmsg    = "exit_recvmsg"
+	CaptureProgExitSendfile   = "exit_sendfile"
+	CaptureProgExitSendmmsg   = "exit_sendmmsg"
+	CaptureProgExitSendmsg    = "exit_sendmsg"
+	CaptureProgExitSendto     = "exit_sendto"
+	CaptureProgExitWrite      = "exit_write"
+	CaptureProgExitWritev     = "exit_writev"
+	CaptureVarFilterCgroups   = "filter_cgroups"
+	CaptureVarFilterPids      = "filter_pids"
+	CaptureVarFilterPorts     = "filter_ports"
+	CaptureVarSampleThreshold = "sample_threshold"
+	CaptureVarSampling        = "sampling"
+	CaptureVarSelfTgid        = "self_tgid"
 )
 
 // LoadCapture returns the embedded CollectionSpec for Capture.
@@ -148,36 +188,56 @@ type CaptureProgramSpecs struct {
 	EnterClose    *ebpf.ProgramSpec `ebpf:"enter_close"`
 	EnterConnect  *ebpf.ProgramSpec `ebpf:"enter_connect"`
 	EnterRead     *ebpf.ProgramSpec `ebpf:"enter_read"`
+	EnterReadv    *ebpf.ProgramSpec `ebpf:"enter_readv"`
 	EnterRecvfrom *ebpf.ProgramSpec `ebpf:"enter_recvfrom"`
+	EnterRecvmmsg *ebpf.ProgramSpec `ebpf:"enter_recvmmsg"`
+	EnterRecvmsg  *ebpf.ProgramSpec `ebpf:"enter_recvmsg"`
+	EnterSendfile *ebpf.ProgramSpec `ebpf:"enter_sendfile"`
+	EnterSendmmsg *ebpf.ProgramSpec `ebpf:"enter_sendmmsg"`
+	EnterSendmsg  *ebpf.ProgramSpec `ebpf:"enter_sendmsg"`
 	EnterSendto   *ebpf.ProgramSpec `ebpf:"enter_sendto"`
 	EnterWrite    *ebpf.ProgramSpec `ebpf:"enter_write"`
+	EnterWritev   *ebpf.ProgramSpec `ebpf:"enter_writev"`
 	ExitAccept    *ebpf.ProgramSpec `ebpf:"exit_accept"`
 	ExitAccept4   *ebpf.ProgramSpec `ebpf:"exit_accept4"`
 	ExitConnect   *ebpf.ProgramSpec `ebpf:"exit_connect"`
 	ExitRead      *ebpf.ProgramSpec `ebpf:"exit_read"`
+	ExitReadv     *ebpf.ProgramSpec `ebpf:"exit_readv"`
 	ExitRecvfrom  *ebpf.ProgramSpec `ebpf:"exit_recvfrom"`
+	ExitRecvmmsg  *ebpf.ProgramSpec `ebpf:"exit_recvmmsg"`
+	ExitRecvmsg   *ebpf.ProgramSpec `ebpf:"exit_recvmsg"`
+	ExitSendfile  *ebpf.ProgramSpec `ebpf:"exit_sendfile"`
+	ExitSendmmsg  *ebpf.ProgramSpec `ebpf:"exit_sendmmsg"`
+	ExitSendmsg   *ebpf.ProgramSpec `ebpf:"exit_sendmsg"`
 	ExitSendto    *ebpf.ProgramSpec `ebpf:"exit_sendto"`
 	ExitWrite     *ebpf.ProgramSpec `ebpf:"exit_write"`
+	ExitWritev    *ebpf.ProgramSpec `ebpf:"exit_writev"`
 }
 
 // CaptureMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type CaptureMapSpecs struct {
-	Bufs   *ebpf.MapSpec `ebpf:"bufs"`
-	Conns  *ebpf.MapSpec `ebpf:"conns"`
-	Events *ebpf.MapSpec `ebpf:"events"`
-	Ports  *ebpf.MapSpec `ebpf:"ports"`
-	Stash  *ebpf.MapSpec `ebpf:"stash"`
-	Stats  *ebpf.MapSpec `ebpf:"stats"`
+	Bufs    *ebpf.MapSpec `ebpf:"bufs"`
+	Cgroups *ebpf.MapSpec `ebpf:"cgroups"`
+	Conns   *ebpf.MapSpec `ebpf:"conns"`
+	Events  *ebpf.MapSpec `ebpf:"events"`
+	Pids    *ebpf.MapSpec `ebpf:"pids"`
+	Ports   *ebpf.MapSpec `ebpf:"ports"`
+	Stash   *ebpf.MapSpec `ebpf:"stash"`
+	Stats   *ebpf.MapSpec `ebpf:"stats"`
 }
 
 // CaptureVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type CaptureVariableSpecs struct {
-	FilterPorts *ebpf.VariableSpec `ebpf:"filter_ports"`
-	SelfTgid    *ebpf.VariableSpec `ebpf:"self_tgid"`
+	FilterCgroups   *ebpf.VariableSpec `ebpf:"filter_cgroups"`
+	FilterPids      *ebpf.VariableSpec `ebpf:"filter_pids"`
+	FilterPorts     *ebpf.VariableSpec `ebpf:"filter_ports"`
+	SampleThreshold *ebpf.VariableSpec `ebpf:"sample_threshold"`
+	Sampling        *ebpf.VariableSpec `ebpf:"sampling"`
+	SelfTgid        *ebpf.VariableSpec `ebpf:"self_tgid"`
 }
 
 // CaptureObjects contains all objects after they have been loaded into the kernel.
@@ -200,19 +260,23 @@ func (o *CaptureObjects) Close() error {
 //
 // It can be passed to LoadCaptureObjects or ebpf.CollectionSpec.LoadAndAssign.
 type CaptureMaps struct {
-	Bufs   *ebpf.Map `ebpf:"bufs"`
-	Conns  *ebpf.Map `ebpf:"conns"`
-	Events *ebpf.Map `ebpf:"events"`
-	Ports  *ebpf.Map `ebpf:"ports"`
-	Stash  *ebpf.Map `ebpf:"stash"`
-	Stats  *ebpf.Map `ebpf:"stats"`
+	Bufs    *ebpf.Map `ebpf:"bufs"`
+	Cgroups *ebpf.Map `ebpf:"cgroups"`
+	Conns   *ebpf.Map `ebpf:"conns"`
+	Events  *ebpf.Map `ebpf:"events"`
+	Pids    *ebpf.Map `ebpf:"pids"`
+	Ports   *ebpf.Map `ebpf:"ports"`
+	Stash   *ebpf.Map `ebpf:"stash"`
+	Stats   *ebpf.Map `ebpf:"stats"`
 }
 
 func (m *CaptureMaps) Close() error {
 	return _CaptureClose(
 		m.Bufs,
+		m.Cgroups,
 		m.Conns,
 		m.Events,
+		m.Pids,
 		m.Ports,
 		m.Stash,
 		m.Stats,
@@ -223,8 +287,12 @@ func (m *CaptureMaps) Close() error {
 //
 // It can be passed to LoadCaptureObjects or ebpf.CollectionSpec.LoadAndAssign.
 type CaptureVariables struct {
-	FilterPorts *ebpf.Variable `ebpf:"filter_ports"`
-	SelfTgid    *ebpf.Variable `ebpf:"self_tgid"`
+	FilterCgroups   *ebpf.Variable `ebpf:"filter_cgroups"`
+	FilterPids      *ebpf.Variable `ebpf:"filter_pids"`
+	FilterPorts     *ebpf.Variable `ebpf:"filter_ports"`
+	SampleThreshold *ebpf.Variable `ebpf:"sample_threshold"`
+	Sampling        *ebpf.Variable `ebpf:"sampling"`
+	SelfTgid        *ebpf.Variable `ebpf:"self_tgid"`
 }
 
 // CapturePrograms contains all programs after they have been loaded into the kernel.
@@ -234,16 +302,30 @@ type CapturePrograms struct {
 	EnterClose    *ebpf.Program `ebpf:"enter_close"`
 	EnterConnect  *ebpf.Program `ebpf:"enter_connect"`
 	EnterRead     *ebpf.Program `ebpf:"enter_read"`
+	EnterReadv    *ebpf.Program `ebpf:"enter_readv"`
 	EnterRecvfrom *ebpf.Program `ebpf:"enter_recvfrom"`
+	EnterRecvmmsg *ebpf.Program `ebpf:"enter_recvmmsg"`
+	EnterRecvmsg  *ebpf.Program `ebpf:"enter_recvmsg"`
+	EnterSendfile *ebpf.Program `ebpf:"enter_sendfile"`
+	EnterSendmmsg *ebpf.Program `ebpf:"enter_sendmmsg"`
+	EnterSendmsg  *ebpf.Program `ebpf:"enter_sendmsg"`
 	EnterSendto   *ebpf.Program `ebpf:"enter_sendto"`
 	EnterWrite    *ebpf.Program `ebpf:"enter_write"`
+	EnterWritev   *ebpf.Program `ebpf:"enter_writev"`
 	ExitAccept    *ebpf.Program `ebpf:"exit_accept"`
 	ExitAccept4   *ebpf.Program `ebpf:"exit_accept4"`
 	ExitConnect   *ebpf.Program `ebpf:"exit_connect"`
 	ExitRead      *ebpf.Program `ebpf:"exit_read"`
+	ExitReadv     *ebpf.Program `ebpf:"exit_readv"`
 	ExitRecvfrom  *ebpf.Program `ebpf:"exit_recvfrom"`
+	ExitRecvmmsg  *ebpf.Program `ebpf:"exit_recvmmsg"`
+	ExitRecvmsg   *ebpf.Program `ebpf:"exit_recvmsg"`
+	ExitSendfile  *ebpf.Program `ebpf:"exit_sendfile"`
+	ExitSendmmsg  *ebpf.Program `ebpf:"exit_sendmmsg"`
+	ExitSendmsg   *ebpf.Program `ebpf:"exit_sendmsg"`
 	ExitSendto    *ebpf.Program `ebpf:"exit_sendto"`
 	ExitWrite     *ebpf.Program `ebpf:"exit_write"`
+	ExitWritev    *ebpf.Program `ebpf:"exit_writev"`
 }
 
 func (p *CapturePrograms) Close() error {
@@ -251,16 +333,30 @@ func (p *CapturePrograms) Close() error {
 		p.EnterClose,
 		p.EnterConnect,
 		p.EnterRead,
+		p.EnterReadv,
 		p.EnterRecvfrom,
+		p.EnterRecvmmsg,
+		p.EnterRecvmsg,
+		p.EnterSendfile,
+		p.EnterSendmmsg,
+		p.EnterSendmsg,
 		p.EnterSendto,
 		p.EnterWrite,
+		p.EnterWritev,
 		p.ExitAccept,
 		p.ExitAccept4,
 		p.ExitConnect,
 		p.ExitRead,
+		p.ExitReadv,
 		p.ExitRecvfrom,
+		p.ExitRecvmmsg,
+		p.ExitRecvmsg,
+		p.ExitSendfile,
+		p.ExitSendmmsg,
+		p.ExitSendmsg,
 		p.ExitSendto,
 		p.ExitWrite,
+		p.ExitWritev,
 	)
 }
 

@@ -6,6 +6,7 @@ package capture
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"sort"
 	"strings"
@@ -27,16 +28,31 @@ import (
 // (BPF_RB_NO_WAKEUP) waits in the ring before Read picks it up.
 const pollInterval = 15 * time.Millisecond
 
-// maxPorts is the size of the kernel's port set.
-const maxPorts = 256
+// maxPorts is the size of the kernel's port set, maxSetSize that of its
+// pid and cgroup sets.
+const (
+	maxPorts   = 256
+	maxSetSize = 1024
+)
 
 const tracefsPath = "/sys/kernel/tracing"
 
-// Config selects what is captured.
+// Config selects what is captured. The filters combine: a connection is
+// captured when it passes every one that is set.
 type Config struct {
 	// Ports limits capture to connections whose local or remote port is in
 	// the set. Empty captures every TCP connection.
 	Ports []uint16
+	// Pids limits capture to these processes (host-namespace tgids).
+	Pids []uint32
+	// Cgroups limits capture to processes in these cgroup v2 groups or
+	// their descendants at Open: paths (absolute, or relative to
+	// /sys/fs/cgroup) or container ids (full, or a prefix of 12 or more hex
+	// digits) looked up by name under /sys/fs/cgroup.
+	Cgroups []string
+	// SampleRate is the share of connections captured, 0 < r <= 1; 0 means
+	// 1. The choice is per connection: each is captured whole or not at all.
+	SampleRate float64
 	// SelfTGID is the process whose traffic is never captured, so the agent
 	// does not capture its own stream to the collector. 0 means os.Getpid().
 	SelfTGID uint32
@@ -45,15 +61,21 @@ type Config struct {
 	RingSize uint32
 }
 
-// Stats are the drop counters, summed over CPUs since Open.
+// Stats are the drop counters, summed over CPUs since Open. Every lost
+// data byte is in one of the *Bytes counters and shows as a gap in the
+// stream positions.
 type Stats struct {
-	RingbufFull    uint64 // kernel: events lost because the ring buffer was full
-	TruncatedBytes uint64 // kernel: bytes beyond the 64 KiB copied per syscall
-	CopyFailed     uint64 // kernel: chunks whose bytes could not be read from user memory
-	StashFailed    uint64 // kernel: syscalls lost because their arguments could not be stashed
-	ConnMapFull    uint64 // kernel: connections that could not be tracked
-	ConnLost       uint64 // kernel: syscalls whose connection was closed while they ran
-	Malformed      uint64 // agent: records that did not decode
+	RingbufFull      uint64 // kernel: events lost because the ring buffer was full
+	RingbufFullBytes uint64 // kernel: stream bytes those events covered
+	TruncatedBytes   uint64 // kernel: bytes past the 64 KiB, 128 iovec steps or 64 messages copied per syscall
+	CopyFailed       uint64 // kernel: events with bytes that could not be read from user memory
+	CopyFailedBytes  uint64 // kernel: those bytes
+	StashFailed      uint64 // kernel: syscalls lost because their arguments could not be stashed
+	ConnMapFull      uint64 // kernel: connections that could not be tracked
+	ConnLost         uint64 // kernel: syscalls whose connection was closed while they ran
+	ConnLostBytes    uint64 // kernel: bytes those syscalls moved
+	UnavailableBytes uint64 // kernel: bytes sent with sendfile, counted but never copied (not a loss)
+	Malformed        uint64 // agent: records that did not decode
 }
 
 // Capture is a running capture. It implements event.Source.
@@ -66,6 +88,7 @@ type Capture struct {
 	mu        sync.Mutex // serialises Read, which reuses rec
 	rec       ringbuf.Record
 	malformed atomic.Uint64
+	roles     *roles // guarded by mu
 
 	closeOnce sync.Once
 	closeErr  error
@@ -76,8 +99,15 @@ var _ event.Source = (*Capture)(nil)
 // Open loads and attaches the capture programs. It needs root (or
 // CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN to mount tracefs).
 func Open(cfg Config) (*Capture, error) {
-	if len(cfg.Ports) > maxPorts {
-		return nil, fmt.Errorf("config: Ports has %d entries, at most %d", len(cfg.Ports), maxPorts)
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	cgroups, err := resolveCgroups(cgroupRoot, cfg.Cgroups)
+	if err != nil {
+		return nil, err
+	}
+	if len(cgroups) > maxSetSize {
+		return nil, fmt.Errorf("config: Cgroups name %d cgroups with their descendants, at most %d", len(cgroups), maxSetSize)
 	}
 	if cfg.SelfTGID == 0 {
 		cfg.SelfTGID = uint32(os.Getpid())
@@ -94,17 +124,31 @@ func Open(cfg Config) (*Capture, error) {
 		return nil, fmt.Errorf("load capture spec: %w", err)
 	}
 	if cfg.RingSize != 0 {
-		if cfg.RingSize&(cfg.RingSize-1) != 0 || cfg.RingSize%uint32(os.Getpagesize()) != 0 {
-			return nil, fmt.Errorf("config: RingSize %d is not a power of two multiple of the page size", cfg.RingSize)
-		}
 		spec.Maps[bpf.CaptureMapEvents].MaxEntries = cfg.RingSize
 	}
-	if err := spec.Variables[bpf.CaptureVarSelfTgid].Set(cfg.SelfTGID); err != nil {
-		return nil, fmt.Errorf("set self_tgid: %w", err)
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return nil, fmt.Errorf("count CPUs: %w", err)
 	}
+	spec.Maps[bpf.CaptureMapBufs].MaxEntries = uint32(cpus)
+	vars := map[string]any{bpf.CaptureVarSelfTgid: cfg.SelfTGID}
 	if len(cfg.Ports) > 0 {
-		if err := spec.Variables[bpf.CaptureVarFilterPorts].Set(uint8(1)); err != nil {
-			return nil, fmt.Errorf("set filter_ports: %w", err)
+		vars[bpf.CaptureVarFilterPorts] = uint8(1)
+	}
+	if len(cfg.Pids) > 0 {
+		vars[bpf.CaptureVarFilterPids] = uint8(1)
+	}
+	if len(cfg.Cgroups) > 0 {
+		vars[bpf.CaptureVarFilterCgroups] = uint8(1)
+	}
+	if cfg.SampleRate > 0 && cfg.SampleRate < 1 {
+		vars[bpf.CaptureVarSampling] = uint8(1)
+		// At least 1 so a tiny rate still captures now and then.
+		vars[bpf.CaptureVarSampleThreshold] = uint32(max(1, cfg.SampleRate*(1<<32)))
+	}
+	for name, v := range vars {
+		if err := spec.Variables[name].Set(v); err != nil {
+			return nil, fmt.Errorf("set %s: %w", name, err)
 		}
 	}
 
@@ -112,20 +156,52 @@ func Open(cfg Config) (*Capture, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load capture programs: %w", err)
 	}
-	c := &Capture{coll: coll, boot: bootTime()}
-	if err := c.start(spec, cfg.Ports); err != nil {
+	c := &Capture{coll: coll, boot: bootTime(), roles: newRoles()}
+	if err := c.start(spec, cfg, cgroups); err != nil {
 		c.Close()
 		return nil, err
 	}
 	return c, nil
 }
 
-// start fills the port set before attaching, so no connection is judged
+// validate checks cfg before anything is loaded; errors name the field.
+func (cfg Config) validate() error {
+	if len(cfg.Ports) > maxPorts {
+		return fmt.Errorf("config: Ports has %d entries, at most %d", len(cfg.Ports), maxPorts)
+	}
+	if len(cfg.Pids) > maxSetSize {
+		return fmt.Errorf("config: Pids has %d entries, at most %d", len(cfg.Pids), maxSetSize)
+	}
+	for _, p := range cfg.Pids {
+		if p == 0 {
+			return errors.New("config: Pids contains 0, which is no process")
+		}
+	}
+	if math.IsNaN(cfg.SampleRate) || cfg.SampleRate < 0 || cfg.SampleRate > 1 {
+		return fmt.Errorf("config: SampleRate %v is outside (0, 1]", cfg.SampleRate)
+	}
+	if cfg.RingSize != 0 && (cfg.RingSize&(cfg.RingSize-1) != 0 || cfg.RingSize%uint32(os.Getpagesize()) != 0) {
+		return fmt.Errorf("config: RingSize %d is not a power of two multiple of the page size", cfg.RingSize)
+	}
+	return nil
+}
+
+// start fills the filter sets before attaching, so no connection is judged
 // against an incomplete set.
-func (c *Capture) start(spec *ebpf.CollectionSpec, ports []uint16) error {
-	for _, p := range ports {
+func (c *Capture) start(spec *ebpf.CollectionSpec, cfg Config, cgroups []uint64) error {
+	for _, p := range cfg.Ports {
 		if err := c.coll.Maps[bpf.CaptureMapPorts].Put(p, uint8(1)); err != nil {
 			return fmt.Errorf("add port %d: %w", p, err)
+		}
+	}
+	for _, p := range cfg.Pids {
+		if err := c.coll.Maps[bpf.CaptureMapPids].Put(p, uint8(1)); err != nil {
+			return fmt.Errorf("add pid %d: %w", p, err)
+		}
+	}
+	for _, id := range cgroups {
+		if err := c.coll.Maps[bpf.CaptureMapCgroups].Put(id, uint8(1)); err != nil {
+			return fmt.Errorf("add cgroup %d: %w", id, err)
 		}
 	}
 	rd, err := ringbuf.NewReader(c.coll.Maps[bpf.CaptureMapEvents])
@@ -177,6 +253,9 @@ func (c *Capture) Read() (event.Event, error) {
 			c.malformed.Add(1)
 			continue
 		}
+		if ev.Role == event.RoleUnknown {
+			ev.Role = c.roles.role(ev)
+		}
 		return ev, nil
 	}
 }
@@ -190,11 +269,15 @@ func (c *Capture) Stats() (Stats, error) {
 	var s Stats
 	for _, v := range perCPU {
 		s.RingbufFull += v.RingbufFull
+		s.RingbufFullBytes += v.RingbufFullBytes
 		s.TruncatedBytes += v.TruncatedBytes
 		s.CopyFailed += v.CopyFailed
+		s.CopyFailedBytes += v.CopyFailedBytes
 		s.StashFailed += v.StashFailed
 		s.ConnMapFull += v.ConnMapFull
 		s.ConnLost += v.ConnLost
+		s.ConnLostBytes += v.ConnLostBytes
+		s.UnavailableBytes += v.UnavailableBytes
 	}
 	s.Malformed = c.malformed.Load()
 	return s, nil
@@ -215,6 +298,9 @@ func (c *Capture) Close() error {
 			}
 		}
 		c.coll.Close()
+		if c.roles != nil {
+			c.roles.close()
+		}
 		c.closeErr = errors.Join(errs...)
 	})
 	return c.closeErr

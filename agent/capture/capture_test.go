@@ -39,7 +39,11 @@ const bigSize = 100 << 10
 
 func TestMain(m *testing.M) {
 	if scenario := os.Getenv(childEnv); scenario != "" {
-		if err := runChild(scenario); err != nil {
+		run := runChild
+		if f, ok := rawScenarios[scenario]; ok {
+			run = func(string) error { return runRawChild(f) }
+		}
+		if err := run(scenario); err != nil {
 			fmt.Fprintln(os.Stderr, "child:", err)
 			os.Exit(1)
 		}
@@ -205,7 +209,18 @@ func runChild(scenario string) error {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	return json.NewEncoder(os.Stdout).Encode(childReport{Sent: sent.Bytes(), Received: received.Bytes(), Dials: dials})
+	if err := json.NewEncoder(os.Stdout).Encode(childReport{Sent: sent.Bytes(), Received: received.Bytes(), Dials: dials}); err != nil {
+		return err
+	}
+	return waitExit()
+}
+
+// waitExit keeps the child alive until the parent has read its events:
+// roles of connections opened before the capture are resolved from the
+// process's sockets while it lives.
+func waitExit() error {
+	_, err := bufio.NewReader(os.Stdin).ReadString('\n')
+	return err
 }
 
 func open(t *testing.T, cfg Config) *Capture {
@@ -313,9 +328,6 @@ func runScenario(t *testing.T, host, scenario string) (*Capture, *traffic, uint1
 	if err := json.NewDecoder(stdout).Decode(&tr.report); err != nil {
 		t.Fatalf("child report: %v\n%s", err, stderr.String())
 	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("child: %v\n%s", err, stderr.String())
-	}
 	if tr.report.Dials != 1 {
 		t.Fatalf("client dialed %d connections, want 1 kept alive", tr.report.Dials)
 	}
@@ -339,6 +351,10 @@ func runScenario(t *testing.T, host, scenario string) (*Capture, *traffic, uint1
 		case <-timeout:
 			t.Fatalf("timed out waiting for close events; got %d connections", len(tr.events))
 		}
+	}
+	io.WriteString(stdin, "exit\n")
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("child: %v\n%s", err, stderr.String())
 	}
 	return c, tr, port(ln)
 }
@@ -377,7 +393,7 @@ func reassemble(evs []event.Event, dir event.Direction) stream {
 
 // conns finds the server and the client side of the captured connection and
 // checks their lifecycle and addresses. Connections that predate the capture
-// have no open event and an unknown role; the side is told by the port.
+// have no open event; their role comes from sock_diag.
 func conns(t *testing.T, tr *traffic, host string, srvPort uint16, preexisting bool) (server, client []event.Event) {
 	t.Helper()
 	if len(tr.otherIn) > 0 {
@@ -399,15 +415,13 @@ func conns(t *testing.T, tr *traffic, host string, srvPort uint16, preexisting b
 				t.Errorf("conn %v: event %+v disagrees with first %+v", id, ev, evs[0])
 			}
 		}
-		role := evs[0].Role
-		if preexisting && role != event.RoleUnknown {
-			t.Errorf("conn %v predates the capture but has role %d", id, role)
-		}
-		switch {
-		case role == event.RoleServer || preexisting && evs[0].Local.Port() == srvPort:
+		switch role := evs[0].Role; {
+		case role == event.RoleServer && evs[0].Local.Port() == srvPort:
 			server = evs
-		case role == event.RoleClient || preexisting && evs[0].Remote.Port() == srvPort:
+		case role == event.RoleClient && evs[0].Remote.Port() == srvPort:
 			client = evs
+		default:
+			t.Errorf("conn %v: role %d for %v -> %v", id, role, evs[0].Local, evs[0].Remote)
 		}
 	}
 	if server == nil || client == nil {

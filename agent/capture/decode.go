@@ -30,8 +30,13 @@ const (
 	offKind   = 96
 	offRole   = 97
 	offDir    = 98
-	headerLen = 104
+	offFlags  = 99
+	offCgroup = 104
+	headerLen = 112
 )
+
+// flagUnavailable is FLAG_UNAVAILABLE of enum flag.
+const flagUnavailable = 1
 
 var errMalformed = errors.New("malformed record")
 
@@ -53,19 +58,20 @@ func decode(raw []byte, boot time.Time) (event.Event, error) {
 			FD:    int32(le.Uint32(raw[offFD:])),
 			Start: le.Uint64(raw[offStart:]),
 		},
-		TID:    le.Uint32(raw[offTID:]),
-		Comm:   comm(raw[offComm : offComm+16]),
-		Time:   boot.Add(time.Duration(le.Uint64(raw[offTS:]))),
-		Role:   event.Role(raw[offRole]),
-		Local:  addrPort(raw[offLAddr:offLAddr+16], le.Uint16(raw[offLPort:])),
-		Remote: addrPort(raw[offRAddr:offRAddr+16], le.Uint16(raw[offRPort:])),
+		TID:      le.Uint32(raw[offTID:]),
+		Comm:     comm(raw[offComm : offComm+16]),
+		CgroupID: le.Uint64(raw[offCgroup:]),
+		Time:     boot.Add(time.Duration(le.Uint64(raw[offTS:]))),
+		Role:     event.Role(raw[offRole]),
+		Local:    addrPort(raw[offLAddr:offLAddr+16], le.Uint16(raw[offLPort:])),
+		Remote:   addrPort(raw[offRAddr:offRAddr+16], le.Uint16(raw[offRPort:])),
 	}
 	if ev.Role > event.RoleClient {
 		return event.Event{}, fmt.Errorf("%w: role %d", errMalformed, ev.Role)
 	}
 	switch ev.Kind {
 	case event.KindOpen, event.KindClose:
-		if n != 0 {
+		if n != 0 || raw[offFlags] != 0 {
 			return event.Event{}, fmt.Errorf("%w: %d payload bytes on kind %d", errMalformed, n, ev.Kind)
 		}
 	case event.KindData:
@@ -77,6 +83,12 @@ func decode(raw []byte, boot time.Time) (event.Event, error) {
 		}
 		if n > ev.Size {
 			return event.Event{}, fmt.Errorf("%w: %d payload bytes for size %d", errMalformed, n, ev.Size)
+		}
+		switch flags := raw[offFlags]; {
+		case flags == flagUnavailable && n == 0:
+			ev.Unavailable = true
+		case flags != 0:
+			return event.Event{}, fmt.Errorf("%w: flags %#x with %d payload bytes", errMalformed, flags, n)
 		}
 		if n > 0 {
 			ev.Data = append([]byte(nil), raw[headerLen:]...)

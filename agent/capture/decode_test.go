@@ -36,6 +36,8 @@ func TestLayoutMatchesBPF(t *testing.T) {
 		{"kind", unsafe.Offsetof(e.Kind), offKind},
 		{"role", unsafe.Offsetof(e.Role), offRole},
 		{"dir", unsafe.Offsetof(e.Dir), offDir},
+		{"flags", unsafe.Offsetof(e.Flags), offFlags},
+		{"cgroup", unsafe.Offsetof(e.Cgroup), offCgroup},
 		{"size of header", unsafe.Sizeof(e), headerLen},
 	} {
 		if c.got != c.want {
@@ -54,6 +56,8 @@ type record struct {
 	laddr, raddr     [16]byte
 	comm             string
 	kind, role, dir  uint8
+	flags            uint8
+	cgroup           uint64
 	data             []byte
 	lenField         *uint32 // overrides len(data) in the header
 	truncateHeaderTo int
@@ -79,7 +83,8 @@ func (r record) bytes() []byte {
 	copy(b[offLAddr:], r.laddr[:])
 	copy(b[offRAddr:], r.raddr[:])
 	copy(b[offComm:offComm+16], r.comm)
-	b[offKind], b[offRole], b[offDir] = r.kind, r.role, r.dir
+	b[offKind], b[offRole], b[offDir], b[offFlags] = r.kind, r.role, r.dir, r.flags
+	le.PutUint64(b[offCgroup:], r.cgroup)
 	b = append(b, r.data...)
 	if r.truncateHeaderTo > 0 {
 		b = b[:r.truncateHeaderTo]
@@ -146,6 +151,22 @@ func TestDecode(t *testing.T) {
 				Pos:    65536, Size: 40000, Data: []byte("abc"),
 			},
 		},
+		{
+			name: "sendfile: counted, unavailable",
+			rec: record{
+				start: 1, pos: 7, size: 50000, kind: uint8(event.KindData), dir: uint8(event.Egress),
+				flags: flagUnavailable, cgroup: 4242,
+			},
+			want: event.Event{
+				Kind: event.KindData, Conn: event.ConnID{Start: 1}, Time: boot, CgroupID: 4242,
+				Local:  netip.AddrPortFrom(netip.IPv6Unspecified(), 0),
+				Remote: netip.AddrPortFrom(netip.IPv6Unspecified(), 0),
+				Dir:    event.Egress, Pos: 7, Size: 50000, Unavailable: true,
+			},
+		},
+		{name: "unavailable with payload", rec: record{kind: uint8(event.KindData), size: 2, flags: flagUnavailable, data: []byte("xy")}, err: true},
+		{name: "unknown flag", rec: record{kind: uint8(event.KindData), size: 2, flags: 2}, err: true},
+		{name: "flag on open", rec: record{kind: uint8(event.KindOpen), flags: flagUnavailable}, err: true},
 		{name: "empty", rec: record{truncateHeaderTo: 1}, err: true},
 		{name: "short header", rec: record{kind: uint8(event.KindOpen), truncateHeaderTo: headerLen - 1}, err: true},
 		{name: "unknown kind", rec: record{kind: 9}, err: true},
@@ -194,6 +215,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(record{kind: uint8(event.KindOpen), comm: "curl", laddr: mapped("127.0.0.1")}.bytes())
 	f.Add(record{kind: uint8(event.KindData), size: 5, data: []byte("HTTP/")}.bytes())
 	f.Add(record{kind: uint8(event.KindData), size: 4, data: []byte("GET "), lenField: u32(3)}.bytes())
+	f.Add(record{kind: uint8(event.KindData), size: 9000, flags: flagUnavailable, cgroup: 1}.bytes())
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		ev, err := decode(raw, time.Unix(0, 0))
 		if err != nil {
@@ -205,7 +227,10 @@ func FuzzDecode(f *testing.F) {
 		if len(raw) < headerLen || uint32(len(ev.Data)) > ev.Size {
 			t.Fatalf("accepted an invalid record: %+v", ev)
 		}
-		if ev.Kind != event.KindData && (ev.Data != nil || ev.Size != 0) {
+		if ev.Unavailable && len(ev.Data) != 0 {
+			t.Fatalf("unavailable event with data: %+v", ev)
+		}
+		if ev.Kind != event.KindData && (ev.Data != nil || ev.Size != 0 || ev.Unavailable) {
 			t.Fatalf("connection event with data: %+v", ev)
 		}
 		if !ev.Local.IsValid() || !ev.Remote.IsValid() || ev.Local.Addr().Is4In6() {

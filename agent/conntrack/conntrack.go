@@ -21,6 +21,9 @@ const (
 	DefaultBodyCap     = http1.DefaultBodyCap
 	DefaultIdleTimeout = 2 * time.Minute
 	DefaultMaxBuffered = 256 << 10
+	// DefaultStreamTimeout is how long a response may stream before what
+	// was read of it is emitted.
+	DefaultStreamTimeout = 30 * time.Second
 )
 
 const (
@@ -54,6 +57,15 @@ type Config struct {
 	// as lost. Before a start line shows which direction carries requests,
 	// at most 16 KiB are held and the rest is ignored.
 	MaxBuffered int
+	// StreamTimeout is how long a response may go on (server-sent events, a
+	// long download) before the exchange is emitted as far as read, marked
+	// streaming (default 30 seconds). A text/event-stream response is also
+	// emitted once its body reaches BodyCap. The rest of the response is
+	// framed and discarded.
+	StreamTimeout time.Duration
+	// Filter selects the exchanges emitted; the others are counted in
+	// Stats.Filtered.
+	Filter Filter
 }
 
 func (c Config) withDefaults() Config {
@@ -69,6 +81,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxBuffered <= 0 {
 		c.MaxBuffered = DefaultMaxBuffered
 	}
+	if c.StreamTimeout <= 0 {
+		c.StreamTimeout = DefaultStreamTimeout
+	}
 	return c
 }
 
@@ -77,6 +92,10 @@ type Stats struct {
 	Events    uint64 // events handled
 	Bytes     uint64 // stream bytes covered by data events
 	Exchanges uint64 // exchanges emitted
+	Filtered  uint64 // exchanges Config.Filter left out
+	// Incomplete counts exchanges emitted with a part missing or cut
+	// (request or response incomplete, or no response).
+	Incomplete uint64
 	// BytesLost counts stream bytes never seen (holes, truncated copies) or
 	// dropped because MaxBuffered was exceeded.
 	BytesLost   uint64
@@ -90,9 +109,15 @@ type Stats struct {
 	UnmatchedResponses uint64
 	// UnansweredRequests counts exchanges emitted without a response.
 	UnansweredRequests uint64
-	Overflows          uint64 // times MaxBuffered was exceeded
-	Expired            uint64 // connections closed by Expire
-	Conns              int    // connections tracked now
+	// BytesUnavailable counts body bytes sent with sendfile, framed but
+	// never seen.
+	BytesUnavailable uint64
+	// Streamed counts responses emitted before their end (StreamTimeout or
+	// the body cap of an event stream).
+	Streamed  uint64
+	Overflows uint64 // times MaxBuffered was exceeded
+	Expired   uint64 // connections closed by Expire
+	Conns     int    // connections tracked now
 }
 
 // Tracker follows connections and emits their exchanges.
@@ -161,6 +186,9 @@ func (t *Tracker) Expire(now time.Time) {
 		}
 		t.skipStale(c, now)
 		t.pump(c)
+		if rs := c.respStream(); rs != nil && now.Sub(rs.start) > t.cfg.StreamTimeout {
+			t.stream(c, rs.parser.Head())
+		}
 	}
 }
 
@@ -194,6 +222,9 @@ func (t *Tracker) lookup(ev event.Event) *conn {
 	c.lastSeen = ev.Time
 	if ev.Comm != "" {
 		c.comm = ev.Comm
+	}
+	if ev.CgroupID != 0 {
+		c.cgroup = ev.CgroupID
 	}
 	if ev.Role != event.RoleUnknown {
 		c.role = ev.Role

@@ -26,6 +26,8 @@ type pending struct {
 	tid      uint32
 	end      time.Time // event of the last byte seen
 	lost     uint64
+	// streaming is set when resp was emitted before its end.
+	streaming bool
 	// placeholder stands in the queue for a request lost to a hole, so
 	// that its response is not paired with the next request.
 	placeholder bool
@@ -96,6 +98,10 @@ func (t *Tracker) request(c *conn, m *http1.Message) {
 
 // response pairs a complete response with the oldest unanswered request.
 func (t *Tracker) response(c *conn, m *http1.Message) {
+	if m == c.streaming {
+		c.streaming = nil // already emitted
+		return
+	}
 	if m.StatusCode < 200 && m.StatusCode != 101 {
 		return // interim responses such as 100 Continue
 	}
@@ -145,6 +151,10 @@ func (t *Tracker) desync(c *conn, d event.Direction, lost uint64) {
 // cut gives the oldest unanswered request the response that was cut short,
 // or nil when none of it was read.
 func (t *Tracker) cut(c *conn, partial *http1.Message, lost uint64) {
+	if partial != nil && partial == c.streaming {
+		c.streaming = nil // already emitted
+		return
+	}
 	e := c.unanswered()
 	if e == nil {
 		return
@@ -158,6 +168,34 @@ func (t *Tracker) cut(c *conn, partial *http1.Message, lost uint64) {
 	}
 	e.resp, e.lost = partial, e.lost+lost
 	e.seen(c.dirs[c.reqDir^1].last)
+}
+
+// respStream returns the response direction when a response is being read
+// and was not emitted yet, or nil.
+func (c *conn) respStream() *stream {
+	if !c.decided || c.upgraded {
+		return nil
+	}
+	rs := &c.dirs[c.reqDir^1]
+	if h := rs.parser.Head(); h == nil || h == c.streaming {
+		return nil
+	}
+	return rs
+}
+
+// stream emits the exchange of the response m before it ends, so that a
+// response that never ends (server-sent events) is recorded and does not
+// hold the requests behind it.
+func (t *Tracker) stream(c *conn, m *http1.Message) {
+	e := c.unanswered()
+	if e == nil || e.placeholder || !e.reqDone {
+		return
+	}
+	e.resp, e.answered, e.streaming = m, true, true
+	e.seen(c.dirs[c.reqDir^1].last)
+	c.streaming = m
+	t.stats.Streamed++
+	t.flush(c)
 }
 
 // flush emits the exchanges at the head of the queue that are complete.
@@ -215,6 +253,11 @@ func (t *Tracker) finish(c *conn) {
 
 // send builds and emits the exchange of e.
 func (t *Tracker) send(c *conn, e *pending) {
+	if !t.cfg.Filter.Match(e.req.Method, e.req.Target) {
+		c.seq++
+		t.stats.Filtered++
+		return
+	}
 	dir, port := reprisev1.Direction_DIRECTION_OUTBOUND, c.remote.Port()
 	if c.reqDir == event.Ingress {
 		dir, port = reprisev1.Direction_DIRECTION_INBOUND, c.local.Port()
@@ -226,7 +269,7 @@ func (t *Tracker) send(c *conn, e *pending) {
 		Direction: dir,
 		Local:     endpoint(c.local),
 		Remote:    endpoint(c.remote),
-		Process:   &reprisev1.Process{Pid: c.id.TGID, Tid: e.tid, Comm: c.comm},
+		Process:   &reprisev1.Process{Pid: c.id.TGID, Tid: e.tid, Comm: c.comm, CgroupId: c.cgroup},
 		Service:   c.comm + ":" + strconv.Itoa(int(port)),
 		Request: &reprisev1.HttpRequest{
 			Method:        e.req.Method,
@@ -241,13 +284,16 @@ func (t *Tracker) send(c *conn, e *pending) {
 		ConnectionId: c.id.String(),
 		Sequence:     c.seq,
 		Capture: &reprisev1.Capture{
-			Source:             reprisev1.CaptureSource_CAPTURE_SOURCE_SYSCALL,
-			BytesLost:          e.lost,
-			RequestIncomplete:  e.req.Incomplete || e.req.BodyTruncated,
-			ResponseIncomplete: e.resp == nil || e.resp.Incomplete || e.resp.BodyTruncated,
+			Source:                 reprisev1.CaptureSource_CAPTURE_SOURCE_SYSCALL,
+			BytesLost:              e.lost,
+			RequestIncomplete:      e.req.Incomplete || e.req.BodyTruncated,
+			ResponseIncomplete:     e.resp == nil || e.resp.Incomplete || e.resp.BodyTruncated || e.streaming,
+			ResponseStreaming:      e.streaming,
+			RequestBodyUnavailable: e.req.BodyUnavailable,
 		},
 	}
 	if r := e.resp; r != nil {
+		x.Capture.ResponseBodyUnavailable = r.BodyUnavailable
 		x.Response = &reprisev1.HttpResponse{
 			StatusCode:    int32(r.StatusCode),
 			Proto:         r.Proto,
@@ -261,6 +307,9 @@ func (t *Tracker) send(c *conn, e *pending) {
 	}
 	c.seq++
 	t.stats.Exchanges++
+	if x.Capture.RequestIncomplete || x.Capture.ResponseIncomplete {
+		t.stats.Incomplete++
+	}
 	t.emit(x)
 }
 

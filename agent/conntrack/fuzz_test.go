@@ -9,14 +9,14 @@ import (
 )
 
 // FuzzTracker cuts two streams into events as ctl says (sizes, reordering,
-// losses, truncated copies) and checks that the tracker does not panic,
+// losses, truncated copies, sendfile, expiry) and checks that the tracker does not panic,
 // keeps its bounds, and emits only exchanges with a request.
 func FuzzTracker(f *testing.F) {
 	f.Add([]byte("GET / HTTP/1.1\r\n\r\nPOST /p HTTP/1.1\r\nContent-Length: 2\r\n\r\nab"),
 		[]byte("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nxHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n"),
 		[]byte{3, 7, 200, 5, 64, 1, 9, 130, 4, 2})
 	f.Fuzz(func(t *testing.T, in, out, ctl []byte) {
-		cfg := Config{MaxBuffered: 256, BodyCap: 8}
+		cfg := Config{MaxBuffered: 256, BodyCap: 8, StreamTimeout: 50 * time.Millisecond}
 		tr := New(cfg, func(x *reprisev1.Exchange) {
 			if x.Request == nil || x.Capture == nil {
 				t.Fatalf("exchange without request: %v", x)
@@ -41,8 +41,11 @@ func FuzzTracker(f *testing.F) {
 			switch c >> 1 & 3 {
 			case 1: // lost
 				continue
-			case 2: // truncated copy
+			case 2: // truncated copy, or sent with sendfile
 				ev.Data = ev.Data[:n/2]
+				if c&0x20 != 0 {
+					ev.Data, ev.Unavailable = nil, true
+				}
 			case 3: // delivered after the next one
 				if held == nil {
 					held = &ev
@@ -50,6 +53,9 @@ func FuzzTracker(f *testing.F) {
 				}
 			}
 			tr.Handle(ev)
+			if c>>6 == 3 {
+				tr.Expire(at) // streams time out
+			}
 			if held != nil && i%2 == 0 {
 				tr.Handle(*held)
 				held = nil

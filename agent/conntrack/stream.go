@@ -3,6 +3,7 @@ package conntrack
 import (
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/reprise-dev/reprise/agent/event"
@@ -13,6 +14,7 @@ import (
 type conn struct {
 	id            event.ConnID
 	comm          string
+	cgroup        uint64
 	role          event.Role
 	local, remote netip.AddrPort
 	lastSeen      time.Time
@@ -25,18 +27,24 @@ type conn struct {
 	// the bytes that follow are not HTTP/1.
 	upgraded bool
 
+	// streaming is the response emitted before its end (see stream); the
+	// parser still frames the rest of it, which is then discarded.
+	streaming *http1.Message
+
 	queue    []*pending // requests in order, waiting for their responses
 	requests int        // requests seen, placeholders aside
 	seq      uint32     // sequence of the next exchange emitted
 }
 
-// segment is a piece of one direction's stream: the bytes of one data event
-// or, with lost set, a hole of that many bytes.
+// segment is a piece of one direction's stream: the bytes of one data event,
+// with lost set a hole of that many bytes, or with skip set that many bytes
+// whose content never passed through user memory (sendfile).
 type segment struct {
 	pos  uint64
 	size uint32 // stream bytes covered; len(data) is less when truncated
 	data []byte
 	lost uint64
+	skip uint64
 	at   time.Time
 	tid  uint32
 }
@@ -60,6 +68,9 @@ func (t *Tracker) data(c *conn, ev event.Event) {
 	d := ev.Dir
 	s := &c.dirs[d]
 	seg := segment{pos: ev.Pos, size: ev.Size, data: ev.Data[:min(len(ev.Data), int(ev.Size))], at: ev.Time, tid: ev.TID}
+	if ev.Unavailable {
+		seg.data, seg.skip = nil, uint64(ev.Size)
+	}
 	switch {
 	case c.upgraded:
 		t.stats.BytesIgnored += uint64(ev.Size)
@@ -102,6 +113,16 @@ func (t *Tracker) accept(c *conn, d event.Direction, seg segment) {
 		seg.pos = s.next
 	}
 	s.next += uint64(seg.size)
+	if seg.skip > 0 {
+		seg.skip = uint64(seg.size)
+		if c.decided {
+			s.ready = append(s.ready, seg)
+		} else {
+			// Without a parser there is no framing to keep.
+			t.hole(c, d, seg.skip)
+		}
+		return
+	}
 	if len(seg.data) > 0 {
 		s.ready = append(s.ready, seg)
 		s.held += len(seg.data)
@@ -279,6 +300,11 @@ func (t *Tracker) feed(c *conn, d event.Direction) {
 		if !isReq && !s.parser.InMessage() && c.unanswered() == nil {
 			return
 		}
+		if seg.skip > 0 {
+			t.skip(c, d, seg)
+			s.ready = s.ready[1:]
+			continue
+		}
 		if !s.parser.InMessage() {
 			s.start, s.tid = seg.at, seg.tid
 		}
@@ -297,9 +323,33 @@ func (t *Tracker) feed(c *conn, d event.Direction) {
 			t.request(c, m)
 		case m != nil:
 			t.response(c, m)
+		default:
+			// An event stream never ends: emit it once its body is capped.
+			if h := s.parser.Head(); h != nil && h != c.streaming && len(h.Body) >= t.cfg.BodyCap &&
+				strings.HasPrefix(h.Get("Content-Type"), "text/event-stream") {
+				t.stream(c, h)
+			}
 		}
 	}
 	if len(s.ready) == 0 {
 		s.ready = nil
+	}
+}
+
+// skip accounts for bytes sent with sendfile: inside a body the framing goes
+// on and the body is marked unavailable; anywhere else they are lost.
+func (t *Tracker) skip(c *conn, d event.Direction, seg *segment) {
+	s := &c.dirs[d]
+	m, ok := s.parser.Skip(int64(seg.skip))
+	if !ok {
+		t.desync(c, d, seg.skip)
+		return
+	}
+	t.stats.BytesUnavailable += seg.skip
+	s.last = seg.at
+	if d == c.reqDir {
+		t.request(c, m)
+	} else if m != nil {
+		t.response(c, m)
 	}
 }

@@ -20,6 +20,9 @@ import (
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
+// DefaultMaxPendingBytes is the default of Config.MaxPendingBytes.
+const DefaultMaxPendingBytes = 32 << 20
+
 // Config of an Exporter. Zero fields take the defaults.
 type Config struct {
 	AgentID  string
@@ -32,6 +35,13 @@ type Config struct {
 	// MaxPending bounds exchanges held in the agent, queued or unacked
 	// (default 10000); beyond it new exchanges are dropped and counted.
 	MaxPending int
+	// MaxPendingBytes bounds the same exchanges by their approximate size
+	// (bodies, headers and a fixed overhead; default 32 MiB), so that the
+	// backlog's memory does not grow with body size.
+	MaxPendingBytes int64
+	// BatchBytes closes a batch once its exchanges reach this approximate
+	// size (default 4 MiB), which also bounds gRPC's marshalling buffer.
+	BatchBytes int64
 	// Backoff after a failed stream, doubled up to 5s (default 100ms).
 	Backoff time.Duration
 }
@@ -45,6 +55,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxPending <= 0 {
 		c.MaxPending = 10000
+	}
+	if c.MaxPendingBytes <= 0 {
+		c.MaxPendingBytes = DefaultMaxPendingBytes
+	}
+	if c.BatchBytes <= 0 {
+		c.BatchBytes = 4 << 20
 	}
 	if c.Backoff <= 0 {
 		c.Backoff = 100 * time.Millisecond
@@ -69,10 +85,30 @@ type Exporter struct {
 	acked, dropped, batches, retries atomic.Uint64
 	// held counts exchanges taken from the queue and not yet acknowledged.
 	held atomic.Int64
+	// bytes is the approximate size of the exchanges queued or unacked.
+	bytes atomic.Int64
+}
+
+// exchangeOverhead approximates what an exchange costs besides its bodies
+// and headers: ids, addresses, process and capture fields, protobuf framing.
+const exchangeOverhead = 512
+
+// size approximates the memory ex holds without walking it as proto.Size
+// would: bodies dominate, and the bound need not be exact.
+func size(ex *reprisev1.Exchange) int64 {
+	n := int64(exchangeOverhead + len(ex.GetRequest().GetBody()) + len(ex.GetResponse().GetBody()))
+	for _, h := range ex.GetRequest().GetHeaders() {
+		n += int64(len(h.Name) + len(h.Value))
+	}
+	for _, h := range ex.GetResponse().GetHeaders() {
+		n += int64(len(h.Name) + len(h.Value))
+	}
+	return n
 }
 
 type batch struct {
-	req *reprisev1.IngestRequest
+	req   *reprisev1.IngestRequest
+	bytes int64
 }
 
 // New makes an exporter that sends over conn.
@@ -88,13 +124,16 @@ func New(conn grpc.ClientConnInterface, cfg Config) *Exporter {
 
 // Add queues an exchange without blocking. It must not be called after Close.
 func (e *Exporter) Add(ex *reprisev1.Exchange) {
-	if int(e.held.Load())+len(e.queue) >= e.cfg.MaxPending {
+	n := size(ex)
+	if int(e.held.Load())+len(e.queue) >= e.cfg.MaxPending || e.bytes.Load()+n > e.cfg.MaxPendingBytes {
 		e.dropped.Add(1)
 		return
 	}
+	e.bytes.Add(n)
 	select {
 	case e.queue <- ex:
 	default:
+		e.bytes.Add(-n)
 		e.dropped.Add(1)
 	}
 }
@@ -110,6 +149,10 @@ func (e *Exporter) Stats() Stats {
 
 // Pending is the number of exchanges queued or awaiting an ack.
 func (e *Exporter) Pending() int { return len(e.queue) + int(e.held.Load()) }
+
+// PendingBytes is the approximate size of the exchanges queued or awaiting
+// an ack.
+func (e *Exporter) PendingBytes() int64 { return e.bytes.Load() }
 
 // Run sends until Close was called and all is acknowledged, or until ctx
 // ends. Stream errors are retried with backoff; unacknowledged batches are
@@ -141,6 +184,7 @@ type sender struct {
 	e       *Exporter
 	unacked []batch // sent, not yet acknowledged, in send order
 	current []*reprisev1.Exchange
+	curSize int64 // approximate size of current
 	closed  bool // the queue is closed and drained into current
 }
 
@@ -202,7 +246,8 @@ func (s *sender) session(ctx context.Context) error {
 			}
 			e.held.Add(1)
 			s.current = append(s.current, ex)
-			if len(s.current) >= e.cfg.BatchSize {
+			s.curSize += size(ex)
+			if len(s.current) >= e.cfg.BatchSize || s.curSize >= e.cfg.BatchBytes {
 				if err := s.flush(stream); err != nil {
 					return err
 				}
@@ -245,8 +290,8 @@ func (s *sender) flush(stream reprisev1.IngestService_IngestClient) error {
 		BatchId:   uuid.NewString(),
 		AgentId:   s.e.cfg.AgentID,
 		Exchanges: s.current,
-	}}
-	s.current = nil
+	}, bytes: s.curSize}
+	s.current, s.curSize = nil, 0
 	s.unacked = append(s.unacked, b)
 	if err := stream.Send(b.req); err != nil {
 		return fmt.Errorf("send batch %s: %w", b.req.BatchId, err)
@@ -260,6 +305,8 @@ func (s *sender) acknowledge(ack *reprisev1.IngestResponse) error {
 		return fmt.Errorf("unexpected ack for batch %q", ack.BatchId)
 	}
 	n := len(s.unacked[0].req.Exchanges)
+	s.e.bytes.Add(-s.unacked[0].bytes)
+	s.unacked[0] = batch{} // let the bodies go now, not when the slice moves
 	s.unacked = s.unacked[1:]
 	s.e.held.Add(-int64(n))
 	s.e.acked.Add(uint64(n))

@@ -65,3 +65,47 @@ func check(m *Message, cfg Config, response bool) string {
 	}
 	return ""
 }
+
+// FuzzSkip mixes unavailable bytes (sendfile) into parsing: wherever Skip is
+// called the parser must stay consistent and go on framing.
+func FuzzSkip(f *testing.F) {
+	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n"), uint16(38), uint16(10))
+	f.Add([]byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n\r\n0\r\n\r\n"), uint16(51), uint16(5))
+	cfg := Config{BodyCap: 16, MaxHeaderBytes: 512, MaxHeaders: 8}
+	f.Fuzz(func(t *testing.T, in []byte, at, skip uint16) {
+		p := NewResponseParser(cfg, nil)
+		at = min(at, uint16(len(in)))
+		var msgs []*Message
+		feed := func(b []byte) {
+			for len(b) > 0 {
+				n, m, err := p.Feed(b)
+				if err != nil {
+					p.Resync()
+				}
+				if m != nil {
+					msgs = append(msgs, m)
+				}
+				if n == 0 && m == nil && err == nil {
+					t.Fatal("Feed made no progress")
+				}
+				b = b[n:]
+			}
+		}
+		feed(in[:at])
+		if m, ok := p.Skip(int64(skip)); ok && m != nil {
+			msgs = append(msgs, m)
+		}
+		feed(in[at:])
+		if m := p.Close(); m != nil {
+			msgs = append(msgs, m)
+		}
+		for _, m := range msgs {
+			if err := check(m, cfg, true); err != "" {
+				t.Fatalf("%s: %+v", err, *m)
+			}
+			if m.BodyUnavailable && !m.BodyTruncated {
+				t.Fatalf("unavailable body not truncated: %+v", *m)
+			}
+		}
+	})
+}

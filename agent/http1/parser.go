@@ -72,6 +72,9 @@ type Message struct {
 	BodySize int64
 	// BodyTruncated is set when Body holds less than BodySize.
 	BodyTruncated bool
+	// BodyUnavailable is set when body bytes moved without passing through
+	// user memory (sendfile): they count in BodySize but are not in Body.
+	BodyUnavailable bool
 	// Trailers are the fields after a chunked body.
 	Trailers []Header
 	// Incomplete is set on a message the stream ended inside (see Close).
@@ -162,6 +165,34 @@ func (p *Parser) Feed(data []byte) (n int, msg *Message, err error) {
 		}
 	}
 	return n, msg, nil
+}
+
+// Skip accounts for n body bytes whose content is unavailable (sent with
+// sendfile): the framing goes on as if they had been read, and the message
+// is marked truncated. It returns the message they complete, if any, and
+// false without consuming when they do not fit in the current body; the
+// caller then treats them as lost.
+func (p *Parser) Skip(n int64) (*Message, bool) {
+	switch {
+	case n <= 0:
+		return nil, true
+	case p.state == stCloseBody:
+	case (p.state == stBody || p.state == stChunkData) && n <= p.remain:
+		p.remain -= n
+	default:
+		return nil, false
+	}
+	m := p.msg
+	m.BodySize += n
+	m.BodyTruncated, m.BodyUnavailable = true, true
+	switch {
+	case p.remain > 0 || p.state == stCloseBody:
+		return nil, true
+	case p.state == stBody:
+		return p.done(), true
+	}
+	p.state = stChunkEnd
+	return nil, true
 }
 
 // Head returns the message whose head has been read and whose body is still
@@ -302,6 +333,11 @@ func (p *Parser) addBody(b []byte) {
 	m := p.msg
 	m.BodySize += int64(len(b))
 	if room := p.cfg.BodyCap - len(m.Body); room > 0 {
+		if m.Body == nil && p.state == stBody {
+			// The length is known: one allocation instead of a doubling
+			// append per read the sender's body arrives in.
+			m.Body = make([]byte, 0, min(int64(room), p.remain))
+		}
 		m.Body = append(m.Body, b[:min(room, len(b))]...)
 	}
 	m.BodyTruncated = m.BodySize > int64(len(m.Body))

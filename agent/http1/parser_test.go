@@ -392,3 +392,52 @@ func BenchmarkParse(b *testing.B) {
 		}
 	}
 }
+
+func TestSkip(t *testing.T) {
+	tests := []struct {
+		name    string
+		head    string
+		skip    int64
+		after   string
+		ok      bool
+		want    string // body kept
+		size    int64
+		done    bool
+		chunked bool
+	}{
+		{name: "content-length body sent with sendfile", head: "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", skip: 10, ok: true, size: 10, done: true},
+		{name: "head bytes then sendfile", head: "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", skip: 7, ok: true, want: "abc", size: 10, done: true},
+		{name: "sendfile past the body is refused", head: "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n", skip: 5},
+		{name: "chunk data", head: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n", skip: 5, after: "\r\n0\r\n\r\n", ok: true, size: 5, done: true},
+		{name: "close-delimited body", head: "HTTP/1.1 200 OK\r\n\r\n", skip: 100, ok: true, size: 100},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := NewResponseParser(Config{}, nil)
+			if _, m, err := p.Feed([]byte(tc.head)); m != nil || err != nil {
+				t.Fatalf("Feed head: %v %v", m, err)
+			}
+			head := p.Head()
+			m, ok := p.Skip(tc.skip)
+			if ok != tc.ok {
+				t.Fatalf("Skip ok = %v, want %v", ok, tc.ok)
+			}
+			if !ok {
+				return
+			}
+			if tc.after != "" {
+				_, m, _ = p.Feed([]byte(tc.after))
+			}
+			if tc.done != (m != nil) {
+				t.Fatalf("message complete = %v, want %v", m != nil, tc.done)
+			}
+			if string(head.Body) != tc.want || head.BodySize != tc.size || !head.BodyTruncated || !head.BodyUnavailable {
+				t.Fatalf("body %q size %d truncated %v unavailable %v, want %q %d", head.Body, head.BodySize, head.BodyTruncated, head.BodyUnavailable, tc.want, tc.size)
+			}
+		})
+	}
+	// Skip between messages is refused: there is no body to account for.
+	if _, ok := NewRequestParser(Config{}).Skip(1); ok {
+		t.Fatal("Skip on an idle parser succeeded")
+	}
+}

@@ -19,13 +19,18 @@ type Sources struct {
 	Tracker func() conntrack.Stats
 	Export  func() export.Stats
 	Pending func() int
+	// Queue is how many events wait between the ring buffer reader and the
+	// tracker.
+	Queue func() int
 }
 
 type collector struct {
 	src Sources
 
-	events, bytes, exchanges, exported                 *prometheus.Desc
-	drops, truncated, streamLost, conns, exportBacklog *prometheus.Desc
+	events, bytes, exchanges, exported                   *prometheus.Desc
+	drops, truncated, streamLost, conns, exportBacklog   *prometheus.Desc
+	droppedBytes, unavailable, filtered, streamed, queue *prometheus.Desc
+	incomplete                                           *prometheus.Desc
 }
 
 // NewCollector returns a prometheus.Collector over src.
@@ -42,6 +47,12 @@ func NewCollector(src Sources) prometheus.Collector {
 		streamLost:    prometheus.NewDesc(name("stream_bytes_lost_total"), "Stream bytes the parser never saw, for any reason (gaps, truncation).", nil, nil),
 		conns:         prometheus.NewDesc(name("connections"), "Connections tracked now.", nil, nil),
 		exportBacklog: prometheus.NewDesc(name("export_pending"), "Exchanges queued or awaiting the collector's ack.", nil, nil),
+		droppedBytes:  prometheus.NewDesc(name("dropped_bytes_total"), "Stream bytes lost, by reason.", []string{"reason"}, nil),
+		unavailable:   prometheus.NewDesc(name("unavailable_bytes_total"), "Body bytes sent with sendfile: framed and counted, never copied (not a loss).", nil, nil),
+		filtered:      prometheus.NewDesc(name("filtered_exchanges_total"), "Exchanges left out by --methods and --paths.", nil, nil),
+		streamed:      prometheus.NewDesc(name("streamed_responses_total"), "Responses emitted before their end (stream timeout or capped event stream).", nil, nil),
+		incomplete:    prometheus.NewDesc(name("incomplete_exchanges_total"), "Exchanges assembled with the request or response missing or cut short.", nil, nil),
+		queue:         prometheus.NewDesc(name("event_queue"), "Events waiting between the ring buffer reader and the tracker.", nil, nil),
 	}
 }
 
@@ -69,16 +80,31 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		"copy_failed":        ks.CopyFailed,
 		"stash_failed":       ks.StashFailed,
 		"conn_map_full":      ks.ConnMapFull,
-		"conn_lost":          ks.ConnLost,
 		"malformed_event":    ks.Malformed,
+		"conn_lost":          ks.ConnLost,
 		"max_conns":          ts.DroppedConns,
 		"parse_error":        ts.ParseErrors,
 		"buffer_overflow":    ts.Overflows,
+		"stream_resync":      ts.Resyncs,
+		"unanswered_request": ts.UnansweredRequests,
 		"unmatched_response": ts.UnmatchedResponses,
 		"export_backlog":     es.Dropped,
 	} {
 		counter(c.drops, v, reason)
 	}
+	for reason, v := range map[string]uint64{
+		"ringbuf_full":     ks.RingbufFullBytes,
+		"copy_failed":      ks.CopyFailedBytes,
+		"conn_lost":        ks.ConnLostBytes,
+		"kernel_truncated": ks.TruncatedBytes,
+	} {
+		counter(c.droppedBytes, v, reason)
+	}
+	counter(c.unavailable, ts.BytesUnavailable)
+	counter(c.filtered, ts.Filtered)
+	counter(c.incomplete, ts.Incomplete)
+	counter(c.streamed, ts.Streamed)
+	ch <- prometheus.MustNewConstMetric(c.queue, prometheus.GaugeValue, float64(c.src.Queue()))
 	counter(c.truncated, ks.TruncatedBytes)
 	counter(c.streamLost, ts.BytesLost)
 	ch <- prometheus.MustNewConstMetric(c.conns, prometheus.GaugeValue, float64(ts.Conns))

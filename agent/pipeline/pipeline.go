@@ -18,11 +18,15 @@ import (
 type Pipeline struct {
 	tracker *conntrack.Tracker
 	stats   atomic.Pointer[conntrack.Stats]
+	// events bounds what waits in memory between the reader and the
+	// tracker; when it is full the ring buffer fills and the kernel drops
+	// and counts.
+	events chan event.Event
 }
 
 // New wraps t; only the pipeline may call t after this.
 func New(t *conntrack.Tracker) *Pipeline {
-	p := &Pipeline{tracker: t}
+	p := &Pipeline{tracker: t, events: make(chan event.Event, 1024)}
 	p.publish()
 	return p
 }
@@ -30,20 +34,23 @@ func New(t *conntrack.Tracker) *Pipeline {
 // Stats returns the tracker's counters as of the last tick.
 func (p *Pipeline) Stats() conntrack.Stats { return *p.stats.Load() }
 
+// QueueLen returns how many events wait for the tracker.
+func (p *Pipeline) QueueLen() int { return len(p.events) }
+
 func (p *Pipeline) publish() {
 	s := p.tracker.Stats()
 	p.stats.Store(&s)
 }
 
 // Run reads events from src into the tracker until src fails; closing src
-// is how the caller stops it. Every tick, idle connections are expired and
-// the counters published. When src closes, everything the tracker still
-// holds is flushed, so exchanges completed by the last events are not lost.
+// is how the caller stops it. It may be called once. Every tick, idle
+// connections are expired and the counters published. When src closes,
+// everything the tracker still holds is flushed, so exchanges completed by
+// the last events are not lost.
 func (p *Pipeline) Run(src event.Source, tick time.Duration) error {
 	// Reading happens on its own goroutine so expiry runs while the ring
-	// buffer is quiet. The channel bounds what waits in memory; when it is
-	// full the ring buffer fills and the kernel drops and counts.
-	events := make(chan event.Event, 4096)
+	// buffer is quiet.
+	events := p.events
 	readErr := make(chan error, 1)
 	go func() {
 		defer close(events)

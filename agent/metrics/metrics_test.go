@@ -1,0 +1,69 @@
+package metrics
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/reprise-dev/reprise/agent/capture"
+	"github.com/reprise-dev/reprise/agent/conntrack"
+	"github.com/reprise-dev/reprise/agent/export"
+)
+
+func TestCollector(t *testing.T) {
+	c := NewCollector(Sources{
+		Capture: func() (capture.Stats, error) {
+			return capture.Stats{RingbufFull: 3, RingbufFullBytes: 3000, TruncatedBytes: 7}, nil
+		},
+		Tracker: func() conntrack.Stats {
+			return conntrack.Stats{Events: 10, Exchanges: 4, Incomplete: 1, Filtered: 2, BytesUnavailable: 500, Streamed: 1, Resyncs: 2, Conns: 5}
+		},
+		Export:  func() export.Stats { return export.Stats{Acked: 4, Dropped: 1} },
+		Pending: func() int { return 6 },
+		Queue:   func() int { return 9 },
+	})
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	want := `
+# HELP reprise_agent_drops_total Things lost, by reason.
+# TYPE reprise_agent_drops_total counter
+reprise_agent_drops_total{reason="buffer_overflow"} 0
+reprise_agent_drops_total{reason="conn_lost"} 0
+reprise_agent_drops_total{reason="conn_map_full"} 0
+reprise_agent_drops_total{reason="copy_failed"} 0
+reprise_agent_drops_total{reason="export_backlog"} 1
+reprise_agent_drops_total{reason="malformed_event"} 0
+reprise_agent_drops_total{reason="max_conns"} 0
+reprise_agent_drops_total{reason="parse_error"} 0
+reprise_agent_drops_total{reason="ringbuf_full"} 3
+reprise_agent_drops_total{reason="stash_failed"} 0
+reprise_agent_drops_total{reason="stream_resync"} 2
+reprise_agent_drops_total{reason="unanswered_request"} 0
+reprise_agent_drops_total{reason="unmatched_response"} 0
+# HELP reprise_agent_dropped_bytes_total Stream bytes lost, by reason.
+# TYPE reprise_agent_dropped_bytes_total counter
+reprise_agent_dropped_bytes_total{reason="conn_lost"} 0
+reprise_agent_dropped_bytes_total{reason="copy_failed"} 0
+reprise_agent_dropped_bytes_total{reason="kernel_truncated"} 7
+reprise_agent_dropped_bytes_total{reason="ringbuf_full"} 3000
+# HELP reprise_agent_event_queue Events waiting between the ring buffer reader and the tracker.
+# TYPE reprise_agent_event_queue gauge
+reprise_agent_event_queue 9
+# HELP reprise_agent_incomplete_exchanges_total Exchanges assembled with the request or response missing or cut short.
+# TYPE reprise_agent_incomplete_exchanges_total counter
+reprise_agent_incomplete_exchanges_total 1
+# HELP reprise_agent_unavailable_bytes_total Body bytes sent with sendfile: framed and counted, never copied (not a loss).
+# TYPE reprise_agent_unavailable_bytes_total counter
+reprise_agent_unavailable_bytes_total 500
+`
+	names := []string{"reprise_agent_drops_total", "reprise_agent_dropped_bytes_total", "reprise_agent_event_queue",
+		"reprise_agent_incomplete_exchanges_total", "reprise_agent_unavailable_bytes_total"}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), names...); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := testutil.GatherAndCount(reg); err != nil || n < 20 {
+		t.Fatalf("%d metrics, err %v", n, err)
+	}
+}
