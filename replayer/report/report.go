@@ -40,8 +40,8 @@ type Report struct {
 	Violations []Violation `json:"violations"`
 	// RateGoals: pass and error rate goals were set, so they decide the
 	// verdict instead of requiring every exchange to match.
-	RateGoals bool `json:"rate_goals"`
-	Exchanges  []Exchange  `json:"exchanges"`
+	RateGoals bool       `json:"rate_goals"`
+	Exchanges []Exchange `json:"exchanges"`
 }
 
 // Exchange is the result of replaying one recorded exchange.
