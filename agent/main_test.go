@@ -21,6 +21,7 @@ func TestParseFlags(t *testing.T) {
 		{args: []string{"--max-conns", "-1"}, wantErr: "--max-conns must be positive"},
 		{args: []string{"--max-buffered", "0"}, wantErr: "--max-buffered"},
 		{args: []string{"--max-pending", "0"}, wantErr: "--max-pending"},
+		{args: []string{"--max-pending-bytes", "-1"}, wantErr: "--max-pending-bytes must be positive"},
 		{args: []string{"--idle-timeout", "0s"}, wantErr: "--idle-timeout"},
 		{args: []string{"--sample-rate", "0"}, wantErr: "--sample-rate"},
 		{args: []string{"--sample-rate", "1.5"}, wantErr: "--sample-rate"},

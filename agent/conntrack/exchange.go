@@ -267,10 +267,10 @@ func (t *Tracker) send(c *conn, e *pending) {
 		StartTime: timestamppb.New(e.start),
 		Duration:  durationpb.New(max(e.end.Sub(e.start), 0)),
 		Direction: dir,
-		Local:     endpoint(c.local),
-		Remote:    endpoint(c.remote),
+		Local:     c.localEP.endpoint(c.local),
+		Remote:    c.remoteEP.endpoint(c.remote),
 		Process:   &reprisev1.Process{Pid: c.id.TGID, Tid: e.tid, Comm: c.comm, CgroupId: c.cgroup},
-		Service:   c.comm + ":" + strconv.Itoa(int(port)),
+		Service:   c.service(port),
 		Request: &reprisev1.HttpRequest{
 			Method:        e.req.Method,
 			Target:        e.req.Target,
@@ -281,7 +281,7 @@ func (t *Tracker) send(c *conn, e *pending) {
 			BodyTruncated: e.req.BodyTruncated,
 			BodySize:      e.req.BodySize,
 		},
-		ConnectionId: c.id.String(),
+		ConnectionId: c.idString(),
 		Sequence:     c.seq,
 		Capture: &reprisev1.Capture{
 			Source:                 reprisev1.CaptureSource_CAPTURE_SOURCE_SYSCALL,
@@ -321,11 +321,37 @@ func headers(hs []http1.Header) []*reprisev1.Header {
 	return out
 }
 
+// endpointCache keeps the text of a connection's address: formatting it
+// for every exchange of a keep-alive connection showed in profiles.
+type endpointCache struct {
+	ap netip.AddrPort
+	ip string
+}
+
 // endpoint returns nil for an unknown address. IPv4-mapped addresses of
 // dual-stack sockets are shown as IPv4.
-func endpoint(ap netip.AddrPort) *reprisev1.Endpoint {
+func (e *endpointCache) endpoint(ap netip.AddrPort) *reprisev1.Endpoint {
 	if !ap.IsValid() {
 		return nil
 	}
-	return &reprisev1.Endpoint{Ip: ap.Addr().Unmap().String(), Port: uint32(ap.Port())}
+	if ap.Addr() != e.ap.Addr() || e.ip == "" {
+		e.ap, e.ip = ap, ap.Addr().Unmap().String()
+	}
+	return &reprisev1.Endpoint{Ip: e.ip, Port: uint32(ap.Port())}
+}
+
+// idString returns the connection id as exported, formatted once.
+func (c *conn) idString() string {
+	if c.idText == "" {
+		c.idText = c.id.String()
+	}
+	return c.idText
+}
+
+// service returns comm:port, kept while comm and port stay the same.
+func (c *conn) service(port uint16) string {
+	if c.svcText == "" || c.svcComm != c.comm || c.svcPort != port {
+		c.svcComm, c.svcPort, c.svcText = c.comm, port, c.comm+":"+strconv.Itoa(int(port))
+	}
+	return c.svcText
 }

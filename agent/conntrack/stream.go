@@ -34,6 +34,11 @@ type conn struct {
 	queue    []*pending // requests in order, waiting for their responses
 	requests int        // requests seen, placeholders aside
 	seq      uint32     // sequence of the next exchange emitted
+
+	// Text of the exchanges' fields, made once per connection.
+	idText, svcText, svcComm string
+	svcPort                  uint16
+	localEP, remoteEP        endpointCache
 }
 
 // segment is a piece of one direction's stream: the bytes of one data event,

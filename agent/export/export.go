@@ -21,7 +21,7 @@ import (
 )
 
 // DefaultMaxPendingBytes is the default of Config.MaxPendingBytes.
-const DefaultMaxPendingBytes = 32 << 20
+const DefaultMaxPendingBytes = 16 << 20
 
 // Config of an Exporter. Zero fields take the defaults.
 type Config struct {
@@ -36,11 +36,12 @@ type Config struct {
 	// (default 10000); beyond it new exchanges are dropped and counted.
 	MaxPending int
 	// MaxPendingBytes bounds the same exchanges by their approximate size
-	// (bodies, headers and a fixed overhead; default 32 MiB), so that the
+	// (bodies, headers and a fixed overhead; default 16 MiB), so that the
 	// backlog's memory does not grow with body size.
 	MaxPendingBytes int64
 	// BatchBytes closes a batch once its exchanges reach this approximate
-	// size (default 4 MiB), which also bounds gRPC's marshalling buffer.
+	// size (default 2 MiB), which also bounds gRPC's marshalling buffer
+	// and stays under the 4 MiB a gRPC server accepts by default.
 	BatchBytes int64
 	// Backoff after a failed stream, doubled up to 5s (default 100ms).
 	Backoff time.Duration
@@ -60,7 +61,7 @@ func (c *Config) setDefaults() {
 		c.MaxPendingBytes = DefaultMaxPendingBytes
 	}
 	if c.BatchBytes <= 0 {
-		c.BatchBytes = 4 << 20
+		c.BatchBytes = 2 << 20
 	}
 	if c.Backoff <= 0 {
 		c.Backoff = 100 * time.Millisecond
@@ -90,8 +91,9 @@ type Exporter struct {
 }
 
 // exchangeOverhead approximates what an exchange costs besides its bodies
-// and headers: ids, addresses, process and capture fields, protobuf framing.
-const exchangeOverhead = 512
+// and headers: about twenty small structs and strings (ids, timestamps,
+// addresses, process, capture, one per header) and protobuf framing.
+const exchangeOverhead = 1024
 
 // size approximates the memory ex holds without walking it as proto.Size
 // would: bodies dominate, and the bound need not be exact.
@@ -185,7 +187,7 @@ type sender struct {
 	unacked []batch // sent, not yet acknowledged, in send order
 	current []*reprisev1.Exchange
 	curSize int64 // approximate size of current
-	closed  bool // the queue is closed and drained into current
+	closed  bool  // the queue is closed and drained into current
 }
 
 var errStreamDone = errors.New("ingest stream closed by collector")

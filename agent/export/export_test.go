@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -162,5 +163,60 @@ func TestBacklogIsBoundedWhenCollectorIsDown(t *testing.T) {
 	st := e.Stats()
 	if st.Dropped != 15 || e.Pending() != 10 {
 		t.Fatalf("dropped %d pending %d, want 15 dropped and 10 pending", st.Dropped, e.Pending())
+	}
+}
+
+func TestBacklogIsBoundedByBytes(t *testing.T) {
+	conn, err := grpc.NewClient("passthrough:///unused",
+		grpc.WithContextDialer(func(context.Context, string) (net.Conn, error) { return nil, fmt.Errorf("collector down") }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	body := make([]byte, 64<<10)
+	// Room for three exchanges with a 64 KiB body, whatever MaxPending says.
+	e := New(conn, Config{MaxPending: 1000, MaxPendingBytes: 3 * (64<<10 + exchangeOverhead), Backoff: time.Millisecond})
+	for i := range 10 {
+		e.Add(&reprisev1.Exchange{Id: fmt.Sprint(i), Request: &reprisev1.HttpRequest{Body: body}})
+	}
+	if st := e.Stats(); st.Dropped != 7 || e.Pending() != 3 || e.PendingBytes() != 3*(64<<10+exchangeOverhead) {
+		t.Fatalf("dropped %d pending %d (%d bytes), want 7 dropped, 3 pending", st.Dropped, e.Pending(), e.PendingBytes())
+	}
+}
+
+func TestBatchesAreBoundedByBytes(t *testing.T) {
+	fc := &batchCounter{}
+	e := New(dial(t, fc), Config{BatchSize: 100, BatchBytes: 2 * (16<<10 + exchangeOverhead)})
+	for i := range 10 {
+		e.Add(&reprisev1.Exchange{Id: fmt.Sprint(i), Response: &reprisev1.HttpResponse{Body: make([]byte, 16<<10)}})
+	}
+	e.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if fc.batches.Load() != 5 || e.PendingBytes() != 0 || e.Stats().Acked != 10 {
+		t.Fatalf("%d batches, %d bytes pending, %+v; want 5 batches of 2, nothing pending", fc.batches.Load(), e.PendingBytes(), e.Stats())
+	}
+}
+
+// batchCounter acks every batch and counts them.
+type batchCounter struct {
+	reprisev1.UnimplementedIngestServiceServer
+	batches atomic.Int64
+}
+
+func (b *batchCounter) Ingest(stream reprisev1.IngestService_IngestServer) error {
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			return nil
+		}
+		b.batches.Add(1)
+		if err := stream.Send(&reprisev1.IngestResponse{BatchId: req.BatchId}); err != nil {
+			return err
+		}
 	}
 }

@@ -22,6 +22,9 @@ type Sources struct {
 	// Queue is how many events wait between the ring buffer reader and the
 	// tracker.
 	Queue func() int
+	// QueueBytes and PendingBytes are the memory those queues hold, bounded
+	// by bytes; nil leaves the gauge out.
+	QueueBytes, PendingBytes func() int64
 }
 
 type collector struct {
@@ -30,7 +33,7 @@ type collector struct {
 	events, bytes, exchanges, exported                   *prometheus.Desc
 	drops, truncated, streamLost, conns, exportBacklog   *prometheus.Desc
 	droppedBytes, unavailable, filtered, streamed, queue *prometheus.Desc
-	incomplete                                           *prometheus.Desc
+	incomplete, queueBytes, pendingBytes                 *prometheus.Desc
 }
 
 // NewCollector returns a prometheus.Collector over src.
@@ -53,6 +56,8 @@ func NewCollector(src Sources) prometheus.Collector {
 		streamed:      prometheus.NewDesc(name("streamed_responses_total"), "Responses emitted before their end (stream timeout or capped event stream).", nil, nil),
 		incomplete:    prometheus.NewDesc(name("incomplete_exchanges_total"), "Exchanges assembled with the request or response missing or cut short.", nil, nil),
 		queue:         prometheus.NewDesc(name("event_queue"), "Events waiting between the ring buffer reader and the tracker.", nil, nil),
+		queueBytes:    prometheus.NewDesc(name("event_queue_bytes"), "Payload bytes of the events waiting for the tracker.", nil, nil),
+		pendingBytes:  prometheus.NewDesc(name("export_pending_bytes"), "Approximate size of the exchanges queued or awaiting the collector's ack.", nil, nil),
 	}
 }
 
@@ -109,4 +114,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.streamLost, ts.BytesLost)
 	ch <- prometheus.MustNewConstMetric(c.conns, prometheus.GaugeValue, float64(ts.Conns))
 	ch <- prometheus.MustNewConstMetric(c.exportBacklog, prometheus.GaugeValue, float64(c.src.Pending()))
+	for d, f := range map[*prometheus.Desc]func() int64{c.queueBytes: c.src.QueueBytes, c.pendingBytes: c.src.PendingBytes} {
+		if f != nil {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(f()))
+		}
+	}
 }

@@ -18,15 +18,27 @@ import (
 type Pipeline struct {
 	tracker *conntrack.Tracker
 	stats   atomic.Pointer[conntrack.Stats]
-	// events bounds what waits in memory between the reader and the
-	// tracker; when it is full the ring buffer fills and the kernel drops
-	// and counts.
+	// events and queued (payload bytes in events) bound what waits in
+	// memory between the reader and the tracker; past either bound the
+	// reader waits, the ring buffer fills and the kernel drops and counts.
 	events chan event.Event
+	queued atomic.Int64
+	// room wakes a reader waiting for queued to fall below maxQueueBytes.
+	room chan struct{}
 }
+
+const (
+	// maxQueueEvents absorbs bursts of small events (a GET is a few).
+	maxQueueEvents = 4096
+	// maxQueueBytes keeps the queue's memory independent of payload size:
+	// 4096 events of 64 KiB would be 256 MiB. The 16 MiB ring behind it
+	// holds more.
+	maxQueueBytes = 8 << 20
+)
 
 // New wraps t; only the pipeline may call t after this.
 func New(t *conntrack.Tracker) *Pipeline {
-	p := &Pipeline{tracker: t, events: make(chan event.Event, 1024)}
+	p := &Pipeline{tracker: t, events: make(chan event.Event, maxQueueEvents), room: make(chan struct{}, 1)}
 	p.publish()
 	return p
 }
@@ -36,6 +48,9 @@ func (p *Pipeline) Stats() conntrack.Stats { return *p.stats.Load() }
 
 // QueueLen returns how many events wait for the tracker.
 func (p *Pipeline) QueueLen() int { return len(p.events) }
+
+// QueueBytes returns the payload bytes of the events waiting for the tracker.
+func (p *Pipeline) QueueBytes() int64 { return p.queued.Load() }
 
 func (p *Pipeline) publish() {
 	s := p.tracker.Stats()
@@ -60,6 +75,10 @@ func (p *Pipeline) Run(src event.Source, tick time.Duration) error {
 				readErr <- err
 				return
 			}
+			for p.queued.Load() > maxQueueBytes {
+				<-p.room
+			}
+			p.queued.Add(int64(len(ev.Data)))
 			events <- ev
 		}
 	}()
@@ -78,6 +97,12 @@ func (p *Pipeline) Run(src event.Source, tick time.Duration) error {
 				return nil
 			}
 			p.tracker.Handle(ev)
+			if n := int64(len(ev.Data)); n > 0 && p.queued.Add(-n) <= maxQueueBytes {
+				select {
+				case p.room <- struct{}{}:
+				default:
+				}
+			}
 		case now := <-ticker.C:
 			p.tracker.Expire(now)
 			p.publish()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -72,3 +73,74 @@ func TestRunFlushesWhenTheSourceCloses(t *testing.T) {
 		})
 	}
 }
+
+// countingSource yields n data events of size bytes each, counting reads.
+type countingSource struct {
+	n, size int
+	reads   atomic.Int64
+}
+
+func (c *countingSource) Read() (event.Event, error) {
+	i := int(c.reads.Add(1)) - 1
+	if i >= c.n {
+		return event.Event{}, os.ErrClosed
+	}
+	// The tracker takes these as bytes to resync on; only their size matters.
+	return data(event.Ingress, uint64(len(reqA)+i*c.size), string(make([]byte, c.size))), nil
+}
+
+func (c *countingSource) Close() error { return nil }
+
+const reqA = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+
+func TestQueueIsBoundedByBytes(t *testing.T) {
+	release := make(chan struct{})
+	// The first exchange's emit blocks the tracker, so events pile up.
+	first := &fakeSource{events: []event.Event{
+		data(event.Ingress, 0, reqA), data(event.Egress, 0, "HTTP/1.1 204 No Content\r\n\r\n"),
+	}}
+	const size = 1 << 20
+	rest := &countingSource{n: 64, size: size}
+	p := New(conntrack.New(conntrack.Config{}, func(*reprisev1.Exchange) { <-release }))
+	done := make(chan error, 1)
+	go func() { done <- p.Run(chain{first, rest}, time.Hour) }()
+
+	// Wait (bounded) for the reader to stop on the byte bound.
+	var last int64 = -1
+	for range 200 {
+		time.Sleep(10 * time.Millisecond)
+		if n := rest.reads.Load(); n == last && n > 0 {
+			break
+		} else {
+			last = n
+		}
+	}
+	if q := p.QueueBytes(); q > maxQueueBytes+size {
+		t.Fatalf("queue holds %d bytes, bound %d", q, maxQueueBytes)
+	}
+	if n := rest.reads.Load(); n >= int64(rest.n) || n > maxQueueBytes/size+2 {
+		t.Fatalf("reader took %d of %d events of %d bytes past an %d-byte bound", n, rest.n, size, maxQueueBytes)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if p.QueueBytes() != 0 {
+		t.Fatalf("queue bytes %d after the run, want 0", p.QueueBytes())
+	}
+}
+
+// chain reads a, then b once a is exhausted.
+type chain struct {
+	a *fakeSource
+	b event.Source
+}
+
+func (c chain) Read() (event.Event, error) {
+	if len(c.a.events) > 0 {
+		return c.a.Read()
+	}
+	return c.b.Read()
+}
+
+func (c chain) Close() error { return nil }

@@ -62,7 +62,8 @@ func main() {
 		log.Fatalf("listen %s: %v", *grpcAddr, err)
 	}
 	s := &sink{}
-	srv := grpc.NewServer()
+	// The collector accepts batches up to 32 MiB too; gRPC's default is 4 MiB.
+	srv := grpc.NewServer(grpc.MaxRecvMsgSize(32 << 20))
 	reprisev1.RegisterIngestServiceServer(srv, s)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
