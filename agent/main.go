@@ -22,8 +22,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -33,11 +31,13 @@ import (
 	"github.com/reprise-dev/reprise/agent/metadata"
 	"github.com/reprise-dev/reprise/agent/metrics"
 	"github.com/reprise-dev/reprise/agent/pipeline"
+	"github.com/reprise-dev/reprise/internal/grpcclient"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
 type config struct {
 	collector  string
+	conn       *grpcclient.Flags
 	ports      []uint16
 	pids       []uint32
 	cgroups    []string
@@ -67,6 +67,7 @@ func parseFlags(args []string) (config, error) {
 	var ports, pids, cgroups, methods, paths string
 	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
 	fs.StringVar(&cfg.collector, "collector", "127.0.0.1:7070", "collector gRPC address")
+	cfg.conn = grpcclient.Register(fs)
 	fs.StringVar(&ports, "ports", "", "comma-separated ports; capture only connections with one of them as local or remote port (default all)")
 	fs.StringVar(&pids, "pids", "", "comma-separated process ids (host namespace); capture only their connections (default all)")
 	fs.StringVar(&cgroups, "cgroups", "", "comma-separated cgroup v2 paths; capture only processes inside them (default all)")
@@ -192,9 +193,11 @@ func serve(cfg config) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.httpListen, err)
 	}
-	conn, err := grpc.NewClient(cfg.collector, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// The ingest token (--token-file or $REPRISE_TOKEN) and --tls-ca work
+	// as for the command-line clients.
+	conn, err := cfg.conn.Dial(cfg.collector)
 	if err != nil {
-		return fmt.Errorf("collector %s: %w", cfg.collector, err)
+		return err
 	}
 	defer conn.Close()
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -65,5 +66,26 @@ func TestParseFlagsSelection(t *testing.T) {
 	}
 	if !cfg.filter.Match("GET", "/api/x") || !cfg.filter.Match("POST", "/v2/items") || cfg.filter.Match("PUT", "/api/x") || cfg.filter.Match("GET", "/other") {
 		t.Fatal("filter does not follow --methods and --paths")
+	}
+}
+
+func TestCollectorToken(t *testing.T) {
+	path := t.TempDir() + "/token"
+	if err := os.WriteFile(path, []byte("agent-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := parseFlags([]string{"--token-file", path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok, err := cfg.conn.Token(); err != nil || tok != "agent-secret" {
+		t.Fatalf("token = %q, %v; want the file's token", tok, err)
+	}
+	if _, err := parseFlags([]string{"--tls-ca", "/nonexistent/ca.pem"}); err != nil {
+		t.Fatalf("a missing CA must fail at dial, with the flag named, not at parse: %v", err)
+	}
+	cfg, _ = parseFlags([]string{"--tls-ca", "/nonexistent/ca.pem"})
+	if _, err := cfg.conn.Dial("127.0.0.1:1"); err == nil || !strings.Contains(err.Error(), "--tls-ca") {
+		t.Fatalf("dial with a missing CA: %v", err)
 	}
 }
