@@ -2,9 +2,6 @@ package sanitize
 
 import (
 	"bytes"
-	"compress/flate"
-	"compress/gzip"
-	"compress/zlib"
 	"encoding/json"
 	"encoding/xml"
 	"errors"
@@ -17,10 +14,9 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/andybalholm/brotli"
 	"github.com/go-json-experiment/json/jsontext"
-	"github.com/klauspost/compress/zstd"
 
+	"github.com/reprise-dev/reprise/internal/contentcoding"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
@@ -96,48 +92,14 @@ func (sc *scan) remove(loc, reason string, body *[]byte, size *int64) {
 	sc.record(loc, reason, ActionRemove)
 }
 
-// decode undoes a Content-Encoding list (applied in order, so undone in
-// reverse), reading at most limit bytes of output.
+// decode undoes a Content-Encoding list, reading at most limit bytes of
+// output; a larger body is a limit reason, not an undecodable one.
 func decode(encodings string, b []byte, limit int64) ([]byte, error) {
-	codings := strings.Split(encodings, ",")
-	for i := len(codings) - 1; i >= 0; i-- {
-		var r io.Reader
-		var err error
-		switch c := strings.ToLower(strings.TrimSpace(codings[i])); c {
-		case "", "identity":
-			continue
-		case "gzip", "x-gzip":
-			r, err = gzip.NewReader(bytes.NewReader(b))
-		case "deflate":
-			// RFC 9110 deflate is zlib; some servers send raw deflate.
-			if r, err = zlib.NewReader(bytes.NewReader(b)); err != nil {
-				r, err = flate.NewReader(bytes.NewReader(b)), nil
-			}
-		case "br":
-			r = brotli.NewReader(bytes.NewReader(b))
-		case "zstd":
-			var d *zstd.Decoder
-			d, err = zstd.NewReader(bytes.NewReader(b), zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxMemory(uint64(limit)+1))
-			if err == nil {
-				defer d.Close()
-				r = d
-			}
-		default:
-			return nil, fmt.Errorf("content encoding %q not supported", c)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("decode %s: %w", codings[i], err)
-		}
-		out, err := io.ReadAll(io.LimitReader(r, limit+1))
-		if err != nil {
-			return nil, fmt.Errorf("decode %s: %w", codings[i], err)
-		}
-		if int64(len(out)) > limit {
-			return nil, &limitError{ReasonTooLarge}
-		}
-		b = out
+	out, err := contentcoding.Decode(b, encodings, limit, false)
+	if errors.Is(err, contentcoding.ErrTooLarge) {
+		return nil, &limitError{ReasonTooLarge}
 	}
-	return b, nil
+	return out, err
 }
 
 type bodyKind int
