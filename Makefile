@@ -40,13 +40,17 @@ check-generated: generate proto ## Fail if generated code differs from what is c
 	@untracked=$$(git ls-files --others --exclude-standard -- bpf proto); \
 	  if [ -n "$$untracked" ]; then echo "untracked generated files: $$untracked"; exit 1; fi
 
+.PHONY: deps
+deps: ## Install the Debian packages the demo and the tests use, if missing (root)
+	@./scripts/deps.sh
+
 .PHONY: test
-test: ## Run every test with -race (privileged capture tests need root)
+test: deps ## Run every test with -race (privileged capture tests need root)
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 .PHONY: test-privileged
-test-privileged: ## Run only the tests that load eBPF programs (root)
-	REPRISE_REQUIRE_PRIVILEGED=1 $(GO) test -race -count=1 -timeout 10m -run 'Privileged|Capture' ./agent/...
+test-privileged: deps ## Run only the tests that load eBPF programs (root)
+	REPRISE_REQUIRE_PRIVILEGED=1 $(GO) test -race -count=1 -timeout 10m ./agent/capture/ ./agent/pipeline/ ./agent/fidelity/
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (default 30s)
@@ -76,7 +80,7 @@ lint: $(TOOLS)/buf ## gofmt, go vet and buf lint
 	cd proto && $(TOOLS)/buf lint
 
 .PHONY: demo
-demo: ## Capture, store, query and replay on this machine (root)
+demo: deps ## Capture, store, query and replay on this machine (root)
 	./scripts/demo.sh
 
 .PHONY: clean
