@@ -218,16 +218,17 @@ func splice(b []byte, edits []edit) []byte {
 type jsonWalk struct {
 	sc    *scan
 	b     []byte
+	s     string // b as a string: plain names and strings are substrings of it
 	dec   *jsontext.Decoder
 	edits []edit
 }
 
 func (sc *scan) json(loc, key string, b []byte, depth int, forced *rule) ([]byte, error) {
-	w := &jsonWalk{sc: sc, b: b, dec: jsontext.NewDecoder(bytes.NewReader(b),
+	w := &jsonWalk{sc: sc, b: b, s: string(b), dec: jsontext.NewDecoder(bytes.NewReader(b),
 		jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))}
 	// Several top-level values (JSON lines) are scanned one after another.
 	for w.dec.PeekKind() != 0 {
-		if err := w.value(loc, key, depth, forced); err != nil {
+		if err := w.value(where{base: loc}, key, depth, forced); err != nil {
 			return nil, err
 		}
 	}
@@ -255,7 +256,7 @@ func (w *jsonWalk) read() (jsontext.Token, error) {
 	return tok, err
 }
 
-func (w *jsonWalk) value(loc, key string, depth int, forced *rule) error {
+func (w *jsonWalk) value(at where, key string, depth int, forced *rule) error {
 	start := w.next()
 	sc := w.sc
 	switch kind := w.dec.PeekKind(); kind {
@@ -266,6 +267,7 @@ func (w *jsonWalk) value(loc, key string, depth int, forced *rule) error {
 		if depth++; depth > sc.s.limits.MaxDepth {
 			return &limitError{ReasonTooDeep}
 		}
+		loc := at.String()
 		elemLoc := "" // every element of an array has the same location
 		if kind == '[' {
 			elemLoc = loc + "[]"
@@ -279,7 +281,7 @@ func (w *jsonWalk) value(loc, key string, depth int, forced *rule) error {
 				_, err := w.read()
 				return err
 			}
-			k, l := key, elemLoc
+			k, l := key, where{base: elemLoc}
 			if kind == '{' {
 				name, err := w.dec.ReadValue()
 				if errors.Is(err, io.EOF) {
@@ -288,13 +290,13 @@ func (w *jsonWalk) value(loc, key string, depth int, forced *rule) error {
 				if err != nil {
 					return err
 				}
-				l = nameLoc(loc, name)
-				k = l[len(loc)+1:]
+				k = w.name(name)
+				l = where{base: loc, name: k, named: true}
 			}
 			f := forced
 			// Leaves are decided by field; containers by their key here.
 			if next := w.dec.PeekKind(); f == nil && kind == '{' && (next == '{' || next == '[') {
-				r, allow := sc.decideKey(l, k)
+				r, allow := sc.decideKey(l.String(), k)
 				if allow {
 					// An allow-listed key keeps its whole subtree.
 					if err := w.dec.SkipValue(); err != nil {
@@ -316,17 +318,20 @@ func (w *jsonWalk) value(loc, key string, depth int, forced *rule) error {
 		if sc.fields++; sc.fields > sc.s.limits.MaxFields {
 			return &limitError{ReasonTooMany}
 		}
-		t := tok.String()
+		t, ok := w.plain(start, int(w.dec.InputOffset()))
+		if !ok {
+			t = tok.String()
+		}
 		var repl string
 		if tr := strings.TrimSpace(t); len(tr) > 1 && (tr[0] == '{' || tr[0] == '[') && json.Valid([]byte(tr)) {
 			// JSON inside a string: scan it as JSON.
-			out, err := sc.json(loc, key, []byte(t), depth+1, forced)
+			out, err := sc.json(at.String(), key, []byte(t), depth+1, forced)
 			if err != nil {
 				return err
 			}
 			repl = string(out)
 		} else {
-			repl = sc.field(loc, key, t, kindText, forced)
+			repl = sc.fieldAt(at, key, t, kindText, forced)
 		}
 		if repl != t {
 			q, _ := json.Marshal(repl)
@@ -341,7 +346,7 @@ func (w *jsonWalk) value(loc, key string, depth int, forced *rule) error {
 		}
 		end := int(w.dec.InputOffset())
 		raw := string(w.b[start:end])
-		if repl := sc.field(loc, key, raw, kindNumber, forced); repl != raw {
+		if repl := sc.fieldAt(at, key, raw, kindNumber, forced); repl != raw {
 			w.edits = append(w.edits, edit{start, end, []byte(repl)})
 		}
 	default:
@@ -352,23 +357,29 @@ func (w *jsonWalk) value(loc, key string, depth int, forced *rule) error {
 	return nil
 }
 
-// nameLoc returns loc.name for a raw object name in one allocation; the
-// name is its tail. Names without escapes or non-ASCII bytes (nearly all)
-// are taken as they are; others are unquoted as Token.String would, with
-// invalid UTF-8 replaced (the error only reports that).
-func nameLoc(loc string, raw jsontext.Value) string {
-	plain := len(raw) >= 2
-	for _, c := range raw[1:max(len(raw)-1, 1)] {
-		if c < 0x20 || c >= utf8.RuneSelf || c == '\\' {
-			plain = false
-			break
+// name unquotes the object name just read, raw, as Token.String would.
+func (w *jsonWalk) name(raw jsontext.Value) string {
+	end := int(w.dec.InputOffset())
+	if s, ok := w.plain(end-len(raw), end); ok {
+		return s
+	}
+	b, _ := jsontext.AppendUnquote(nil, raw)
+	return string(b)
+}
+
+// plain returns the JSON string at b[start:end] unquoted, with no
+// allocation, when it has no escapes or non-ASCII bytes (nearly all); others
+// are left to the decoder, which also replaces invalid UTF-8.
+func (w *jsonWalk) plain(start, end int) (string, bool) {
+	if start < 0 || end-start < 2 || end > len(w.b) || w.b[start] != '"' || w.b[end-1] != '"' {
+		return "", false
+	}
+	for _, c := range w.b[start+1 : end-1] {
+		if c < 0x20 || c >= utf8.RuneSelf || c == '\\' || c == '"' {
+			return "", false
 		}
 	}
-	if plain {
-		return loc + "." + string(raw[1:len(raw)-1])
-	}
-	b, _ := jsontext.AppendUnquote([]byte(loc+"."), raw)
-	return string(b)
+	return w.s[start+1 : end-1], true
 }
 
 // xml scans element text, attribute values and comments, keyed by the

@@ -227,6 +227,52 @@ type scan struct {
 	fields   int
 }
 
+// where is a value's location, built only when a rule or a Redaction needs
+// it: most JSON leaves are decided without one. A named where is base.name.
+type where struct {
+	base, name string
+	named      bool
+}
+
+func (w where) String() string {
+	if !w.named {
+		return w.base
+	}
+	return w.base + "." + w.name
+}
+
+// mayMatch reports whether g can match w in lower case; it is false only
+// when w, in ASCII, does not start with g's literal prefix, so most values
+// pass a location rule without building their location.
+func (w where) mayMatch(g globPattern) bool {
+	p := g[0]
+	for i := 0; i < len(p); i++ {
+		var c byte
+		switch {
+		case i < len(w.base):
+			c = w.base[i]
+		case !w.named:
+			return false
+		case i == len(w.base):
+			c = '.'
+		case i-len(w.base)-1 < len(w.name):
+			c = w.name[i-len(w.base)-1]
+		default:
+			return false
+		}
+		if c >= utf8.RuneSelf {
+			return true // strings.ToLower may change the length
+		}
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != p[i] {
+			return false
+		}
+	}
+	return true
+}
+
 func (sc *scan) record(loc, ruleName, action string) {
 	sc.out = append(sc.out, &reprisev1.Redaction{Location: loc, Rule: ruleName, Action: action})
 }
@@ -259,23 +305,26 @@ func isMarker(v string) bool {
 // location alone: allow (nil, true), deny (r, false), or neither (nil, false).
 func (sc *scan) decideKey(loc, key string) (*rule, bool) {
 	km := sc.s.keyMatches(key)
-	if firstMatch(sc.s.allow, km, loc, "", true) != nil {
+	if firstMatch(sc.s.allow, km, where{base: loc}, "", true) != nil {
 		return nil, true
 	}
-	return firstMatch(sc.s.deny, km[len(sc.s.allow):], loc, "", true), false
+	return firstMatch(sc.s.deny, km[len(sc.s.allow):], where{base: loc}, "", true), false
 }
 
 // firstMatch returns the first of rules whose keys selector accepted the key
 // (km, in the same order) and that matches loc and v. keyOnly skips rules
 // with value selectors: a container has no value of its own.
-func firstMatch(rules []*rule, km []bool, loc, v string, keyOnly bool) *rule {
+func firstMatch(rules []*rule, km []bool, at where, v string, keyOnly bool) *rule {
 	lloc := "" // lowered only when a rule looks at it: most have no locations
 	for i, r := range rules {
 		if !km[i] || keyOnly && len(r.values) > 0 {
 			continue
 		}
 		if len(r.locations) > 0 && lloc == "" {
-			lloc = strings.ToLower(loc)
+			if !slices.ContainsFunc(r.locations, at.mayMatch) {
+				continue
+			}
+			lloc = strings.ToLower(at.String())
 		}
 		if r.matchesRest(lloc, v) {
 			return r
@@ -287,20 +336,25 @@ func firstMatch(rules []*rule, km []bool, loc, v string, keyOnly bool) *rule {
 // field decides one value found at loc under key and returns what to keep.
 // forced is a deny rule inherited from an enclosing JSON/XML key.
 func (sc *scan) field(loc, key, v string, k kind, forced *rule) string {
+	return sc.fieldAt(where{base: loc}, key, v, k, forced)
+}
+
+// fieldAt is field with a location that may not be built yet.
+func (sc *scan) fieldAt(at where, key, v string, k kind, forced *rule) string {
 	if v == "" || isMarker(v) {
 		return v
 	}
 	if forced != nil {
-		return sc.apply(loc, forced.Name, forced.Action, v, k)
+		return sc.apply(at, forced.Name, forced.Action, v, k)
 	}
 	km := sc.s.keyMatches(key)
-	if firstMatch(sc.s.allow, km, loc, v, false) != nil {
+	if firstMatch(sc.s.allow, km, at, v, false) != nil {
 		return v
 	}
-	if r := firstMatch(sc.s.deny, km[len(sc.s.allow):], loc, v, false); r != nil {
-		return sc.apply(loc, r.Name, r.Action, v, k)
+	if r := firstMatch(sc.s.deny, km[len(sc.s.allow):], at, v, false); r != nil {
+		return sc.apply(at, r.Name, r.Action, v, k)
 	}
-	return sc.detect(loc, v, k)
+	return sc.detect(at, v, k)
 }
 
 type span struct {
@@ -310,7 +364,7 @@ type span struct {
 }
 
 // detect runs the value detectors and the key=value patterns of free text.
-func (sc *scan) detect(loc, v string, k kind) string {
+func (sc *scan) detect(at where, v string, k kind) string {
 	var spans []span
 	for i, d := range sc.s.detectors {
 		if len(v) < d.minLen || !d.quick(v) {
@@ -326,9 +380,9 @@ func (sc *scan) detect(loc, v string, k kind) string {
 		if len(spans) == 0 {
 			return v
 		}
-		return sc.apply(loc, spans[0].d.name, spans[0].d.action, v, k)
+		return sc.apply(at, spans[0].d.name, spans[0].d.action, v, k)
 	}
-	spans = append(spans, sc.keyValues(loc, v)...)
+	spans = append(spans, sc.keyValues(at, v)...)
 	if len(spans) == 0 {
 		return v
 	}
@@ -355,7 +409,7 @@ func (sc *scan) detect(loc, v string, k kind) string {
 			// A key=value pair of text: already decided by keyValues.
 			b.WriteString(sp.d.action)
 		} else {
-			b.WriteString(sc.apply(loc, sp.d.name, sp.d.action, v[sp.start:sp.end], kindText))
+			b.WriteString(sc.apply(at, sp.d.name, sp.d.action, v[sp.start:sp.end], kindText))
 		}
 		last = sp.end
 	}
@@ -369,7 +423,7 @@ var kvRe = regexp.MustCompile(`(?i)([a-z0-9_.-]*(?:password|passwd|secret|token|
 
 var kvWords = []string{"pass", "secret", "token", "key", "credential", "session", "ssn"}
 
-func (sc *scan) keyValues(loc, v string) []span {
+func (sc *scan) keyValues(at where, v string) []span {
 	// Byte loops, not ContainsAny and ToLower: most values fail here, and
 	// those would build a set and a lowered copy for each.
 	if len(v) < 6 || !anyByte(v, func(c byte) bool { return c == ':' || c == '=' || c == '>' }) {
@@ -387,7 +441,7 @@ func (sc *scan) keyValues(loc, v string) []span {
 				continue
 			}
 			// Decided as a field of its own, so allow and deny rules apply.
-			if repl := sc.field(loc+"."+key, key, v[s:e], kindText, nil); repl != v[s:e] {
+			if repl := sc.field(at.String()+"."+key, key, v[s:e], kindText, nil); repl != v[s:e] {
 				out = append(out, span{s, e, len(sc.s.detectors), activeDetector{nil, repl}})
 			}
 		}
@@ -425,7 +479,7 @@ func containsFoldASCII(s, w string) bool {
 }
 
 // apply performs action on v and records it.
-func (sc *scan) apply(loc, ruleName, action, v string, k kind) string {
+func (sc *scan) apply(at where, ruleName, action, v string, k kind) string {
 	var repl string
 	switch action {
 	case ActionDrop:
@@ -447,7 +501,7 @@ func (sc *scan) apply(loc, ruleName, action, v string, k kind) string {
 	if repl == v || action == ActionDrop {
 		return repl
 	}
-	sc.record(loc, ruleName, action)
+	sc.record(at.String(), ruleName, action)
 	return repl
 }
 

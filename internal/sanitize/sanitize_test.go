@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -409,5 +410,28 @@ func TestOverlapsMerge(t *testing.T) {
 	}
 	if fmt.Sprint(rules) != "[email jwt]" {
 		t.Errorf("rules = %v, want [email jwt] (the earlier detector names a merged find)", rules)
+	}
+}
+
+// Leaves' locations are built only when needed: location rules must still
+// see them, in any case, and Redactions must name them in full.
+func TestLeafLocations(t *testing.T) {
+	s := load(t, `
+deny:
+  - name: user-notes
+    locations: ["request.body.user.*"]
+`)
+	m, reds := bodyOf(t, s, `{"User": {"Notes": "x", "n\u00e9": "y", "tags": ["z"]}, "note": "kept", "": {"": "q"}, "us": "kept too"}`)
+	user := m["User"].(map[string]any)
+	if user["Notes"] != Redacted || user["né"] != Redacted || user["tags"].([]any)[0] != Redacted || m["note"] != "kept" || m["us"] != "kept too" {
+		t.Errorf("body = %v", m)
+	}
+	var locs []string
+	for _, r := range reds {
+		locs = append(locs, r.Location)
+	}
+	slices.Sort(locs)
+	if want := []string{"request.body.User.Notes", "request.body.User.n\u00e9", "request.body.User.tags[]"}; !slices.Equal(locs, want) {
+		t.Errorf("locations = %q, want %q", locs, want)
 	}
 }
