@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/reprise-dev/reprise/internal/contentcoding"
+	"github.com/reprise-dev/reprise/internal/header"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
@@ -190,7 +191,7 @@ func toHAR(ex *reprisev1.Exchange) (*harEntry, error) {
 	}
 	if len(req.GetBody()) > 0 {
 		text, enc, decoded := content(req.GetBody(), req.GetHeaders(), req.GetBodyTruncated())
-		e.Request.PostData = &harPostData{MimeType: header(req.GetHeaders(), "Content-Type"), Text: text, Encoding: enc}
+		e.Request.PostData = &harPostData{MimeType: header.Get(req.GetHeaders(), "Content-Type"), Text: text, Encoding: enc}
 		e.Request.Decoded = decoded
 	}
 	if resp == nil {
@@ -200,8 +201,8 @@ func toHAR(ex *reprisev1.Exchange) (*harEntry, error) {
 	text, enc, decoded := content(resp.GetBody(), resp.GetHeaders(), resp.GetBodyTruncated())
 	e.Response = harResponse{
 		Status: int(resp.GetStatusCode()), HTTPVersion: resp.GetProto(), Cookies: []harNV{},
-		Headers: nvs(resp.GetHeaders()), RedirectURL: header(resp.GetHeaders(), "Location"),
-		Content:     harContent{Size: int64(len(resp.GetBody())), MimeType: header(resp.GetHeaders(), "Content-Type"), Text: text, Encoding: enc},
+		Headers: nvs(resp.GetHeaders()), RedirectURL: header.Get(resp.GetHeaders(), "Location"),
+		Content:     harContent{Size: int64(len(resp.GetBody())), MimeType: header.Get(resp.GetHeaders(), "Content-Type"), Text: text, Encoding: enc},
 		HeadersSize: -1, BodySize: resp.GetBodySize(), BodyTruncated: resp.GetBodyTruncated(), Decoded: decoded,
 	}
 	if decoded {
@@ -217,7 +218,7 @@ func toHAR(ex *reprisev1.Exchange) (*harEntry, error) {
 // Content-Encoding (decoded reports that), as text when it is UTF-8 and
 // base64 otherwise.
 func content(body []byte, headers []*reprisev1.Header, truncated bool) (text, encoding string, decoded bool) {
-	if ce := header(headers, "Content-Encoding"); contentcoding.Encoded(ce) {
+	if ce := header.Get(headers, "Content-Encoding"); contentcoding.Encoded(ce) {
 		if plain, err := contentcoding.Decode(body, ce, maxDecoded, truncated); err == nil {
 			body, decoded = plain, true
 		}
@@ -274,15 +275,6 @@ func nvs(hs []*reprisev1.Header) []harNV {
 		out[i] = harNV{Name: h.Name, Value: h.Value}
 	}
 	return out
-}
-
-func header(hs []*reprisev1.Header, name string) string {
-	for _, h := range hs {
-		if strings.EqualFold(h.Name, name) {
-			return h.Value
-		}
-	}
-	return ""
 }
 
 func endpoint(e *reprisev1.Endpoint) *harEndpoint {
@@ -403,7 +395,7 @@ func fromHAR(e *harEntry) (*reprisev1.Exchange, error) {
 		}
 	}
 	req.Headers = headers(e.Request.Headers, e.Request.Decoded, len(req.Body))
-	req.Host = header(req.Headers, "Host")
+	req.Host = header.Get(req.Headers, "Host")
 	if e.Request.Decoded || req.BodySize < 0 {
 		req.BodySize = int64(len(req.Body))
 	}

@@ -17,18 +17,9 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/reprise-dev/reprise/internal/contentcoding"
+	"github.com/reprise-dev/reprise/internal/header"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
-
-func header(hs []*reprisev1.Header, name string) string {
-	var vals []string
-	for _, h := range hs {
-		if h != nil && strings.EqualFold(h.Name, name) {
-			vals = append(vals, h.Value)
-		}
-	}
-	return strings.Join(vals, ", ")
-}
 
 // body decodes, scans and rewrites one body. A rewritten body is stored
 // decoded: Content-Encoding is removed and Content-Length fixed, so the
@@ -39,7 +30,7 @@ func (sc *scan) body(side string, hs *[]*reprisev1.Header, body *[]byte, size *i
 	}
 	loc := side + ".body"
 	b := *body
-	enc := header(*hs, "Content-Encoding")
+	enc := header.Combined(*hs, "Content-Encoding")
 	decoded := false
 	if enc != "" && !strings.EqualFold(strings.TrimSpace(enc), "identity") {
 		var err error
@@ -57,7 +48,7 @@ func (sc *scan) body(side string, hs *[]*reprisev1.Header, body *[]byte, size *i
 		sc.remove(loc, ReasonTooLarge, body, size)
 		return
 	}
-	out, err := sc.content(loc, "", header(*hs, "Content-Type"), b, 0, nil)
+	out, err := sc.content(loc, "", header.Combined(*hs, "Content-Type"), b, 0, nil)
 	if err != nil {
 		reason, ok := isLimit(err)
 		if !ok {

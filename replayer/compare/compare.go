@@ -30,6 +30,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/reprise-dev/reprise/internal/header"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
@@ -506,7 +507,7 @@ func parseJSON(b []byte) (any, error) {
 }
 
 func isJSON(headers []*reprisev1.Header) bool {
-	return isJSONType(header(headers, "Content-Type"))
+	return isJSONType(header.Get(headers, "Content-Type"))
 }
 
 func isJSONType(contentType string) bool {
@@ -515,16 +516,6 @@ func isJSONType(contentType string) bool {
 		return false
 	}
 	return mt == "application/json" || strings.HasSuffix(mt, "+json")
-}
-
-// header returns the first value of the named header, case-insensitively.
-func header(headers []*reprisev1.Header, name string) string {
-	for _, h := range headers {
-		if strings.EqualFold(h.GetName(), name) {
-			return h.GetValue()
-		}
-	}
-	return ""
 }
 
 // canonicalNumber rewrites a JSON number as sign, significant digits and

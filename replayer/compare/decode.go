@@ -2,6 +2,7 @@ package compare
 
 import (
 	"github.com/reprise-dev/reprise/internal/contentcoding"
+	"github.com/reprise-dev/reprise/internal/header"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
@@ -12,7 +13,7 @@ const maxDecoded = 64 << 20
 // decodedBody returns the body with its Content-Encoding removed, or the raw
 // body when it cannot be decoded.
 func decodedBody(r *reprisev1.HttpResponse) []byte {
-	b, err := contentcoding.Decode(r.GetBody(), header(r.GetHeaders(), "Content-Encoding"), maxDecoded, r.GetBodyTruncated())
+	b, err := contentcoding.Decode(r.GetBody(), header.Get(r.GetHeaders(), "Content-Encoding"), maxDecoded, r.GetBodyTruncated())
 	if err != nil {
 		return r.GetBody()
 	}

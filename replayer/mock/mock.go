@@ -31,6 +31,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/reprise-dev/reprise/internal/header"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 	"github.com/reprise-dev/reprise/replayer/compare"
 )
@@ -150,7 +151,7 @@ func New(exchanges []*reprisev1.Exchange, o Options) (*Server, error) {
 		}
 		host, path, query := splitTarget(req.GetTarget(), req.GetHost())
 		e := &entry{ex: ex, method: req.GetMethod(), host: host, path: path, query: query,
-			contentType: headerValue(req.GetHeaders(), "Content-Type")}
+			contentType: header.Get(req.GetHeaders(), "Content-Type")}
 		s.entries = append(s.entries, e)
 		if host != "" {
 			s.hosts[host] = true
@@ -181,15 +182,6 @@ func normHost(h, scheme string) string {
 		return strings.TrimSuffix(h, ":443")
 	}
 	return strings.TrimSuffix(h, ":80")
-}
-
-func headerValue(hs []*reprisev1.Header, name string) string {
-	for _, h := range hs {
-		if strings.EqualFold(h.GetName(), name) {
-			return h.GetValue()
-		}
-	}
-	return ""
 }
 
 // call is an incoming request, read for matching.
