@@ -225,12 +225,18 @@ func registerClient(fs *flag.FlagSet) *client {
 	}
 }
 
-func (c *client) dial() (reprisev1.QueryServiceClient, *grpc.ClientConn, error) {
+// open builds the selection the flags describe and connects; the caller
+// closes the connection.
+func (c *client) open() (*reprisev1.ExchangeFilter, reprisev1.QueryServiceClient, *grpc.ClientConn, error) {
+	filter, err := c.filters.Filter(time.Now())
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	conn, err := c.conn.Dial(*c.addr)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return reprisev1.NewQueryServiceClient(conn), conn, nil
+	return filter, reprisev1.NewQueryServiceClient(conn), conn, nil
 }
 
 func query(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -244,11 +250,7 @@ func query(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *limit < 0 {
 		return fmt.Errorf("--limit must not be negative, got %d", *limit)
 	}
-	filter, err := c.filters.Filter(time.Now())
-	if err != nil {
-		return err
-	}
-	qc, conn, err := c.dial()
+	filter, qc, conn, err := c.open()
 	if err != nil {
 		return err
 	}
@@ -298,11 +300,7 @@ func stats(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	filter, err := c.filters.Filter(time.Now())
-	if err != nil {
-		return err
-	}
-	qc, conn, err := c.dial()
+	filter, qc, conn, err := c.open()
 	if err != nil {
 		return err
 	}
@@ -344,11 +342,7 @@ func export(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	case *out != "":
 		f = exchfile.FormatOf(*out)
 	}
-	filter, err := c.filters.Filter(time.Now())
-	if err != nil {
-		return err
-	}
-	qc, conn, err := c.dial()
+	filter, qc, conn, err := c.open()
 	if err != nil {
 		return err
 	}
