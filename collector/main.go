@@ -21,8 +21,8 @@ import (
 	"github.com/dustin/go-humanize"
 	"github.com/google/uuid"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 
+	"github.com/reprise-dev/reprise/collector/auth"
 	"github.com/reprise-dev/reprise/collector/server"
 	"github.com/reprise-dev/reprise/internal/exchfile"
 	"github.com/reprise-dev/reprise/internal/filterflag"
@@ -127,6 +127,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	queryTokenFile := fs.String("query-token-file", "", "file holding the token clients must send to QueryService (default: $"+queryTokenEnv+"; none: open)")
 	tlsCert := fs.String("tls-cert", "", "PEM certificate to serve gRPC over TLS (with --tls-key)")
 	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
+	tlsClientCA := fs.String("tls-client-ca", "", "PEM CA file: require every gRPC client to present a certificate it signed (mutual TLS; needs --tls-cert)")
+	agentsFile := fs.String("agents-file", "", "YAML list of the agents allowed to ingest, each with its token's SHA-256 or named by its client certificate; others are refused (replaces --ingest-token-file)")
 	retentionAge := fs.Duration("retention-age", 0, "delete exchanges older than this (e.g. 168h; 0: keep)")
 	retentionSize := fs.String("retention-size", "", "delete the oldest exchanges while the store holds more than this (e.g. 10GB; empty: no limit)")
 	sanitizeConfig := fs.String("sanitize-config", "", "YAML sanitize rules (default: the built-in rules)")
@@ -142,13 +144,16 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if cfg.Tokens.Query, err = tokenFrom(*queryTokenFile, queryTokenEnv, "--query-token-file"); err != nil {
 		return err
 	}
-	if (*tlsCert == "") != (*tlsKey == "") {
-		return errors.New("--tls-cert and --tls-key go together")
-	}
-	if *tlsCert != "" {
-		if cfg.TLS, err = credentials.NewServerTLSFromFile(*tlsCert, *tlsKey); err != nil {
-			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
+	if *agentsFile != "" {
+		if cfg.Tokens.Ingest != "" {
+			return errors.New("--agents-file replaces the shared ingest token: drop --ingest-token-file and $" + ingestTokenEnv)
 		}
+		if cfg.Tokens.Agents, err = auth.LoadAgents(*agentsFile); err != nil {
+			return fmt.Errorf("--agents-file: %w", err)
+		}
+	}
+	if cfg.TLS, err = server.LoadTLS(*tlsCert, *tlsKey, *tlsClientCA); err != nil {
+		return fmt.Errorf("--tls-cert, --tls-key, --tls-client-ca: %w", err)
 	}
 	if *retentionAge < 0 {
 		return fmt.Errorf("--retention-age must not be negative, got %s", *retentionAge)

@@ -1,5 +1,6 @@
-// Package auth checks bearer tokens on the collector's gRPC services: one
-// token for ingest (agents) and another for queries (users, the replayer).
+// Package auth checks who calls the collector's gRPC services: bearer tokens
+// for ingest (agents) and for queries (users, the replayer), or, with a list
+// of known agents, a token or a client certificate per agent.
 package auth
 
 import (
@@ -11,12 +12,18 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
-// Tokens are the accepted tokens; an empty one leaves its service open.
+// Tokens say who may call what. An empty token with no Agents leaves its
+// service open.
 type Tokens struct {
 	Ingest string
 	Query  string
+	// Agents, when set, replaces Ingest: only the agents it lists may
+	// ingest, each under its own id.
+	Agents *Agents
 }
 
 // The services each token guards, by full method name prefix. Server
@@ -30,37 +37,84 @@ const (
 func (t Tokens) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-			if err := t.check(ctx, info.FullMethod); err != nil {
+			if _, err := t.check(ctx, info.FullMethod); err != nil {
 				return nil, err
 			}
 			return handler(ctx, req)
 		}),
 		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-			if err := t.check(ss.Context(), info.FullMethod); err != nil {
+			agent, err := t.check(ss.Context(), info.FullMethod)
+			if err != nil {
 				return err
+			}
+			if agent != "" {
+				ss = &agentStream{ServerStream: ss, agent: agent}
 			}
 			return handler(srv, ss)
 		}),
 	}
 }
 
-func (t Tokens) check(ctx context.Context, method string) error {
+// check authorises a call to method; for ingest with Agents it returns the
+// caller's agent id.
+func (t Tokens) check(ctx context.Context, method string) (string, error) {
 	var want string
 	switch {
 	case strings.HasPrefix(method, ingestPrefix):
+		if t.Agents != nil {
+			return t.Agents.identify(ctx)
+		}
 		want = t.Ingest
 	case strings.HasPrefix(method, queryPrefix):
 		want = t.Query
 	}
 	if want == "" {
-		return nil
+		return "", nil
 	}
-	md, _ := metadata.FromIncomingContext(ctx)
-	for _, v := range md.Get("authorization") {
-		got, ok := strings.CutPrefix(v, "Bearer ")
-		if ok && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1 {
-			return nil
+	for _, got := range bearerTokens(ctx) {
+		if subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1 {
+			return "", nil
 		}
 	}
-	return status.Error(codes.Unauthenticated, "missing or wrong bearer token in the authorization metadata")
+	return "", status.Error(codes.Unauthenticated, "missing or wrong bearer token in the authorization metadata")
+}
+
+// bearerTokens returns the tokens of the call's "authorization: Bearer"
+// metadata.
+func bearerTokens(ctx context.Context) []string {
+	md, _ := metadata.FromIncomingContext(ctx)
+	var toks []string
+	for _, v := range md.Get("authorization") {
+		if tok, ok := strings.CutPrefix(v, "Bearer "); ok {
+			toks = append(toks, tok)
+		}
+	}
+	return toks
+}
+
+// agentStream holds an authenticated agent to its own id: a batch, or an
+// exchange in it, that names another agent ends the stream, so one node's
+// credentials cannot write traffic in another node's name.
+type agentStream struct {
+	grpc.ServerStream
+	agent string
+}
+
+func (s *agentStream) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	req, ok := m.(*reprisev1.IngestRequest)
+	if !ok {
+		return nil
+	}
+	if req.GetAgentId() != s.agent {
+		return status.Errorf(codes.PermissionDenied, "authenticated as agent %q, but batch %s says agent_id %q", s.agent, req.GetBatchId(), req.GetAgentId())
+	}
+	for i, ex := range req.GetExchanges() {
+		if id := ex.GetCapture().GetAgentId(); id != "" && id != s.agent {
+			return status.Errorf(codes.PermissionDenied, "authenticated as agent %q, but batch %s exchanges[%d] says agent_id %q", s.agent, req.GetBatchId(), i, id)
+		}
+	}
+	return nil
 }

@@ -2,16 +2,9 @@ package server
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"io"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -29,42 +22,6 @@ import (
 	"github.com/reprise-dev/reprise/internal/grpcclient"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
-
-// writeCert writes a self-signed certificate for 127.0.0.1 and its key.
-func writeCert(t *testing.T, dir string) (certPath, keyPath string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "reprise test"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPath, keyPath = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certPath, keyPath
-}
 
 // client dials addr with the command-line flags a user would pass.
 func client(t *testing.T, addr string, args ...string) reprisev1.QueryServiceClient {
@@ -84,8 +41,10 @@ func client(t *testing.T, addr string, args ...string) reprisev1.QueryServiceCli
 
 func TestAuthAndTLS(t *testing.T) {
 	dir := t.TempDir()
-	certPath, keyPath := writeCert(t, dir)
-	creds, err := credentials.NewServerTLSFromFile(certPath, keyPath)
+	ca := newCA(t, dir)
+	certPath := ca.path
+	serverCert, serverKey := ca.issue(t, "127.0.0.1", true)
+	creds, err := credentials.NewServerTLSFromFile(serverCert, serverKey)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ package server
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,6 +27,7 @@ import (
 	"github.com/reprise-dev/reprise/collector/query"
 	"github.com/reprise-dev/reprise/collector/store"
 	"github.com/reprise-dev/reprise/collector/tail"
+	"github.com/reprise-dev/reprise/internal/grpcclient"
 	"github.com/reprise-dev/reprise/internal/sanitize"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
@@ -46,6 +48,33 @@ func OpenStore(spec string) (store.Store, error) {
 		return nil, errors.New("open store: PostgreSQL is not supported yet; use a file path for the embedded store")
 	}
 	return store.OpenSQLite(spec)
+}
+
+// LoadTLS returns the gRPC server's TLS credentials from PEM files, nil for
+// plaintext when certPath is ""; with a client CA, every client must present
+// a certificate it signed (mutual TLS).
+func LoadTLS(certPath, keyPath, clientCAPath string) (credentials.TransportCredentials, error) {
+	if (certPath == "") != (keyPath == "") {
+		return nil, errors.New("a certificate and its key go together")
+	}
+	if certPath == "" {
+		if clientCAPath != "" {
+			return nil, errors.New("a client CA needs the server's own certificate and key: mutual TLS is TLS first")
+		}
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(certPath, keyPath)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if clientCAPath != "" {
+		if cfg.ClientCAs, err = grpcclient.CertPool(clientCAPath); err != nil {
+			return nil, err
+		}
+		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return credentials.NewTLS(cfg), nil
 }
 
 // Config is what the collector serves with beyond its store; the zero value

@@ -1,5 +1,6 @@
 // Package grpcclient gives the command-line tools the same flags and dialing
-// code for talking to the collector: a bearer token and an optional TLS CA.
+// code for talking to the collector: a bearer token, an optional TLS CA and
+// an optional client certificate for mutual TLS.
 package grpcclient
 
 import (
@@ -24,13 +25,19 @@ const TokenEnv = "REPRISE_TOKEN"
 type Flags struct {
 	tokenFile string
 	tlsCA     string
+	tlsCert   string
+	tlsKey    string
+	tlsName   string
 }
 
-// Register adds --token-file and --tls-ca to fs.
+// Register adds --token-file, --tls-ca, --tls-cert and --tls-key to fs.
 func Register(fs *flag.FlagSet) *Flags {
 	f := &Flags{}
 	fs.StringVar(&f.tokenFile, "token-file", "", "file holding the collector's bearer token (default: $"+TokenEnv+")")
 	fs.StringVar(&f.tlsCA, "tls-ca", "", "PEM file of the CA that signed the collector's certificate; enables TLS")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM client certificate for mutual TLS (with --tls-key and --tls-ca)")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
+	fs.StringVar(&f.tlsName, "tls-server-name", "", "name to verify the collector's certificate against, when the address does not carry it (a port-forward to 127.0.0.1)")
 	return f
 }
 
@@ -67,18 +74,28 @@ func (f *Flags) Dial(addr string) (*grpc.ClientConn, error) {
 
 // DialOptions returns the options Dial uses, for callers that dial themselves.
 func (f *Flags) DialOptions() ([]grpc.DialOption, error) {
+	if (f.tlsCert == "") != (f.tlsKey == "") {
+		return nil, fmt.Errorf("--tls-cert and --tls-key go together")
+	}
+	if (f.tlsCert != "" || f.tlsName != "") && f.tlsCA == "" {
+		return nil, fmt.Errorf("--tls-cert and --tls-server-name need --tls-ca: they only apply over TLS")
+	}
 	creds := insecure.NewCredentials()
 	secure := false
 	if f.tlsCA != "" {
-		pem, err := os.ReadFile(f.tlsCA)
+		pool, err := CertPool(f.tlsCA)
 		if err != nil {
 			return nil, fmt.Errorf("--tls-ca: %w", err)
 		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--tls-ca %s: no PEM certificate in it", f.tlsCA)
+		cfg := &tls.Config{RootCAs: pool, ServerName: f.tlsName, MinVersion: tls.VersionTLS12}
+		if f.tlsCert != "" {
+			cert, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
+			if err != nil {
+				return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+			}
+			cfg.Certificates = []tls.Certificate{cert}
 		}
-		creds = credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+		creds = credentials.NewTLS(cfg)
 		secure = true
 	}
 	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
@@ -90,6 +107,19 @@ func (f *Flags) DialOptions() ([]grpc.DialOption, error) {
 		opts = append(opts, grpc.WithPerRPCCredentials(bearer{token: tok, secure: secure}))
 	}
 	return opts, nil
+}
+
+// CertPool reads a PEM file of CA certificates.
+func CertPool(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s: no PEM certificate in it", path)
+	}
+	return pool, nil
 }
 
 // bearer sends "authorization: Bearer <token>" on every call.
