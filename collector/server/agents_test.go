@@ -71,7 +71,9 @@ func TestKnownAgentsOverMutualTLS(t *testing.T) {
 	certA, keyA := ca.issue(t, "node-a", false)
 	certB, keyB := ca.issue(t, "node-b", false)
 	certX, keyX := ca.issue(t, "node-x", false)
-	mtls := func(cert, key string) []string { return []string{"--tls-ca", ca.path, "--tls-cert", cert, "--tls-key", key} }
+	mtls := func(cert, key string) []string {
+		return []string{"--tls-ca", ca.path, "--tls-cert", cert, "--tls-key", key}
+	}
 	withToken := func(args []string, tok string) []string {
 		return append(args, "--token-file", file(tok, tok))
 	}

@@ -2,7 +2,6 @@ package sanitize
 
 import (
 	"bytes"
-	"encoding/json"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -12,9 +11,6 @@ import (
 	"net/textproto"
 	"strconv"
 	"strings"
-	"unicode/utf8"
-
-	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/reprise-dev/reprise/internal/contentcoding"
 	"github.com/reprise-dev/reprise/internal/header"
@@ -132,7 +128,10 @@ func sniff(contentType string, b []byte) (bodyKind, string) {
 }
 
 func looksLikeForm(b []byte) bool {
-	if !bytes.ContainsRune(b, '=') {
+	// A raw [REDACTED] is the text scan's own output (a form scan writes it
+	// escaped): the next pass must scan that body as text again, or it
+	// would find new values in it.
+	if !bytes.ContainsRune(b, '=') || bytes.Contains(b, []byte(Redacted)) {
 		return false
 	}
 	for _, p := range bytes.Split(b, []byte("&")) {
@@ -202,175 +201,6 @@ func splice(b []byte, edits []edit) []byte {
 		last = e.end
 	}
 	return append(out, b[last:]...)
-}
-
-// jsonWalk rewrites JSON leaves in place: untouched bytes stay as they
-// were, and every replacement keeps the leaf's type (see docs).
-type jsonWalk struct {
-	sc    *scan
-	b     []byte
-	s     string // b as a string: plain names and strings are substrings of it
-	dec   *jsontext.Decoder
-	edits []edit
-}
-
-func (sc *scan) json(loc, key string, b []byte, depth int, forced *rule) ([]byte, error) {
-	w := &jsonWalk{sc: sc, b: b, s: string(b), dec: jsontext.NewDecoder(bytes.NewReader(b),
-		jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))}
-	// Several top-level values (JSON lines) are scanned one after another.
-	for w.dec.PeekKind() != 0 {
-		if err := w.value(where{base: loc}, key, depth, forced); err != nil {
-			return nil, err
-		}
-	}
-	if _, err := w.dec.ReadToken(); !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("json: %w", err)
-	}
-	return splice(b, w.edits), nil
-}
-
-// next is the offset where the next token starts.
-func (w *jsonWalk) next() int {
-	i := int(w.dec.InputOffset())
-	for i < len(w.b) && strings.IndexByte(" \t\r\n,:", w.b[i]) >= 0 {
-		i++
-	}
-	return i
-}
-
-// read consumes the next token; a kind of 0 means an error or the end.
-func (w *jsonWalk) read() (jsontext.Token, error) {
-	tok, err := w.dec.ReadToken()
-	if errors.Is(err, io.EOF) {
-		err = io.ErrUnexpectedEOF
-	}
-	return tok, err
-}
-
-func (w *jsonWalk) value(at where, key string, depth int, forced *rule) error {
-	start := w.next()
-	sc := w.sc
-	switch kind := w.dec.PeekKind(); kind {
-	case '{', '[':
-		if _, err := w.read(); err != nil {
-			return err
-		}
-		if depth++; depth > sc.s.limits.MaxDepth {
-			return &limitError{ReasonTooDeep}
-		}
-		loc := at.String()
-		elemLoc := "" // every element of an array has the same location
-		if kind == '[' {
-			elemLoc = loc + "[]"
-		}
-		for {
-			switch w.dec.PeekKind() {
-			case '}', ']':
-				_, err := w.read()
-				return err
-			case 0:
-				_, err := w.read()
-				return err
-			}
-			k, l := key, where{base: elemLoc}
-			if kind == '{' {
-				name, err := w.dec.ReadValue()
-				if errors.Is(err, io.EOF) {
-					err = io.ErrUnexpectedEOF
-				}
-				if err != nil {
-					return err
-				}
-				k = w.name(name)
-				l = where{base: loc, name: k, named: true}
-			}
-			f := forced
-			// Leaves are decided by field; containers by their key here.
-			if next := w.dec.PeekKind(); f == nil && kind == '{' && (next == '{' || next == '[') {
-				r, allow := sc.decideKey(l.String(), k)
-				if allow {
-					// An allow-listed key keeps its whole subtree.
-					if err := w.dec.SkipValue(); err != nil {
-						return err
-					}
-					continue
-				}
-				f = r
-			}
-			if err := w.value(l, k, depth, f); err != nil {
-				return err
-			}
-		}
-	case '"':
-		tok, err := w.read()
-		if err != nil {
-			return err
-		}
-		if sc.fields++; sc.fields > sc.s.limits.MaxFields {
-			return &limitError{ReasonTooMany}
-		}
-		t, ok := w.plain(start, int(w.dec.InputOffset()))
-		if !ok {
-			t = tok.String()
-		}
-		var repl string
-		if tr := strings.TrimSpace(t); len(tr) > 1 && (tr[0] == '{' || tr[0] == '[') && json.Valid([]byte(tr)) {
-			// JSON inside a string: scan it as JSON.
-			out, err := sc.json(at.String(), key, []byte(t), depth+1, forced)
-			if err != nil {
-				return err
-			}
-			repl = string(out)
-		} else {
-			repl = sc.fieldAt(at, key, t, kindText, forced)
-		}
-		if repl != t {
-			q, _ := json.Marshal(repl)
-			w.edits = append(w.edits, edit{start, int(w.dec.InputOffset()), q})
-		}
-	case '0':
-		if _, err := w.read(); err != nil {
-			return err
-		}
-		if sc.fields++; sc.fields > sc.s.limits.MaxFields {
-			return &limitError{ReasonTooMany}
-		}
-		end := int(w.dec.InputOffset())
-		raw := string(w.b[start:end])
-		if repl := sc.fieldAt(at, key, raw, kindNumber, forced); repl != raw {
-			w.edits = append(w.edits, edit{start, end, []byte(repl)})
-		}
-	default:
-		// Booleans and null carry no secret worth a change.
-		_, err := w.read()
-		return err
-	}
-	return nil
-}
-
-// name unquotes the object name just read, raw, as Token.String would.
-func (w *jsonWalk) name(raw jsontext.Value) string {
-	end := int(w.dec.InputOffset())
-	if s, ok := w.plain(end-len(raw), end); ok {
-		return s
-	}
-	b, _ := jsontext.AppendUnquote(nil, raw)
-	return string(b)
-}
-
-// plain returns the JSON string at b[start:end] unquoted, with no
-// allocation, when it has no escapes or non-ASCII bytes (nearly all); others
-// are left to the decoder, which also replaces invalid UTF-8.
-func (w *jsonWalk) plain(start, end int) (string, bool) {
-	if start < 0 || end-start < 2 || end > len(w.b) || w.b[start] != '"' || w.b[end-1] != '"' {
-		return "", false
-	}
-	for _, c := range w.b[start+1 : end-1] {
-		if c < 0x20 || c >= utf8.RuneSelf || c == '\\' || c == '"' {
-			return "", false
-		}
-	}
-	return w.s[start+1 : end-1], true
 }
 
 // xml scans element text, attribute values and comments, keyed by the

@@ -4,190 +4,148 @@ import (
 	"encoding/base64"
 	"math"
 	"math/big"
-	"regexp"
 	"strings"
 )
 
-// A detector finds secrets by their value, wherever they are. find returns
-// [start, end) spans of s; minLen (the shortest text its pattern matches)
-// and quick are cheap tests that rule s out early, as most values are short
-// words and numbers.
+// A detector finds secrets by their value, wherever they are. need is what
+// its pattern requires of the value's shape (one pass over the value
+// serves every detector), so most values, short words and numbers, are
+// ruled out without being read again; find returns the [start, end) spans
+// of s it finds (see find.go).
 type detector struct {
-	name   string
-	minLen int
-	quick  func(s string) bool
-	find   func(s string) [][2]int
+	name string
+	need shape
+	find func(out [][2]int, s string) [][2]int // appends to out
 }
-
-func contains(sub string) func(string) bool {
-	return func(s string) bool { return strings.Contains(s, sub) }
-}
-
-// reFind returns the spans of group g of every match that valid accepts.
-func reFind(re *regexp.Regexp, g int, valid func(string) bool) func(string) [][2]int {
-	return func(s string) [][2]int {
-		var out [][2]int
-		var ms [][]int
-		if g == 0 {
-			ms = re.FindAllStringIndex(s, -1)
-		} else {
-			ms = re.FindAllStringSubmatchIndex(s, -1)
-		}
-		for _, m := range ms {
-			if m[2*g] < 0 {
-				continue
-			}
-			sp := [2]int{m[2*g], m[2*g+1]}
-			if valid == nil || valid(s[sp[0]:sp[1]]) {
-				out = append(out, sp)
-			}
-		}
-		return out
-	}
-}
-
-var (
-	pemRe    = regexp.MustCompile(`-----BEGIN[A-Z0-9 ]*PRIVATE KEY-----(?:[\s\S]*?-----END[A-Z0-9 ]*PRIVATE KEY-----|[\s\S]*)`)
-	jwtRe    = regexp.MustCompile(`eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*`)
-	awsRe    = regexp.MustCompile(`\b(?:AKIA|ASIA|ABIA|ACCA|AIDA|AROA)[0-9A-Z]{16}\b`)
-	githubRe = regexp.MustCompile(`\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})\b`)
-	basicRe  = regexp.MustCompile(`(?i)\bbasic\s+([A-Za-z0-9+/]{4,}={0,2})`)
-	bearerRe = regexp.MustCompile(`(?i)\bbearer\s+([A-Za-z0-9._~+/-]{8,}=*)`)
-	cardRe   = regexp.MustCompile(`\b[2-6](?:[ -]?\d){12,18}\b`)
-	ibanRe   = regexp.MustCompile(`\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b`)
-	ssnRe    = regexp.MustCompile(`\b(\d{3})-(\d{2})-(\d{4})\b`)
-	emailRe  = regexp.MustCompile(`[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}`)
-	phoneRe  = regexp.MustCompile(`(?:\+\d{1,3}[ .-]?)?(?:\(\d{3}\)|\b\d{3})[ .-]\d{3}[ .-]\d{4}\b|\+[1-9]\d{7,14}\b`)
-)
 
 // detectors in precedence order: when spans overlap the earlier one wins, so
 // a JWT is reported as a JWT and not as a high-entropy string.
 var detectors = []*detector{
-	{"pem", 26, contains("-----BEGIN"), reFind(pemRe, 0, nil)},
-	{"jwt", 9, contains("eyJ"), reFind(jwtRe, 0, validJWT)},
-	{"aws", 20, awsQuick, reFind(awsRe, 0, nil)},
-	{"github", 33, githubQuick, reFind(githubRe, 0, nil)},
-	{"basic", 10, func(s string) bool { return strings.Contains(s, "asic") || strings.Contains(s, "ASIC") }, reFind(basicRe, 1, validBasic)},
-	{"bearer", 15, func(s string) bool { return strings.Contains(s, "earer") || strings.Contains(s, "EARER") }, reFind(bearerRe, 1, nil)},
-	{"card", 13, cardQuick, reFind(cardRe, 0, validCard)},
-	{"iban", 15, ibanQuick, reFind(ibanRe, 0, validIBAN)},
-	{"ssn", 11, ssnQuick, reFind(ssnRe, 0, validSSN)},
-	{"email", 6, contains("@"), reFind(emailRe, 0, nil)},
-	{"phone", 9, phoneQuick, reFind(phoneRe, 0, nil)},
-	{"entropy", 24, func(string) bool { return true }, entropyFind},
+	// "-----BEGIN" and "PRIVATE KEY-----": fifteen capitals.
+	{"pem", shape{n: 26, upper: 15, seen: clDash}, pemFind},
+	{"jwt", shape{n: 9, upper: 1, seen: clDot}, jwtFind},
+	{"aws", shape{upper: 4, maxRun: 20}, awsFind},
+	{"github", shape{maxRun: 33, seen: clUnderscore}, githubFind},
+	{"basic", shape{n: 10, seen: clSpace}, basicFind},
+	{"bearer", shape{n: 15, seen: clSpace}, bearerFind},
+	{"card", shape{digits: 13}, cardFind},
+	{"iban", shape{upper: 2, digits: 2, alnum: 15}, ibanFind},
+	{"ssn", shape{digits: 9, seen: clDash}, ssnFind},
+	{"email", shape{n: 6, seen: clAt | clDot}, emailFind},
+	{"phone", shape{digits: 8}, phoneFind},
+	{"entropy", shape{seen: clGenerated}, entropyFind},
 }
 
-var awsPrefixes = []string{"AKIA", "ASIA", "ABIA", "ACCA", "AIDA", "AROA"}
+// shape is what one pass over a value learns: its length, counts of byte
+// classes, the longest run of token characters and the classes seen.
+type shape struct {
+	n, digits, upper, alnum, maxRun int
+	seen                            uint16
+}
 
-// awsQuick looks for a key prefix at each 'A' only: most values have none.
-func awsQuick(s string) bool {
-	for i := strings.IndexByte(s, 'A'); i >= 0 && i+20 <= len(s); {
-		for _, p := range awsPrefixes {
-			if strings.HasPrefix(s[i:], p) {
-				return true
-			}
+// meets reports whether sh has at least what need asks for.
+func (sh *shape) meets(need *shape) bool {
+	return sh.n >= need.n && sh.digits >= need.digits && sh.upper >= need.upper && sh.digits+sh.upper >= need.alnum &&
+		sh.maxRun >= need.maxRun && sh.seen&need.seen == need.seen
+}
+
+// Byte classes of shapeOf, one table lookup per byte.
+const (
+	clDigit = 1 << iota
+	clUpper
+	clLower
+	clNonHex // a letter after f/F
+	clToken  // isTokenChar
+	clAt
+	clDot
+	clDash
+	clUnderscore
+	clSpace // RE2's \s: \t \n \f \r and space
+	clKV    // ':', '=' or '>', the separators of keyValues
+	// clGenerated: a run of 24+ token characters with a lower and an upper
+	// case letter, a digit and a non-hex letter, the runs entropyFind tests.
+	clGenerated
+)
+
+var byteClass = func() (t [256]uint16) {
+	for c := 0; c < 256; c++ {
+		b := byte(c)
+		switch {
+		case isDigit(b):
+			t[c] |= clDigit
+		case isUpper(b):
+			t[c] |= clUpper
+		case isLower(b):
+			t[c] |= clLower
 		}
-		j := strings.IndexByte(s[i+1:], 'A')
-		if j < 0 {
-			return false
+		if b > 'f' && b <= 'z' || b > 'F' && b <= 'Z' {
+			t[c] |= clNonHex
 		}
-		i += 1 + j
+		if isTokenChar(b) {
+			t[c] |= clToken
+		}
+		switch b {
+		case '@':
+			t[c] |= clAt
+		case '.':
+			t[c] |= clDot
+		case '-':
+			t[c] |= clDash
+		case '_':
+			t[c] |= clUnderscore
+		case '\t', '\n', '\f', '\r', ' ':
+			t[c] |= clSpace
+		case ':', '=', '>':
+			t[c] |= clKV
+		}
 	}
-	return false
-}
+	return t
+}()
 
-// githubQuick wants a token prefix: "gh" alone is in too many words.
-func githubQuick(s string) bool {
-	for i := strings.Index(s, "gh"); i >= 0 && i+4 <= len(s); {
-		if strings.IndexByte("pousr", s[i+2]) >= 0 && s[i+3] == '_' {
-			return true
-		}
-		j := strings.Index(s[i+2:], "gh")
-		if j < 0 {
-			break
-		}
-		i += 2 + j
-	}
-	return strings.Contains(s, "github_pat_")
-}
+const generatedRun = clDigit | clUpper | clLower | clNonHex
 
-// ssnQuick wants the ddd-dd-dddd shape around a dash: dates and UUIDs
-// have dashes and digits, but not in that shape.
-func ssnQuick(s string) bool {
-	for i := strings.IndexByte(s, '-'); i >= 0 && i+8 <= len(s); {
-		if i >= 3 && isDigit(s[i-3]) && isDigit(s[i-2]) && isDigit(s[i-1]) && isDigit(s[i+1]) && isDigit(s[i+2]) &&
-			s[i+3] == '-' && isDigit(s[i+4]) && isDigit(s[i+5]) && isDigit(s[i+6]) && isDigit(s[i+7]) {
-			return true
-		}
-		j := strings.IndexByte(s[i+1:], '-')
-		if j < 0 {
-			break
-		}
-		i += 1 + j
-	}
-	return false
-}
-
-// ibanQuick wants two capitals then two digits somewhere.
-func ibanQuick(s string) bool {
-	for i := 0; i+4 <= len(s); i++ {
-		if isUpper(s[i]) && isUpper(s[i+1]) && isDigit(s[i+2]) && isDigit(s[i+3]) {
-			return true
-		}
-	}
-	return false
-}
-
-// cardQuick wants 13 digits in a row, single spaces or dashes allowed.
-func cardQuick(s string) bool {
-	n := 0
+func shapeOf(s string) shape {
+	// Locals, not fields of sh: the loop keeps them in registers.
+	var seen, runCl uint16
+	digits, upper, runLen, maxRun := 0, 0, 0, 0
 	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case isDigit(c):
-			if n++; n >= 13 {
-				return true
-			}
-		case (c == ' ' || c == '-') && i > 0 && isDigit(s[i-1]):
-		default:
-			n = 0
-		}
-	}
-	return false
-}
-
-// phoneQuick wants "+<digit>" or "ddd", one or two of " .-)", "ddd", one of " .-".
-func phoneQuick(s string) bool {
-	for i := 0; i+8 <= len(s); i++ {
-		if s[i] == '+' && isDigit(s[i+1]) {
-			return true
-		}
-		if !isDigit(s[i]) || !isDigit(s[i+1]) || !isDigit(s[i+2]) || !isPhoneSep(s[i+3]) {
+		c := byteClass[s[i]]
+		seen |= c
+		digits += int(c & clDigit)
+		upper += int(c&clUpper) >> 1
+		if c&clToken != 0 {
+			runLen++
+			runCl |= c
 			continue
 		}
-		j := i + 4
-		if isPhoneSep(s[j]) {
-			j++
+		if runLen > maxRun {
+			maxRun = runLen
 		}
-		if j+4 <= len(s) && isDigit(s[j]) && isDigit(s[j+1]) && isDigit(s[j+2]) && isPhoneSep(s[j+3]) {
-			return true
+		if runLen >= 24 && runCl&generatedRun == generatedRun {
+			seen |= clGenerated
 		}
+		runLen, runCl = 0, 0
 	}
-	return false
+	if runLen > maxRun {
+		maxRun = runLen
+	}
+	if runLen >= 24 && runCl&generatedRun == generatedRun {
+		seen |= clGenerated
+	}
+	return shape{n: len(s), digits: digits, upper: upper, maxRun: maxRun, seen: seen}
 }
 
-func isPhoneSep(c byte) bool { return c == ' ' || c == '.' || c == '-' || c == ')' }
-
 func isUpper(c byte) bool { return c >= 'A' && c <= 'Z' }
+func isLower(c byte) bool { return c >= 'a' && c <= 'z' }
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 func isTokenChar(c byte) bool {
-	return isUpper(c) || isDigit(c) || (c >= 'a' && c <= 'z') || c == '+' || c == '/' || c == '_' || c == '=' || c == '-'
+	return isUpper(c) || isDigit(c) || isLower(c) || c == '+' || c == '/' || c == '_' || c == '=' || c == '-'
 }
 
 // entropyFind finds runs of 24+ token characters that look generated; a
 // loop, as the equivalent regexp costs more than all other detectors.
-func entropyFind(s string) [][2]int {
-	var out [][2]int
+func entropyFind(out [][2]int, s string) [][2]int {
 	for i := 0; i < len(s); {
 		if !isTokenChar(s[i]) {
 			i++
@@ -289,11 +247,11 @@ func validIBAN(s string) bool {
 	return ok && new(big.Int).Mod(n, big.NewInt(97)).Int64() == 1
 }
 
-// validSSN applies the SSA's rules: no area 000, 666 or 9xx, no group 00,
-// no serial 0000.
+// validSSN applies the SSA's rules to ddd-dd-dddd: no area 000, 666 or
+// 9xx, no group 00, no serial 0000.
 func validSSN(s string) bool {
-	m := ssnRe.FindStringSubmatch(s)
-	return m != nil && m[1] != "000" && m[1] != "666" && m[1][0] != '9' && m[2] != "00" && m[3] != "0000"
+	area, group, serial := s[0:3], s[4:6], s[7:11]
+	return area != "000" && area != "666" && area[0] != '9' && group != "00" && serial != "0000"
 }
 
 // highEntropy accepts tokens that look generated: mixed letters and digits,
@@ -317,9 +275,17 @@ func highEntropy(s string) bool {
 	if !nonHex || !digit || !(lower && upper) {
 		return false
 	}
-	var freq [256]int
+	// Token characters are ASCII; under 16 distinct ones the entropy is
+	// below 4 bits whatever their frequencies.
+	var freq [128]uint32
+	distinct := 0
 	for i := 0; i < len(s); i++ {
-		freq[s[i]]++
+		if freq[s[i]&0x7f]++; freq[s[i]&0x7f] == 1 {
+			distinct++
+		}
+	}
+	if distinct < 16 {
+		return false
 	}
 	h := 0.0
 	for _, f := range freq {

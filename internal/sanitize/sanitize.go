@@ -18,7 +18,6 @@ import (
 	"os"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -50,8 +49,10 @@ type Sanitizer struct {
 	// counts is built once, so reads and increments need no lock.
 	counts map[string]*atomic.Uint64
 
-	keyMu    sync.RWMutex
-	keyCache map[string][]bool // raw key → keyMatches
+	// keyCache maps a raw key to its keyMatches; reads take no lock, as
+	// every value of every exchange looks its key up.
+	keyCache     sync.Map
+	keyCacheSize atomic.Int64
 }
 
 // keyCacheMax bounds the key cache: keys come from traffic, and an endless
@@ -62,25 +63,22 @@ const keyCacheMax = 8192
 // selector accepts key. Traffic repeats a few keys, so the answer is cached
 // rather than matching every key glob of every rule at each value.
 func (s *Sanitizer) keyMatches(key string) []bool {
-	s.keyMu.RLock()
-	m, ok := s.keyCache[key]
-	s.keyMu.RUnlock()
-	if ok {
-		return m
+	if m, ok := s.keyCache.Load(key); ok {
+		return m.([]bool)
 	}
 	nkey := normKey(key)
-	m = make([]bool, 0, len(s.allow)+len(s.deny))
+	m := make([]bool, 0, len(s.allow)+len(s.deny))
 	for _, r := range s.allow {
 		m = append(m, r.matchesKeys(nkey))
 	}
 	for _, r := range s.deny {
 		m = append(m, r.matchesKeys(nkey))
 	}
-	s.keyMu.Lock()
-	if len(s.keyCache) < keyCacheMax {
-		s.keyCache[strings.Clone(key)] = m
+	if s.keyCacheSize.Load() < keyCacheMax {
+		if _, loaded := s.keyCache.LoadOrStore(strings.Clone(key), m); !loaded {
+			s.keyCacheSize.Add(1)
+		}
 	}
-	s.keyMu.Unlock()
 	return m
 }
 
@@ -121,7 +119,7 @@ func build(user *config, key []byte) (*Sanitizer, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Sanitizer{limits: defaultLimits, key: key, counts: map[string]*atomic.Uint64{}, keyCache: map[string][]bool{}}
+	s := &Sanitizer{limits: defaultLimits, key: key, counts: map[string]*atomic.Uint64{}}
 	actions, _ := builtin.detectorActions()
 	if user != nil {
 		if user.Limits.MaxBodyBytes > 0 {
@@ -225,6 +223,8 @@ type scan struct {
 	out      []*reprisev1.Redaction
 	dropRule string
 	fields   int
+	found    [][2]int // a detector's finds, reused
+	spans    []span   // detect's spans, reused
 }
 
 // where is a value's location, built only when a rule or a Redaction needs
@@ -246,6 +246,9 @@ func (w where) String() string {
 // pass a location rule without building their location.
 func (w where) mayMatch(g globPattern) bool {
 	p := g[0]
+	if len(w.base) >= len(p) {
+		return hasPrefixLower(w.base, p) // nearly always: the base alone decides
+	}
 	for i := 0; i < len(p); i++ {
 		var c byte
 		switch {
@@ -262,6 +265,28 @@ func (w where) mayMatch(g globPattern) bool {
 		}
 		if c >= utf8.RuneSelf {
 			return true // strings.ToLower may change the length
+		}
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != p[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// hasPrefixLower reports whether s, lowered in ASCII, starts with the lower
+// case p; non-ASCII in s is taken as a match, as strings.ToLower may change
+// its length.
+func hasPrefixLower(s, p string) bool {
+	if len(s) < len(p) {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		c := s[i]
+		if c >= utf8.RuneSelf {
+			return true
 		}
 		if c >= 'A' && c <= 'Z' {
 			c += 'a' - 'A'
@@ -365,12 +390,18 @@ type span struct {
 
 // detect runs the value detectors and the key=value patterns of free text.
 func (sc *scan) detect(at where, v string, k kind) string {
-	var spans []span
+	sh := shapeOf(v)
+	// The scan's buffers, taken so that a nested detect (keyValues decides
+	// fields) gets its own.
+	spans := sc.spans[:0]
+	sc.spans = nil
+	defer func() { sc.spans = spans[:0] }()
 	for i, d := range sc.s.detectors {
-		if len(v) < d.minLen || !d.quick(v) {
+		if !sh.meets(&d.need) {
 			continue
 		}
-		for _, sp := range d.find(v) {
+		sc.found = d.find(sc.found[:0], v)
+		for _, sp := range sc.found {
 			if !isMarker(v[sp[0]:sp[1]]) {
 				spans = append(spans, span{sp[0], sp[1], i, d})
 			}
@@ -382,13 +413,15 @@ func (sc *scan) detect(at where, v string, k kind) string {
 		}
 		return sc.apply(at, spans[0].d.name, spans[0].d.action, v, k)
 	}
-	spans = append(spans, sc.keyValues(at, v)...)
+	if sh.seen&clKV != 0 {
+		spans = append(spans, sc.keyValues(at, v)...)
+	}
 	if len(spans) == 0 {
 		return v
 	}
 	// Overlapping finds are merged, so no part of either survives; the
 	// earlier detector in the table names the merged span.
-	sort.SliceStable(spans, func(i, j int) bool { return spans[i].start < spans[j].start })
+	slices.SortStableFunc(spans, func(a, b span) int { return a.start - b.start })
 	merged := spans[:1]
 	for _, sp := range spans[1:] {
 		m := &merged[len(merged)-1]
@@ -424,12 +457,12 @@ var kvRe = regexp.MustCompile(`(?i)([a-z0-9_.-]*(?:password|passwd|secret|token|
 var kvWords = []string{"pass", "secret", "token", "key", "credential", "session", "ssn"}
 
 func (sc *scan) keyValues(at where, v string) []span {
-	// Byte loops, not ContainsAny and ToLower: most values fail here, and
-	// those would build a set and a lowered copy for each.
-	if len(v) < 6 || !anyByte(v, func(c byte) bool { return c == ':' || c == '=' || c == '>' }) {
+	// The caller saw a ':', '=' or '>'. A byte loop, not ToLower: most
+	// values fail here, and that would build a lowered copy of each.
+	if len(v) < 6 {
 		return nil
 	}
-	if !slices.ContainsFunc(kvWords, func(w string) bool { return containsFoldASCII(v, w) }) {
+	if !hasKVWord(v) {
 		return nil
 	}
 	var out []span
@@ -449,33 +482,40 @@ func (sc *scan) keyValues(at where, v string) []span {
 	return out
 }
 
-// anyByte reports whether f accepts a byte of s.
-func anyByte(s string, f func(byte) bool) bool {
-	for i := 0; i < len(s); i++ {
-		if f(s[i]) {
-			return true
+// hasKVWord reports whether v contains one of kvWords in any case, in one
+// pass. Non-ASCII text takes strings.ToLower, which also folds letters
+// such as the Kelvin sign (K) that the regexp's (?i) matches.
+func hasKVWord(v string) bool {
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c >= utf8.RuneSelf {
+			l := strings.ToLower(v)
+			return slices.ContainsFunc(kvWords, func(w string) bool { return strings.Contains(l, w) })
+		}
+		if c |= 0x20; c < 'c' || c > 't' {
+			continue // no word starts there: the common case
+		}
+		for _, w := range kvWords {
+			if w[0] == c && hasPrefixFoldASCII(v[i:], w) {
+				return true
+			}
 		}
 	}
 	return false
 }
 
-// containsFoldASCII reports whether s contains the lower-case ASCII word w,
-// in any case. Non-ASCII text takes strings.ToLower, which also folds
-// letters such as the Kelvin sign (K) that the regexp's (?i) matches.
-func containsFoldASCII(s, w string) bool {
-	if anyByte(s, func(c byte) bool { return c >= utf8.RuneSelf }) {
-		return strings.Contains(strings.ToLower(s), w)
+// hasPrefixFoldASCII reports whether s starts with the lower-case ASCII
+// word w, in any case.
+func hasPrefixFoldASCII(s, w string) bool {
+	if len(s) < len(w) {
+		return false
 	}
-	for i := 0; i+len(w) <= len(s); i++ {
-		j := 0
-		for j < len(w) && s[i+j]|0x20 == w[j] {
-			j++
-		}
-		if j == len(w) {
-			return true
+	for j := 0; j < len(w); j++ {
+		if s[j]|0x20 != w[j] {
+			return false
 		}
 	}
-	return false
+	return true
 }
 
 // apply performs action on v and records it.
@@ -538,51 +578,88 @@ func (sc *scan) token(v string, k kind) string {
 
 // headers scans every header value; cookies are decided one by one.
 func (sc *scan) headers(side string, hs []*reprisev1.Header) {
+	base := side + ".headers"
 	for _, h := range hs {
 		if h == nil {
 			continue
 		}
-		loc := side + ".headers." + h.Name
-		switch ln := strings.ToLower(h.Name); {
-		case side == "request" && ln == "cookie":
+		at := where{base: base, name: h.Name, named: true}
+		switch n := h.Name; {
+		case side == "request" && strings.EqualFold(n, "cookie"):
 			h.Value = sc.cookies(side+".cookies", h.Value, false)
-		case side == "response" && ln == "set-cookie":
+		case side == "response" && strings.EqualFold(n, "set-cookie"):
 			h.Value = sc.cookies(side+".set-cookie", h.Value, true)
-		case ln == "referer" || ln == "location" || ln == "content-location" || ln == "origin":
+		case strings.EqualFold(n, "referer") || strings.EqualFold(n, "location") || strings.EqualFold(n, "content-location") || strings.EqualFold(n, "origin"):
 			// A rule on the header itself decides the whole value.
-			if r, allow := sc.decideKey(loc, h.Name); r != nil || allow {
-				h.Value = sc.field(loc, h.Name, h.Value, kindText, nil)
+			if r, allow := sc.decideKey(at.String(), n); r != nil || allow {
+				h.Value = sc.fieldAt(at, n, h.Value, kindText, nil)
 			} else {
-				h.Value = sc.url(loc, h.Value)
+				h.Value = sc.url(at.String(), h.Value)
 			}
 		default:
-			h.Value = sc.field(loc, h.Name, h.Value, kindText, nil)
+			h.Value = sc.fieldAt(at, n, h.Value, kindText, nil)
 		}
 	}
+}
+
+// rebuild writes a string with some of its parts replaced; a string with
+// none replaced is returned as it was, without a copy.
+type rebuild struct {
+	src     string
+	b       strings.Builder
+	last    int // src[:last] is written to b
+	changed bool
+}
+
+// replace replaces src[start:end]; calls come in the order of the parts.
+func (r *rebuild) replace(start, end int, repl string) {
+	r.b.WriteString(r.src[r.last:start])
+	r.b.WriteString(repl)
+	r.last, r.changed = end, true
+}
+
+func (r *rebuild) String() string {
+	if !r.changed {
+		return r.src
+	}
+	r.b.WriteString(r.src[r.last:])
+	return r.b.String()
 }
 
 // cookies decides each name=value of a Cookie header, or the first one of a
 // Set-Cookie header (the rest are attributes).
 func (sc *scan) cookies(loc, v string, set bool) string {
-	pairs := strings.Split(v, ";")
-	changed := false
-	for i, p := range pairs {
-		if set && i > 0 {
+	out := rebuild{src: v}
+	start := 0
+	for p := range strings.SplitSeq(v, ";") {
+		if name, val, ok := strings.Cut(p, "="); ok {
+			n := strings.TrimSpace(name)
+			if repl := sc.fieldAt(where{base: loc, name: n, named: true}, n, val, kindText, nil); repl != val {
+				out.replace(start+len(name)+1, start+len(p), repl)
+			}
+		}
+		if set {
 			break
 		}
-		name, val, ok := strings.Cut(p, "=")
-		if !ok {
-			continue
-		}
-		n := strings.TrimSpace(name)
-		if repl := sc.field(loc+"."+n, n, val, kindText, nil); repl != val {
-			pairs[i], changed = name+"="+repl, true
-		}
+		start += len(p) + 1
 	}
-	if !changed {
-		return v
+	return out.String()
+}
+
+// pathNames are the location names of the first path segments, so most
+// URLs build none.
+var pathNames = func() (n [16]string) {
+	for i := range n {
+		n[i] = "path[" + strconv.Itoa(i) + "]"
 	}
-	return strings.Join(pairs, ";")
+	return n
+}()
+
+func pathName(i int) string {
+	if i < len(pathNames) {
+		return pathNames[i]
+	}
+	return "path[" + strconv.Itoa(i) + "]"
 }
 
 // url scans a request target or URL: userinfo, each path segment and each
@@ -590,37 +667,41 @@ func (sc *scan) cookies(loc, v string, set bool) string {
 func (sc *scan) url(loc, target string) string {
 	rest, frag, hasFrag := strings.Cut(target, "#")
 	rest, query, hasQuery := strings.Cut(rest, "?")
-	prefix, path := "", rest
+	out := rebuild{src: target}
+	pathStart := 0
 	if i := strings.Index(rest, "://"); i >= 0 {
 		// Absolute form: scheme://[userinfo@]host[/path].
-		authEnd := len(rest)
+		pathStart = len(rest)
 		if j := strings.IndexByte(rest[i+3:], '/'); j >= 0 {
-			authEnd = i + 3 + j
+			pathStart = i + 3 + j
 		}
-		prefix, path = rest[:authEnd], rest[authEnd:]
-		if at := strings.LastIndexByte(prefix[i+3:], '@'); at >= 0 {
-			at += i + 3
-			prefix = prefix[:i+3] + sc.userinfo(loc+".userinfo", prefix[i+3:at]) + prefix[at:]
-		}
-	}
-	segs := strings.Split(path, "/")
-	for i, seg := range segs {
-		dec, err := url.PathUnescape(seg)
-		if err != nil || dec == "" {
-			continue
-		}
-		if repl := sc.field(loc+".path["+strconv.Itoa(i)+"]", "", dec, kindText, nil); repl != dec {
-			segs[i] = url.PathEscape(repl)
+		if at := strings.LastIndexByte(rest[i+3:pathStart], '@'); at >= 0 {
+			ui := rest[i+3 : i+3+at]
+			if repl := sc.userinfo(loc+".userinfo", ui); repl != ui {
+				out.replace(i+3, i+3+at, repl)
+			}
 		}
 	}
-	out := prefix + strings.Join(segs, "/")
+	start := pathStart
+	for i, seg := range strings.Split(rest[pathStart:], "/") {
+		if dec, err := url.PathUnescape(seg); err == nil && dec != "" {
+			if repl := sc.fieldAt(where{base: loc, name: pathName(i), named: true}, "", dec, kindText, nil); repl != dec {
+				out.replace(start, start+len(seg), url.PathEscape(repl))
+			}
+		}
+		start += len(seg) + 1
+	}
 	if hasQuery {
-		out += "?" + sc.pairs(loc+".query", query, '&')
+		if q := sc.pairs(loc+".query", query, '&'); q != query {
+			out.replace(len(rest)+1, len(rest)+1+len(query), q)
+		}
 	}
 	if hasFrag {
-		out += "#" + sc.pairs(loc+".fragment", frag, '&')
+		if f := sc.pairs(loc+".fragment", frag, '&'); f != frag {
+			out.replace(len(target)-len(frag), len(target), f)
+		}
 	}
-	return out
+	return out.String()
 }
 
 func (sc *scan) userinfo(loc, ui string) string {
@@ -644,9 +725,9 @@ func (sc *scan) userinfo(loc, ui string) string {
 // pairs scans name=value pairs (a query string or a urlencoded form),
 // leaving untouched pairs byte for byte as they were.
 func (sc *scan) pairs(loc, s string, sep byte) string {
-	parts := strings.Split(s, string(sep))
-	changed := false
-	for i, p := range parts {
+	out := rebuild{src: s}
+	start := 0
+	for p := range strings.SplitSeq(s, string(sep)) {
 		name, val, _ := strings.Cut(p, "=")
 		n, err := url.QueryUnescape(name)
 		if err != nil {
@@ -656,17 +737,14 @@ func (sc *scan) pairs(loc, s string, sep byte) string {
 		if err != nil {
 			v = val
 		}
-		if n == "" && v == "" {
-			continue
+		if n != "" || v != "" {
+			if repl := sc.fieldAt(where{base: loc, name: n, named: true}, n, v, kindText, nil); repl != v {
+				out.replace(start, start+len(p), name+"="+url.QueryEscape(repl))
+			}
 		}
-		if repl := sc.field(loc+"."+n, n, v, kindText, nil); repl != v {
-			parts[i], changed = name+"="+url.QueryEscape(repl), true
-		}
+		start += len(p) + 1
 	}
-	if !changed {
-		return s
-	}
-	return strings.Join(parts, string(sep))
+	return out.String()
 }
 
 // limitError is a limit hit while scanning: the body fails closed.
