@@ -68,6 +68,10 @@ bench-capture: ## Throughput, latency, CPU and completeness with and without the
 bench-collector: ## Ingest rate, sanitizer throughput and query latency of the embedded store
 	./scripts/bench-collector.sh
 
+.PHONY: bench-postgres
+bench-postgres: ## Ingest rate into PostgreSQL with one and two collectors, against SQLite (postgresql)
+	./scripts/bench-postgres.sh
+
 .PHONY: bench-replay
 bench-replay: ## Replay throughput and rate accuracy, compared with vegeta
 	./scripts/bench-replay.sh

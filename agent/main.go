@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -22,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -31,7 +33,9 @@ import (
 	"github.com/reprise-dev/reprise/agent/metadata"
 	"github.com/reprise-dev/reprise/agent/metrics"
 	"github.com/reprise-dev/reprise/agent/pipeline"
+	"github.com/reprise-dev/reprise/agent/spool"
 	"github.com/reprise-dev/reprise/internal/grpcclient"
+	"github.com/reprise-dev/reprise/internal/sanitize"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
@@ -55,6 +59,11 @@ type config struct {
 	maxPendingBytes int
 	pprof           bool
 	drain           time.Duration
+	compression     string
+	spoolDir        string
+	spoolMaxBytes   int64
+	sanitizeConfig  string
+	tokenKeyFile    string
 }
 
 func main() {
@@ -86,7 +95,12 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&cfg.maxPending, "max-pending", 32768, "exchanges held for the collector, queued or unacknowledged; more are dropped and counted (with --max-pending-bytes, bounds memory when the collector is slow)")
 	fs.IntVar(&cfg.maxPendingBytes, "max-pending-bytes", export.DefaultMaxPendingBytes, "approximate bytes of the exchanges held for the collector; more are dropped and counted (bounds memory with large bodies)")
 	fs.BoolVar(&cfg.pprof, "pprof", false, "serve Go profiles under /debug/pprof/ on --http-listen")
-	fs.DurationVar(&cfg.drain, "drain-timeout", 10*time.Second, "on shutdown, how long to wait for the collector to acknowledge what is pending")
+	fs.DurationVar(&cfg.drain, "drain-timeout", 10*time.Second, "on shutdown, how long to wait for the collector to acknowledge what is pending; the rest is spooled (--spool-dir) or dropped and counted")
+	fs.StringVar(&cfg.compression, "compression", "gzip", "compression of the batches sent to the collector: "+strings.Join(export.Compressions, " or "))
+	fs.StringVar(&cfg.spoolDir, "spool-dir", "", "directory of the disk spool that holds batches, sanitized, while the collector is down or slow (default: no spool, memory only)")
+	fs.Int64Var(&cfg.spoolMaxBytes, "spool-max-bytes", 1<<30, "bound of the disk spool; past it the oldest batches are dropped and counted")
+	fs.StringVar(&cfg.sanitizeConfig, "sanitize-config", "", "YAML sanitize rules applied before anything is spooled (default: the built-in rules; use the collector's)")
+	fs.StringVar(&cfg.tokenKeyFile, "token-key-file", "", "HMAC key of tokenize rules, the collector's (default: $REPRISE_TOKEN_KEY)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -121,6 +135,12 @@ func parseFlags(args []string) (config, error) {
 	}
 	if cfg.agentID == "" {
 		return cfg, errors.New("--agent-id is empty and the host name is unknown")
+	}
+	if !slices.Contains(export.Compressions, cfg.compression) {
+		return cfg, fmt.Errorf("--compression must be one of %s, got %q", strings.Join(export.Compressions, ", "), cfg.compression)
+	}
+	if cfg.spoolMaxBytes <= 0 {
+		return cfg, fmt.Errorf("--spool-max-bytes must be positive, got %d", cfg.spoolMaxBytes)
 	}
 	return cfg, nil
 }
@@ -195,9 +215,13 @@ func serve(cfg config) error {
 	}
 	// The ingest token (--token-file or $REPRISE_TOKEN) and --tls-ca work
 	// as for the command-line clients.
-	conn, err := cfg.conn.Dial(cfg.collector)
+	opts, err := cfg.conn.DialOptions()
 	if err != nil {
 		return err
+	}
+	conn, err := grpc.NewClient(cfg.collector, append(opts, export.DialOptions()...)...)
+	if err != nil {
+		return fmt.Errorf("connect %s: %w", cfg.collector, err)
 	}
 	defer conn.Close()
 
@@ -214,8 +238,15 @@ func serve(cfg config) error {
 		return err
 	}
 	resolver := metadata.NewResolver("/proc", metadata.DefaultCacheSize, pods)
-	exp := export.New(conn, export.Config{AgentID: cfg.agentID, Hostname: cfg.agentID, MaxPending: cfg.maxPending,
-		MaxPendingBytes: int64(cfg.maxPendingBytes)})
+	expCfg := export.Config{AgentID: cfg.agentID, Hostname: cfg.agentID, MaxPending: cfg.maxPending,
+		MaxPendingBytes: int64(cfg.maxPendingBytes), Compression: cfg.compression}
+	if cfg.spoolDir != "" {
+		if expCfg.Spool, expCfg.Sanitizer, err = openSpool(cfg); err != nil {
+			return err
+		}
+		defer expCfg.Spool.Close()
+	}
+	exp := export.New(conn, expCfg)
 	track := cfg.track
 	track.Filter = cfg.filter
 	tracker := conntrack.New(track, func(x *reprisev1.Exchange) {
@@ -269,8 +300,26 @@ func serve(cfg config) error {
 		log.Warn("exchanges not delivered", "err", err)
 	}
 	st := exp.Stats()
-	log.Info("stopped", "exported", st.Acked, "dropped", st.Dropped)
+	log.Info("stopped", "exported", st.Acked, "dropped", st.Dropped, "spooled", st.SpoolExchanges)
 	return runErr
+}
+
+// openSpool opens --spool-dir with the sanitizer that cleans what goes
+// into it: the collector's rules and key, so tokens agree.
+func openSpool(cfg config) (*spool.Spool, *sanitize.Sanitizer, error) {
+	key, err := sanitize.KeyFromEnvOrFile(cfg.tokenKeyFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--token-key-file: %w", err)
+	}
+	san, err := sanitize.Load(cfg.sanitizeConfig, key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--sanitize-config: %w", err)
+	}
+	sp, err := spool.Open(cfg.spoolDir, cfg.spoolMaxBytes)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--spool-dir: %w", err)
+	}
+	return sp, san, nil
 }
 
 // podIndex watches this node's pods when the agent runs in Kubernetes, and

@@ -122,7 +122,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := newFlagSet("serve", "serve [flags]", stderr)
 	grpcAddr := fs.String("grpc-listen", "127.0.0.1:7070", "gRPC listen address (ingest, query, reflection)")
 	httpAddr := fs.String("http-listen", "127.0.0.1:7071", "HTTP listen address (/healthz, /readyz, /metrics)")
-	storePath := fs.String("store", "./reprise-data/reprise.db", "store: a SQLite file path (postgres:// is not supported yet)")
+	storePath := fs.String("store", "./reprise-data/reprise.db", "store: a SQLite file path, or a postgres:// URL of the database several collectors share")
 	ingestTokenFile := fs.String("ingest-token-file", "", "file holding the token agents must send to IngestService (default: $"+ingestTokenEnv+"; none: open)")
 	queryTokenFile := fs.String("query-token-file", "", "file holding the token clients must send to QueryService (default: $"+queryTokenEnv+"; none: open)")
 	tlsCert := fs.String("tls-cert", "", "PEM certificate to serve gRPC over TLS (with --tls-key)")

@@ -2,11 +2,12 @@
 # Installs the Debian packages the demo and the tests use, when they are
 # missing: clang/llvm/libbpf-dev/bpftool regenerate the eBPF objects; curl and
 # jq drive the demo; wrk, nginx, node and python are the fidelity matrix's
-# servers and clients; bc is used by the capture benchmark. Without root or
+# servers and clients; bc is used by the capture benchmark; postgresql is the
+# shared store the store tests and bench-postgres run against. Without root or
 # apt it only says what is missing (the tests that need a tool then skip,
 # except in CI).
 set -euo pipefail
-packages=(clang llvm libbpf-dev bpftool curl jq wrk bc nginx-light nodejs python3)
+packages=(clang llvm libbpf-dev bpftool curl jq wrk bc nginx-light nodejs python3 postgresql)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

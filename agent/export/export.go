@@ -1,8 +1,10 @@
 // Package export ships captured exchanges to the collector over the
 // IngestService stream. A batch stays in the agent until the collector has
 // acknowledged it as committed; when the collector is down or slow the agent
-// keeps a bounded backlog and drops (and counts) past it, so capture is never
-// blocked.
+// keeps a bounded backlog in memory, moves its oldest batches to an optional
+// disk spool, and past the bounds drops the oldest exchanges and counts
+// them, so capture is never blocked and memory never grows without limit.
+// See docs/delivery.md.
 package export
 
 import (
@@ -11,17 +13,43 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/encoding/gzip"
+	"google.golang.org/grpc/status"
 
+	"github.com/reprise-dev/reprise/agent/spool"
+	"github.com/reprise-dev/reprise/internal/sanitize"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
 // DefaultMaxPendingBytes is the default of Config.MaxPendingBytes.
 const DefaultMaxPendingBytes = 16 << 20
+
+// maxBackoff caps the wait between two attempts to reach the collector.
+const maxBackoff = 5 * time.Second
+
+// DialOptions are the connection options delivery needs: gRPC's own
+// reconnect backoff grows to two minutes, which would keep an agent away
+// from a restarted collector long after its own retries; this caps it at
+// the exporter's.
+func DialOptions() []grpc.DialOption {
+	return []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+		Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: maxBackoff},
+		MinConnectTimeout: 5 * time.Second,
+	})}
+}
+
+// Compressions are the values Config.Compression accepts.
+var Compressions = []string{"gzip", "none"}
 
 // Config of an Exporter. Zero fields take the defaults.
 type Config struct {
@@ -32,8 +60,9 @@ type Config struct {
 	// FlushInterval bounds how long an exchange waits for its batch to fill
 	// (default 200ms).
 	FlushInterval time.Duration
-	// MaxPending bounds exchanges held in the agent, queued or unacked
-	// (default 10000); beyond it new exchanges are dropped and counted.
+	// MaxPending bounds exchanges held in memory, queued or unacked
+	// (default 10000); beyond it the oldest not on the wire are dropped and
+	// counted.
 	MaxPending int
 	// MaxPendingBytes bounds the same exchanges by their approximate size
 	// (bodies, headers and a fixed overhead; default 16 MiB), so that the
@@ -43,8 +72,23 @@ type Config struct {
 	// size (default 2 MiB), which also bounds gRPC's marshalling buffer
 	// and stays under the 4 MiB a gRPC server accepts by default.
 	BatchBytes int64
+	// MaxInFlight bounds the batches sent and not yet acknowledged
+	// (default 8); they also take at most half of each memory bound, so
+	// the other half stays for what capture adds while they wait.
+	MaxInFlight int
 	// Backoff after a failed stream, doubled up to 5s (default 100ms).
 	Backoff time.Duration
+	// Compression is the stream's gRPC compressor: "gzip", or "" or
+	// "none" for none.
+	Compression string
+	// Spool, when set, takes the oldest batches once the memory backlog
+	// not on the wire passes half a bound, and at shutdown what the
+	// collector did not acknowledge in time. Spooled batches are sent
+	// before those in memory.
+	Spool *spool.Spool
+	// Sanitizer sanitizes every exchange before it is spooled (default
+	// sanitize.Default()); the collector sanitizes again.
+	Sanitizer *sanitize.Sanitizer
 }
 
 func (c *Config) setDefaults() {
@@ -63,31 +107,69 @@ func (c *Config) setDefaults() {
 	if c.BatchBytes <= 0 {
 		c.BatchBytes = 2 << 20
 	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = 8
+	}
 	if c.Backoff <= 0 {
 		c.Backoff = 100 * time.Millisecond
 	}
+	if c.Spool != nil && c.Sanitizer == nil {
+		c.Sanitizer = sanitize.Default()
+	}
 }
 
-// Stats are the exporter's counters.
+// Why exchanges are dropped; the names are the metric's reason label.
+const (
+	DropBacklogFull  = "backlog_full"  // oldest in memory, past MaxPending or MaxPendingBytes
+	DropSpoolFull    = "spool_full"    // oldest spool files, past the spool's bound
+	DropSpoolError   = "spool_error"   // the spool could not write the batch
+	DropSpoolCorrupt = "spool_corrupt" // a spool file was not a whole batch
+	DropRejected     = "rejected"      // the collector refused the batch as invalid
+	DropShutdown     = "shutdown"      // unacknowledged at shutdown, with no spool
+)
+
+var dropReasons = []string{DropBacklogFull, DropSpoolFull, DropSpoolError, DropSpoolCorrupt, DropRejected, DropShutdown}
+
+// Stats are the exporter's counters and the spool's size.
 type Stats struct {
 	Acked   uint64 // exchanges the collector committed
-	Dropped uint64 // exchanges dropped because the backlog was full
+	Dropped uint64 // exchanges lost, the sum of Drops
+	// Drops counts lost exchanges by reason (the Drop* constants).
+	Drops   map[string]uint64
 	Batches uint64 // batches acknowledged
 	Retries uint64 // streams re-opened after an error
+	// Spooled counts exchanges written to the spool; SanitizeDropped those
+	// a drop rule removed on their way there (the collector would have
+	// dropped them too).
+	Spooled, SanitizeDropped uint64
+	// SpoolFiles, SpoolBytes and SpoolExchanges are what the spool holds now.
+	SpoolFiles, SpoolExchanges int
+	SpoolBytes                 int64
 }
 
 // Exporter batches exchanges and sends them to the collector.
 type Exporter struct {
 	cfg    Config
 	client reprisev1.IngestServiceClient
-	queue  chan *reprisev1.Exchange
 	log    *slog.Logger
+	// wake tells the sender that a batch was sealed or spooled, or that
+	// Close was called; spill tells the spiller the backlog passed its mark.
+	wake, spill chan struct{}
 
-	acked, dropped, batches, retries atomic.Uint64
-	// held counts exchanges taken from the queue and not yet acknowledged.
-	held atomic.Int64
-	// bytes is the approximate size of the exchanges queued or unacked.
-	bytes atomic.Int64
+	mu        sync.Mutex
+	open      []*reprisev1.Exchange // not in a batch yet, oldest first
+	openBytes int64
+	batches   []*batch // sealed and in memory, oldest first
+	n         int      // exchanges in open and batches
+	bytes     int64    // their approximate size
+	// busyN and busyBytes are the part of n and bytes on the wire or being
+	// spooled, which Add does not drop.
+	busyN     int
+	busyBytes int64
+	closed    bool
+
+	acked, batchesAcked, retries, spooled, sanitizeDropped atomic.Uint64
+	drops                                                  map[string]*atomic.Uint64
 }
 
 // exchangeOverhead approximates what an exchange costs besides its bodies
@@ -108,86 +190,282 @@ func size(ex *reprisev1.Exchange) int64 {
 	return n
 }
 
+type state uint8
+
+const (
+	queued state = iota
+	onWire
+	spilling
+)
+
 type batch struct {
 	req   *reprisev1.IngestRequest
 	bytes int64
+	state state
+	// file is set for a batch read back from the spool; such a batch is
+	// not in Exporter.batches and leaves the spool once acknowledged.
+	file      spool.File
+	fromSpool bool
 }
 
 // New makes an exporter that sends over conn.
 func New(conn grpc.ClientConnInterface, cfg Config) *Exporter {
 	cfg.setDefaults()
-	return &Exporter{
+	e := &Exporter{
 		cfg:    cfg,
 		client: reprisev1.NewIngestServiceClient(conn),
-		queue:  make(chan *reprisev1.Exchange, cfg.MaxPending),
 		log:    slog.With("component", "export"),
+		wake:   make(chan struct{}, 1),
+		spill:  make(chan struct{}, 1),
+		drops:  map[string]*atomic.Uint64{},
+	}
+	for _, r := range dropReasons {
+		e.drops[r] = new(atomic.Uint64)
+	}
+	return e
+}
+
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
 	}
 }
 
-// Add queues an exchange without blocking. It must not be called after Close.
+// Add queues an exchange. It never blocks on the collector or the disk:
+// past the bounds it drops the oldest exchanges not on the wire, and the
+// new one only when nothing older can go.
 func (e *Exporter) Add(ex *reprisev1.Exchange) {
 	n := size(ex)
-	if int(e.held.Load())+len(e.queue) >= e.cfg.MaxPending || e.bytes.Load()+n > e.cfg.MaxPendingBytes {
-		e.dropped.Add(1)
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		e.drops[DropShutdown].Add(1)
 		return
 	}
-	e.bytes.Add(n)
-	select {
-	case e.queue <- ex:
-	default:
-		e.bytes.Add(-n)
-		e.dropped.Add(1)
+	if n > e.cfg.MaxPendingBytes {
+		e.mu.Unlock()
+		e.drops[DropBacklogFull].Add(1)
+		return
 	}
+	for e.n+1 > e.cfg.MaxPending || e.bytes+n > e.cfg.MaxPendingBytes {
+		if !e.dropOldest() {
+			e.mu.Unlock()
+			e.drops[DropBacklogFull].Add(1)
+			return
+		}
+	}
+	e.open = append(e.open, ex)
+	e.openBytes += n
+	e.n++
+	e.bytes += n
+	sealed := len(e.open) >= e.cfg.BatchSize || e.openBytes >= e.cfg.BatchBytes
+	if sealed {
+		e.seal()
+	}
+	spill := e.cfg.Spool != nil && e.overSpillMark()
+	e.mu.Unlock()
+	if sealed {
+		signal(e.wake)
+	}
+	if spill {
+		signal(e.spill)
+	}
+}
+
+// dropOldest drops the oldest exchange that is neither on the wire nor
+// being spooled; e.mu is held. It returns false when there is none.
+func (e *Exporter) dropOldest() bool {
+	take := func(exs []*reprisev1.Exchange) int64 {
+		s := size(exs[0])
+		exs[0] = nil // let the bodies go now
+		e.n--
+		e.bytes -= s
+		e.drops[DropBacklogFull].Add(1)
+		return s
+	}
+	for i, b := range e.batches {
+		if b.state != queued {
+			continue
+		}
+		// The batch keeps its id: if the collector committed it before
+		// the stream broke, a resend of the rest is a duplicate it ignores.
+		b.bytes -= take(b.req.Exchanges)
+		b.req.Exchanges = b.req.Exchanges[1:]
+		if len(b.req.Exchanges) == 0 {
+			e.batches = slices.Delete(e.batches, i, i+1)
+		}
+		return true
+	}
+	if len(e.open) == 0 {
+		return false
+	}
+	e.openBytes -= take(e.open)
+	e.open = e.open[1:]
+	return true
+}
+
+// seal closes the open exchanges into a batch; e.mu is held.
+func (e *Exporter) seal() {
+	if len(e.open) == 0 {
+		return
+	}
+	for _, ex := range e.open {
+		if ex.Capture == nil {
+			ex.Capture = &reprisev1.Capture{}
+		}
+		ex.Capture.AgentId = e.cfg.AgentID
+		ex.Capture.Hostname = e.cfg.Hostname
+	}
+	e.batches = append(e.batches, &batch{
+		req:   &reprisev1.IngestRequest{BatchId: uuid.NewString(), AgentId: e.cfg.AgentID, Exchanges: e.open},
+		bytes: e.openBytes,
+	})
+	e.open, e.openBytes = nil, 0
+}
+
+func (e *Exporter) sealOpen() {
+	e.mu.Lock()
+	e.seal()
+	e.mu.Unlock()
+}
+
+// overSpillMark reports whether what waits in memory, not on the wire,
+// passed half of a bound; e.mu is held.
+func (e *Exporter) overSpillMark() bool {
+	return e.n-e.busyN > e.cfg.MaxPending/2 || e.bytes-e.busyBytes > e.cfg.MaxPendingBytes/2
+}
+
+// setState moves a memory batch between queued and busy; e.mu is held.
+func (e *Exporter) setState(b *batch, s state) {
+	n, bytes := len(b.req.Exchanges), b.bytes
+	if b.state != queued {
+		e.busyN, e.busyBytes = e.busyN-n, e.busyBytes-bytes
+	}
+	if s != queued {
+		e.busyN, e.busyBytes = e.busyN+n, e.busyBytes+bytes
+	}
+	b.state = s
+}
+
+// retire removes a busy memory batch, acknowledged or spooled or dropped;
+// e.mu is held.
+func (e *Exporter) retire(b *batch, n int) {
+	e.setState(b, queued)
+	if i := slices.Index(e.batches, b); i >= 0 {
+		e.batches = slices.Delete(e.batches, i, i+1)
+	}
+	e.n -= n
+	e.bytes -= b.bytes
 }
 
 // Close tells Run that no more exchanges come; Run returns once everything
-// queued is acknowledged (or its context ends).
-func (e *Exporter) Close() { close(e.queue) }
+// held, in memory and in the spool, is acknowledged (or its context ends).
+func (e *Exporter) Close() {
+	e.mu.Lock()
+	e.closed = true
+	e.seal()
+	e.mu.Unlock()
+	signal(e.wake)
+}
 
 // Stats returns a snapshot of the counters.
 func (e *Exporter) Stats() Stats {
-	return Stats{Acked: e.acked.Load(), Dropped: e.dropped.Load(), Batches: e.batches.Load(), Retries: e.retries.Load()}
+	st := Stats{Acked: e.acked.Load(), Batches: e.batchesAcked.Load(), Retries: e.retries.Load(),
+		Spooled: e.spooled.Load(), SanitizeDropped: e.sanitizeDropped.Load(), Drops: map[string]uint64{}}
+	for r, c := range e.drops {
+		st.Drops[r] = c.Load()
+		st.Dropped += st.Drops[r]
+	}
+	if e.cfg.Spool != nil {
+		st.SpoolFiles, st.SpoolBytes, st.SpoolExchanges = e.cfg.Spool.Len()
+	}
+	return st
 }
 
-// Pending is the number of exchanges queued or awaiting an ack.
-func (e *Exporter) Pending() int { return len(e.queue) + int(e.held.Load()) }
+// Pending is the number of exchanges in memory, queued or awaiting an ack.
+func (e *Exporter) Pending() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.n
+}
 
-// PendingBytes is the approximate size of the exchanges queued or awaiting
-// an ack.
-func (e *Exporter) PendingBytes() int64 { return e.bytes.Load() }
+// PendingBytes is the approximate size of the exchanges in memory.
+func (e *Exporter) PendingBytes() int64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.bytes
+}
 
 // Run sends until Close was called and all is acknowledged, or until ctx
 // ends. Stream errors are retried with backoff; unacknowledged batches are
-// sent again on the new stream (the collector ignores exchange ids it has).
+// sent again, with the same batch id, on the new stream. When ctx ends
+// first, what is left in memory goes to the spool, or is dropped and
+// counted without one.
 func (e *Exporter) Run(ctx context.Context) error {
-	s := &sender{e: e}
+	var wg sync.WaitGroup
+	spillCtx, stopSpill := context.WithCancel(context.Background())
+	if e.cfg.Spool != nil {
+		wg.Go(func() { e.spillLoop(spillCtx) })
+	}
+	err := e.deliver(ctx)
+	stopSpill()
+	wg.Wait()
+	if err != nil {
+		e.abandon()
+	}
+	return err
+}
+
+func (e *Exporter) deliver(ctx context.Context) error {
+	s := &sender{e: e, compress: e.cfg.Compression == "gzip"}
 	backoff := e.cfg.Backoff
 	for {
 		err := s.session(ctx)
 		if err == nil {
 			return nil
 		}
+		signal(e.spill) // the backlog may be past its mark now nothing is on the wire
 		if ctx.Err() != nil {
 			return fmt.Errorf("export stopped with %d exchanges unacknowledged: %w", e.Pending(), ctx.Err())
 		}
-		e.retries.Add(1)
-		e.log.Warn("ingest stream broken, retrying", "err", err, "backoff", backoff, "pending", e.Pending())
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
-			continue
+		if s.progress {
+			backoff, s.progress = e.cfg.Backoff, false
 		}
-		backoff = min(backoff*2, 5*time.Second)
+		if status.Code(err) == codes.Unimplemented && s.compress {
+			// A collector without the gzip decompressor refuses every stream.
+			e.log.Warn("collector does not accept gzip; sending uncompressed", "err", err)
+			s.compress = false
+		}
+		e.retries.Add(1)
+		switch status.Code(err) {
+		case codes.Unauthenticated, codes.PermissionDenied:
+			// Only a fix of the credentials or of the collector's agents
+			// file helps; retrying keeps the backlog until it comes.
+			backoff = maxBackoff
+			e.log.Error("collector refused this agent; check --token-file, --tls-cert and --agent-id against the collector's --agents-file",
+				"agent_id", e.cfg.AgentID, "err", err, "retry_in", backoff, "pending", e.Pending())
+		default:
+			e.log.Warn("ingest stream broken, retrying", "err", err, "backoff", backoff, "pending", e.Pending())
+		}
+		// Jitter spreads the agents of a cluster over the collector's restart.
+		wait := backoff/2 + rand.N(backoff/2+1)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+		}
+		backoff = min(backoff*2, maxBackoff)
 	}
 }
 
-// sender holds the state that outlives one stream.
+// sender holds the state of delivery that outlives one stream.
 type sender struct {
-	e       *Exporter
-	unacked []batch // sent, not yet acknowledged, in send order
-	current []*reprisev1.Exchange
-	curSize int64 // approximate size of current
-	closed  bool  // the queue is closed and drained into current
+	e        *Exporter
+	compress bool
+	progress bool     // an ack came since the last backoff
+	wire     []*batch // sent on the current stream, not yet acknowledged, in send order
+	wireN    int
+	wireB    int64
 }
 
 var errStreamDone = errors.New("ingest stream closed by collector")
@@ -198,14 +476,14 @@ func (s *sender) session(ctx context.Context) error {
 	e := s.e
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := e.client.Ingest(sctx)
+	defer s.requeue()
+	var opts []grpc.CallOption
+	if s.compress {
+		opts = append(opts, grpc.UseCompressor(gzip.Name))
+	}
+	stream, err := e.client.Ingest(sctx, opts...)
 	if err != nil {
 		return fmt.Errorf("open ingest stream: %w", err)
-	}
-	for _, b := range s.unacked {
-		if err := stream.Send(b.req); err != nil {
-			return fmt.Errorf("resend batch %s: %w", b.req.BatchId, err)
-		}
 	}
 	acks := make(chan *reprisev1.IngestResponse)
 	recvErr := make(chan error, 1)
@@ -227,91 +505,285 @@ func (s *sender) session(ctx context.Context) error {
 	ticker := time.NewTicker(e.cfg.FlushInterval)
 	defer ticker.Stop()
 	for {
-		if s.closed && len(s.current) == 0 && len(s.unacked) == 0 {
+		if err := s.fill(stream); err != nil {
+			// Send fails with io.EOF when the stream ended; its status
+			// comes with Recv, after the acks before it.
+			if !errors.Is(err, io.EOF) {
+				return err
+			}
+			for {
+				select {
+				case ack := <-acks:
+					if err := s.acknowledge(ack); err != nil {
+						return err
+					}
+					continue
+				case err := <-recvErr:
+					return s.streamErr(err)
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+		}
+		if s.done() {
 			_ = stream.CloseSend()
 			return nil
 		}
-		// Stop taking from the queue while the backlog is at its bound, so
-		// the queue fills and Add drops instead of memory growing.
-		queue := e.queue
-		if s.closed || int(e.held.Load()) >= e.cfg.MaxPending {
-			queue = nil
-		}
 		select {
-		case ex, ok := <-queue:
-			if !ok {
-				s.closed = true
-				if err := s.flush(stream); err != nil {
-					return err
-				}
-				continue
-			}
-			e.held.Add(1)
-			s.current = append(s.current, ex)
-			s.curSize += size(ex)
-			if len(s.current) >= e.cfg.BatchSize || s.curSize >= e.cfg.BatchBytes {
-				if err := s.flush(stream); err != nil {
-					return err
-				}
-			}
+		case <-e.wake:
 		case <-ticker.C:
-			if err := s.flush(stream); err != nil {
-				return err
-			}
+			e.sealOpen()
 		case ack := <-acks:
 			if err := s.acknowledge(ack); err != nil {
 				return err
 			}
 		case err := <-recvErr:
-			if errors.Is(err, context.Canceled) {
-				return err
-			}
-			if errors.Is(err, io.EOF) {
-				return errStreamDone
-			}
-			return fmt.Errorf("receive ack: %w", err)
+			return s.streamErr(err)
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
 }
 
-// flush sends the current batch, if any.
-func (s *sender) flush(stream reprisev1.IngestService_IngestClient) error {
-	if len(s.current) == 0 {
-		return nil
+// streamErr turns the end of the ack stream into the session's error.
+func (s *sender) streamErr(err error) error {
+	switch {
+	case errors.Is(err, io.EOF):
+		return errStreamDone
+	case status.Code(err) == codes.InvalidArgument && len(s.wire) > 0:
+		// The collector acked the batches before it and refused this one;
+		// sending it again would be refused again.
+		b := s.wire[0]
+		s.wire = s.wire[1:]
+		s.wireN, s.wireB = s.wireN-len(b.req.Exchanges), s.wireB-b.bytes
+		s.e.log.Error("collector refused a batch; dropped", "batch_id", b.req.BatchId, "exchanges", len(b.req.Exchanges), "err", err)
+		s.retire(b, DropRejected)
 	}
-	for _, ex := range s.current {
-		if ex.Capture == nil {
-			ex.Capture = &reprisev1.Capture{}
+	return fmt.Errorf("receive ack: %w", err)
+}
+
+// done reports whether everything is delivered after Close.
+func (s *sender) done() bool {
+	e := s.e
+	e.mu.Lock()
+	idle := e.closed && e.n == 0
+	e.mu.Unlock()
+	if !idle || len(s.wire) > 0 {
+		return false
+	}
+	if e.cfg.Spool != nil {
+		if files, _, _ := e.cfg.Spool.Len(); files > 0 {
+			return false
 		}
-		ex.Capture.AgentId = s.e.cfg.AgentID
-		ex.Capture.Hostname = s.e.cfg.Hostname
 	}
-	b := batch{req: &reprisev1.IngestRequest{
-		BatchId:   uuid.NewString(),
-		AgentId:   s.e.cfg.AgentID,
-		Exchanges: s.current,
-	}, bytes: s.curSize}
-	s.current, s.curSize = nil, 0
-	s.unacked = append(s.unacked, b)
-	if err := stream.Send(b.req); err != nil {
-		return fmt.Errorf("send batch %s: %w", b.req.BatchId, err)
+	return true
+}
+
+// fits reports whether a batch of n exchanges and size bytes may go on the
+// wire now.
+func (s *sender) fits(n int, bytes int64) bool {
+	cfg := s.e.cfg
+	return len(s.wire) == 0 || len(s.wire) < cfg.MaxInFlight &&
+		s.wireN+n <= cfg.MaxPending/2 && s.wireB+bytes <= cfg.MaxPendingBytes/2
+}
+
+// fill sends batches while the window has room: spooled ones first (they
+// are older), then those in memory.
+func (s *sender) fill(stream reprisev1.IngestService_IngestClient) error {
+	for {
+		b := s.next()
+		if b == nil {
+			return nil
+		}
+		s.wire = append(s.wire, b)
+		s.wireN, s.wireB = s.wireN+len(b.req.Exchanges), s.wireB+b.bytes
+		if err := stream.Send(b.req); err != nil {
+			return fmt.Errorf("send batch %s: %w", b.req.BatchId, err)
+		}
+	}
+}
+
+// next returns the next batch to send, marked as on the wire, or nil.
+func (s *sender) next() *batch {
+	e := s.e
+	if sp := e.cfg.Spool; sp != nil {
+		for {
+			f, ok := sp.Take()
+			if !ok {
+				break
+			}
+			if !s.fits(f.Exchanges, f.Size) {
+				sp.Release(f)
+				return nil
+			}
+			req, err := sp.Read(f)
+			if err != nil {
+				e.log.Error("spool file unreadable; dropped", "exchanges", f.Exchanges, "err", err)
+				e.drops[DropSpoolCorrupt].Add(uint64(f.Exchanges))
+				if err := sp.Remove(f); err != nil {
+					e.log.Error("remove spool file", "err", err)
+				}
+				continue
+			}
+			return &batch{req: req, bytes: f.Size, state: onWire, file: f, fromSpool: true}
+		}
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, b := range e.batches {
+		if b.state != queued {
+			continue
+		}
+		if !s.fits(len(b.req.Exchanges), b.bytes) {
+			return nil
+		}
+		e.setState(b, onWire)
+		return b
 	}
 	return nil
 }
 
-// acknowledge retires the oldest batch; acks come in send order.
+// acknowledge retires the oldest batch on the wire; acks come in send
+// order. An ack with stored=0 is the collector recognising a resent batch:
+// it is still an ack.
 func (s *sender) acknowledge(ack *reprisev1.IngestResponse) error {
-	if len(s.unacked) == 0 || s.unacked[0].req.BatchId != ack.BatchId {
+	if len(s.wire) == 0 || s.wire[0].req.BatchId != ack.BatchId {
 		return fmt.Errorf("unexpected ack for batch %q", ack.BatchId)
 	}
-	n := len(s.unacked[0].req.Exchanges)
-	s.e.bytes.Add(-s.unacked[0].bytes)
-	s.unacked[0] = batch{} // let the bodies go now, not when the slice moves
-	s.unacked = s.unacked[1:]
-	s.e.held.Add(-int64(n))
+	b := s.wire[0]
+	s.wire[0] = nil
+	s.wire = s.wire[1:]
+	n := len(b.req.Exchanges)
+	s.wireN, s.wireB = s.wireN-n, s.wireB-b.bytes
+	s.retire(b, "")
 	s.e.acked.Add(uint64(n))
-	s.e.batches.Add(1)
+	s.e.batchesAcked.Add(1)
+	s.progress = true
 	return nil
+}
+
+// retire forgets a batch that left the wire for good, counting its
+// exchanges as dropped for reason unless reason is "".
+func (s *sender) retire(b *batch, reason string) {
+	e := s.e
+	n := len(b.req.Exchanges)
+	if reason != "" {
+		e.drops[reason].Add(uint64(n))
+	}
+	if b.fromSpool {
+		if err := e.cfg.Spool.Remove(b.file); err != nil {
+			e.log.Error("remove spool file", "err", err)
+		}
+		return
+	}
+	e.mu.Lock()
+	e.retire(b, n)
+	e.mu.Unlock()
+}
+
+// requeue puts the batches of a broken stream back: they are the oldest,
+// and go first on the next stream, or to the spool, or are dropped first.
+func (s *sender) requeue() {
+	e := s.e
+	e.mu.Lock()
+	for _, b := range s.wire {
+		if !b.fromSpool {
+			e.setState(b, queued)
+		}
+	}
+	e.mu.Unlock()
+	for _, b := range s.wire {
+		if b.fromSpool {
+			e.cfg.Spool.Release(b.file)
+		}
+	}
+	s.wire, s.wireN, s.wireB = nil, 0, 0
+}
+
+// spillLoop moves the oldest batches to the spool while the backlog is past
+// its mark.
+func (e *Exporter) spillLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-e.spill:
+		}
+		for ctx.Err() == nil {
+			b := e.claim(false)
+			if b == nil {
+				break
+			}
+			e.spillBatch(b)
+		}
+	}
+}
+
+// claim marks the oldest queued batch as being spooled and returns it; with
+// force it also seals the open exchanges, otherwise it returns nil unless
+// the backlog is past its mark.
+func (e *Exporter) claim(force bool) *batch {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !force && !e.overSpillMark() {
+		return nil
+	}
+	for range 2 {
+		for _, b := range e.batches {
+			if b.state == queued {
+				e.setState(b, spilling)
+				return b
+			}
+		}
+		e.seal()
+	}
+	return nil
+}
+
+// spillBatch sanitizes a claimed batch and writes it to the spool; what
+// the spool cannot take is dropped and counted.
+func (e *Exporter) spillBatch(b *batch) {
+	kept := make([]*reprisev1.Exchange, 0, len(b.req.Exchanges))
+	for _, ex := range b.req.Exchanges {
+		if e.cfg.Sanitizer.Sanitize(ex) {
+			kept = append(kept, ex)
+		} else {
+			e.sanitizeDropped.Add(1) // a drop rule: not to be stored anywhere
+		}
+	}
+	if len(kept) > 0 {
+		evicted, err := e.cfg.Spool.Write(&reprisev1.IngestRequest{BatchId: b.req.BatchId, AgentId: b.req.AgentId, Exchanges: kept})
+		for _, f := range evicted {
+			e.drops[DropSpoolFull].Add(uint64(f.Exchanges))
+		}
+		switch {
+		case errors.Is(err, spool.ErrFull):
+			e.drops[DropSpoolFull].Add(uint64(len(kept)))
+		case err != nil:
+			e.log.Error("spool batch; dropped", "exchanges", len(kept), "err", err)
+			e.drops[DropSpoolError].Add(uint64(len(kept)))
+		default:
+			e.spooled.Add(uint64(len(kept)))
+		}
+	}
+	e.mu.Lock()
+	e.retire(b, len(b.req.Exchanges))
+	e.mu.Unlock()
+	signal(e.wake)
+}
+
+// abandon empties memory after Run gave up: into the spool when there is
+// one, else counted as dropped.
+func (e *Exporter) abandon() {
+	if e.cfg.Spool != nil {
+		for b := e.claim(true); b != nil; b = e.claim(true) {
+			e.spillBatch(b)
+		}
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.seal()
+	e.drops[DropShutdown].Add(uint64(e.n))
+	e.batches, e.n, e.bytes = nil, 0, 0
 }

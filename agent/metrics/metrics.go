@@ -34,30 +34,39 @@ type collector struct {
 	drops, truncated, streamLost, conns, exportBacklog   *prometheus.Desc
 	droppedBytes, unavailable, filtered, streamed, queue *prometheus.Desc
 	incomplete, queueBytes, pendingBytes                 *prometheus.Desc
+	exportDropped, spooled, spoolDropped, retries        *prometheus.Desc
+	spoolBatches, spoolBytes, spoolExchanges             *prometheus.Desc
 }
 
 // NewCollector returns a prometheus.Collector over src.
 func NewCollector(src Sources) prometheus.Collector {
 	name := func(n string) string { return "reprise_agent_" + n }
 	return &collector{
-		src:           src,
-		events:        prometheus.NewDesc(name("events_total"), "Capture events handled.", nil, nil),
-		bytes:         prometheus.NewDesc(name("bytes_total"), "Stream bytes seen by the tracker.", nil, nil),
-		exchanges:     prometheus.NewDesc(name("exchanges_total"), "Exchanges assembled.", nil, nil),
-		exported:      prometheus.NewDesc(name("exported_exchanges_total"), "Exchanges the collector acknowledged.", nil, nil),
-		drops:         prometheus.NewDesc(name("drops_total"), "Things lost, by reason.", []string{"reason"}, nil),
-		truncated:     prometheus.NewDesc(name("kernel_truncated_bytes_total"), "Bytes beyond the kernel's per-syscall copy cap.", nil, nil),
-		streamLost:    prometheus.NewDesc(name("stream_bytes_lost_total"), "Stream bytes the parser never saw, for any reason (gaps, truncation).", nil, nil),
-		conns:         prometheus.NewDesc(name("connections"), "Connections tracked now.", nil, nil),
-		exportBacklog: prometheus.NewDesc(name("export_pending"), "Exchanges queued or awaiting the collector's ack.", nil, nil),
-		droppedBytes:  prometheus.NewDesc(name("dropped_bytes_total"), "Stream bytes lost, by reason.", []string{"reason"}, nil),
-		unavailable:   prometheus.NewDesc(name("unavailable_bytes_total"), "Body bytes sent with sendfile: framed and counted, never copied (not a loss).", nil, nil),
-		filtered:      prometheus.NewDesc(name("filtered_exchanges_total"), "Exchanges left out by --methods and --paths.", nil, nil),
-		streamed:      prometheus.NewDesc(name("streamed_responses_total"), "Responses emitted before their end (stream timeout or capped event stream).", nil, nil),
-		incomplete:    prometheus.NewDesc(name("incomplete_exchanges_total"), "Exchanges assembled with the request or response missing or cut short.", nil, nil),
-		queue:         prometheus.NewDesc(name("event_queue"), "Events waiting between the ring buffer reader and the tracker.", nil, nil),
-		queueBytes:    prometheus.NewDesc(name("event_queue_bytes"), "Payload bytes of the events waiting for the tracker.", nil, nil),
-		pendingBytes:  prometheus.NewDesc(name("export_pending_bytes"), "Approximate size of the exchanges queued or awaiting the collector's ack.", nil, nil),
+		src:            src,
+		events:         prometheus.NewDesc(name("events_total"), "Capture events handled.", nil, nil),
+		bytes:          prometheus.NewDesc(name("bytes_total"), "Stream bytes seen by the tracker.", nil, nil),
+		exchanges:      prometheus.NewDesc(name("exchanges_total"), "Exchanges assembled.", nil, nil),
+		exported:       prometheus.NewDesc(name("exported_exchanges_total"), "Exchanges the collector acknowledged.", nil, nil),
+		drops:          prometheus.NewDesc(name("drops_total"), "Things lost, by reason.", []string{"reason"}, nil),
+		truncated:      prometheus.NewDesc(name("kernel_truncated_bytes_total"), "Bytes beyond the kernel's per-syscall copy cap.", nil, nil),
+		streamLost:     prometheus.NewDesc(name("stream_bytes_lost_total"), "Stream bytes the parser never saw, for any reason (gaps, truncation).", nil, nil),
+		conns:          prometheus.NewDesc(name("connections"), "Connections tracked now.", nil, nil),
+		exportBacklog:  prometheus.NewDesc(name("export_pending"), "Exchanges queued or awaiting the collector's ack.", nil, nil),
+		droppedBytes:   prometheus.NewDesc(name("dropped_bytes_total"), "Stream bytes lost, by reason.", []string{"reason"}, nil),
+		unavailable:    prometheus.NewDesc(name("unavailable_bytes_total"), "Body bytes sent with sendfile: framed and counted, never copied (not a loss).", nil, nil),
+		filtered:       prometheus.NewDesc(name("filtered_exchanges_total"), "Exchanges left out by --methods and --paths.", nil, nil),
+		streamed:       prometheus.NewDesc(name("streamed_responses_total"), "Responses emitted before their end (stream timeout or capped event stream).", nil, nil),
+		incomplete:     prometheus.NewDesc(name("incomplete_exchanges_total"), "Exchanges assembled with the request or response missing or cut short.", nil, nil),
+		queue:          prometheus.NewDesc(name("event_queue"), "Events waiting between the ring buffer reader and the tracker.", nil, nil),
+		queueBytes:     prometheus.NewDesc(name("event_queue_bytes"), "Payload bytes of the events waiting for the tracker.", nil, nil),
+		pendingBytes:   prometheus.NewDesc(name("export_pending_bytes"), "Approximate size of the exchanges queued or awaiting the collector's ack.", nil, nil),
+		exportDropped:  prometheus.NewDesc(name("export_dropped_total"), "Exchanges lost on the way to the collector, by reason (their sum is drops_total{reason=\"export_backlog\"}).", []string{"reason"}, nil),
+		spooled:        prometheus.NewDesc(name("spooled_exchanges_total"), "Exchanges written to the disk spool, sanitized.", nil, nil),
+		spoolDropped:   prometheus.NewDesc(name("spool_sanitize_dropped_total"), "Exchanges a sanitize drop rule removed on their way to the spool (the collector drops them too).", nil, nil),
+		retries:        prometheus.NewDesc(name("export_retries_total"), "Ingest streams re-opened after an error.", nil, nil),
+		spoolBatches:   prometheus.NewDesc(name("spool_batches"), "Batches in the disk spool.", nil, nil),
+		spoolBytes:     prometheus.NewDesc(name("spool_bytes"), "Bytes in the disk spool.", nil, nil),
+		spoolExchanges: prometheus.NewDesc(name("spool_exchanges"), "Exchanges in the disk spool.", nil, nil),
 	}
 }
 
@@ -105,6 +114,15 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	} {
 		counter(c.droppedBytes, v, reason)
 	}
+	for reason, v := range es.Drops {
+		counter(c.exportDropped, v, reason)
+	}
+	counter(c.spooled, es.Spooled)
+	counter(c.spoolDropped, es.SanitizeDropped)
+	counter(c.retries, es.Retries)
+	ch <- prometheus.MustNewConstMetric(c.spoolBatches, prometheus.GaugeValue, float64(es.SpoolFiles))
+	ch <- prometheus.MustNewConstMetric(c.spoolBytes, prometheus.GaugeValue, float64(es.SpoolBytes))
+	ch <- prometheus.MustNewConstMetric(c.spoolExchanges, prometheus.GaugeValue, float64(es.SpoolExchanges))
 	counter(c.unavailable, ts.BytesUnavailable)
 	counter(c.filtered, ts.Filtered)
 	counter(c.incomplete, ts.Incomplete)

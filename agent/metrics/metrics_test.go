@@ -20,7 +20,10 @@ func TestCollector(t *testing.T) {
 		Tracker: func() conntrack.Stats {
 			return conntrack.Stats{Events: 10, Exchanges: 4, Incomplete: 1, Filtered: 2, BytesUnavailable: 500, Streamed: 1, Resyncs: 2, Conns: 5}
 		},
-		Export:  func() export.Stats { return export.Stats{Acked: 4, Dropped: 1} },
+		Export: func() export.Stats {
+			return export.Stats{Acked: 4, Dropped: 1, Drops: map[string]uint64{export.DropBacklogFull: 1, export.DropSpoolFull: 0},
+				Spooled: 12, SpoolFiles: 2, SpoolBytes: 3000, SpoolExchanges: 9}
+		},
 		Pending: func() int { return 6 },
 		Queue:   func() int { return 9 },
 	})
@@ -48,6 +51,16 @@ reprise_agent_dropped_bytes_total{reason="conn_lost"} 0
 reprise_agent_dropped_bytes_total{reason="copy_failed"} 0
 reprise_agent_dropped_bytes_total{reason="kernel_truncated"} 7
 reprise_agent_dropped_bytes_total{reason="ringbuf_full"} 3000
+# HELP reprise_agent_export_dropped_total Exchanges lost on the way to the collector, by reason (their sum is drops_total{reason="export_backlog"}).
+# TYPE reprise_agent_export_dropped_total counter
+reprise_agent_export_dropped_total{reason="backlog_full"} 1
+reprise_agent_export_dropped_total{reason="spool_full"} 0
+# HELP reprise_agent_spool_exchanges Exchanges in the disk spool.
+# TYPE reprise_agent_spool_exchanges gauge
+reprise_agent_spool_exchanges 9
+# HELP reprise_agent_spooled_exchanges_total Exchanges written to the disk spool, sanitized.
+# TYPE reprise_agent_spooled_exchanges_total counter
+reprise_agent_spooled_exchanges_total 12
 # HELP reprise_agent_event_queue Events waiting between the ring buffer reader and the tracker.
 # TYPE reprise_agent_event_queue gauge
 reprise_agent_event_queue 9
@@ -59,6 +72,7 @@ reprise_agent_incomplete_exchanges_total 1
 reprise_agent_unavailable_bytes_total 500
 `
 	names := []string{"reprise_agent_drops_total", "reprise_agent_dropped_bytes_total", "reprise_agent_event_queue",
+		"reprise_agent_export_dropped_total", "reprise_agent_spool_exchanges", "reprise_agent_spooled_exchanges_total",
 		"reprise_agent_incomplete_exchanges_total", "reprise_agent_unavailable_bytes_total"}
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), names...); err != nil {
 		t.Fatal(err)

@@ -23,6 +23,9 @@ import (
 
 // Service implements reprisev1.IngestServiceServer.
 //
+// A batch whose batch_id was committed before (resent after a lost ack,
+// maybe to another replica) is acked with stored=0 and not stored again.
+//
 // An invalid batch (no batch_id, or an exchange without an id) ends the
 // stream with InvalidArgument and nothing of it is stored: it is an agent
 // bug, and failing loudly beats silently dropping traffic. Agents must not
@@ -56,6 +59,7 @@ type batch struct {
 	req        *reprisev1.IngestRequest
 	kept       []*reprisev1.Exchange
 	redactions int
+	duplicate  bool       // committed before: acked, not stored again
 	done       chan error // buffered; a status error, nil once committed
 }
 
@@ -100,12 +104,22 @@ func (s *Service) Ingest(stream reprisev1.IngestService_IngestServer) error {
 		if err := <-b.done; err != nil {
 			return err
 		}
+		stored := len(b.kept)
+		if b.duplicate {
+			stored = 0
+		}
 		if err := stream.Send(&reprisev1.IngestResponse{
 			BatchId: b.req.GetBatchId(),
-			Stored:  uint32(len(b.kept)),
+			Stored:  uint32(stored),
 			Dropped: uint32(len(b.req.GetExchanges()) - len(b.kept)),
 		}); err != nil {
 			return err
+		}
+		if b.duplicate {
+			// Already published and counted when it was first committed.
+			s.metrics.BatchDuplicate()
+			s.log.Debug("duplicate batch", "batch_id", b.req.GetBatchId(), "agent_id", b.req.GetAgentId())
+			continue
 		}
 		// Published in stream order, after the commit, as a tail expects.
 		s.hub.Publish(b.kept)
@@ -135,7 +149,9 @@ func (s *Service) reject(req *reprisev1.IngestRequest) error {
 func (s *Service) process(ctx context.Context, b *batch) error {
 	req := b.req
 	b.kept, b.redactions = s.sanitize(req)
-	if err := s.store.Put(ctx, b.kept); err != nil {
+	var err error
+	b.duplicate, err = s.store.PutBatch(ctx, store.Batch{ID: req.GetBatchId(), AgentID: req.GetAgentId(), Exchanges: b.kept})
+	if err != nil {
 		if ctx.Err() != nil {
 			return status.FromContextError(ctx.Err()).Err()
 		}

@@ -29,8 +29,8 @@ const secret = "Bearer s3cr3t-token-value"
 // failingStore fails every Put, as a full disk would.
 type failingStore struct{ store.Store }
 
-func (failingStore) Put(context.Context, []*reprisev1.Exchange) error {
-	return errors.New("disk full")
+func (failingStore) PutBatch(context.Context, store.Batch) (bool, error) {
+	return false, errors.New("disk full")
 }
 
 func start(t *testing.T, wrap func(store.Store) store.Store) (reprisev1.IngestServiceClient, store.Store, string) {

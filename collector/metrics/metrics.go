@@ -10,6 +10,9 @@ type Metrics interface {
 	BatchIngested(exchanges, redactions int)
 	// BatchRejected counts a batch refused as invalid; nothing of it is stored.
 	BatchRejected()
+	// BatchDuplicate counts a batch acked without storing it again: its ID
+	// was committed before (an agent resending after a lost ack).
+	BatchDuplicate()
 	// StoreError counts a failed store operation ("put", "get", "list",
 	// "count", "stream", "services", "stats", "prune").
 	StoreError(op string)
@@ -22,6 +25,7 @@ type Nop struct{}
 
 func (Nop) BatchIngested(int, int) {}
 func (Nop) BatchRejected()         {}
+func (Nop) BatchDuplicate()        {}
 func (Nop) StoreError(string)      {}
 func (Nop) Pruned(int)             {}
 
@@ -31,6 +35,7 @@ type Prometheus struct {
 	exchanges   prometheus.Counter
 	redactions  prometheus.Counter
 	rejected    prometheus.Counter
+	duplicates  prometheus.Counter
 	pruned      prometheus.Counter
 	storeErrors *prometheus.CounterVec
 }
@@ -47,6 +52,7 @@ func NewPrometheus(reg prometheus.Registerer) *Prometheus {
 		exchanges:  counter("ingested_exchanges_total", "Exchanges in committed batches."),
 		redactions: counter("redactions_total", "Values the sanitizer redacted before storing."),
 		rejected:   counter("rejected_batches_total", "Batches refused as invalid; nothing of them is stored."),
+		duplicates: counter("duplicate_batches_total", "Batches acked without storing them again: their batch id was committed before."),
 		pruned:     counter("pruned_exchanges_total", "Exchanges deleted by retention (age or size)."),
 		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "reprise", Subsystem: "collector", Name: "store_errors_total",
@@ -69,6 +75,8 @@ func (m *Prometheus) BatchIngested(exchanges, redactions int) {
 }
 
 func (m *Prometheus) BatchRejected() { m.rejected.Inc() }
+
+func (m *Prometheus) BatchDuplicate() { m.duplicates.Inc() }
 
 func (m *Prometheus) StoreError(op string) { m.storeErrors.WithLabelValues(op).Inc() }
 

@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	_ "google.golang.org/grpc/encoding/gzip" // agents compress their batches
 	"google.golang.org/grpc/reflection"
 
 	"github.com/reprise-dev/reprise/collector/auth"
@@ -41,13 +41,10 @@ const maxRecvMsgSize = 32 << 20
 // they had not been acked for are resent by the agents.
 const shutdownTimeout = 10 * time.Second
 
-// OpenStore opens the store that spec names: a file path for the embedded
-// SQLite store.
+// OpenStore opens the store that spec names: a postgres:// URL for the
+// shared PostgreSQL store, else a file path for the embedded SQLite store.
 func OpenStore(spec string) (store.Store, error) {
-	if strings.HasPrefix(spec, "postgres://") || strings.HasPrefix(spec, "postgresql://") {
-		return nil, errors.New("open store: PostgreSQL is not supported yet; use a file path for the embedded store")
-	}
-	return store.OpenSQLite(spec)
+	return store.Open(context.Background(), spec)
 }
 
 // LoadTLS returns the gRPC server's TLS credentials from PEM files, nil for

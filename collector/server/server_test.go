@@ -150,10 +150,19 @@ func TestReadyzStoreDown(t *testing.T) {
 	}
 }
 
+// TestOpenStorePostgres checks that a postgres:// spec goes to PostgreSQL
+// (the store's tests open a real one) and that a failure does not print the
+// password of the URL.
 func TestOpenStorePostgres(t *testing.T) {
-	_, err := OpenStore("postgres://user@db/reprise")
-	if err == nil || !strings.Contains(err.Error(), "not supported yet") {
-		t.Errorf("OpenStore(postgres://…) error = %v, want not supported yet", err)
+	for _, spec := range []string{
+		"postgres://reprise:hunter2@127.0.0.1:1/reprise?connect_timeout=5",
+		"postgresql://reprise:hunter2@127.0.0.1:1/reprise?connect_timeout=5",
+		"postgres://reprise:hunter2@127.0.0.1:1/reprise?pool_max_conns=x",
+	} {
+		_, err := OpenStore(spec)
+		if err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "store") {
+			t.Errorf("OpenStore(unreachable PostgreSQL) error = %v, want a store error without the password", err)
+		}
 	}
 }
 

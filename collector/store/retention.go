@@ -14,6 +14,9 @@ const pruneChunk = 2000
 // list): SQLite reuses freed pages for new exchanges, so the file settles
 // near MaxBytes instead of shrinking.
 func (s *SQLite) Prune(ctx context.Context, policy Retention, now time.Time) (int64, error) {
+	if err := s.pruneBatches(ctx, batchCutoff(policy, now)); err != nil {
+		return 0, err
+	}
 	var deleted int64
 	if policy.MaxAge > 0 {
 		cutoff := now.Add(-policy.MaxAge).UnixNano()
@@ -79,4 +82,12 @@ func (s *SQLite) usedBytes(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("measure store size: %w", err)
 	}
 	return (pages - free) * size, nil
+}
+
+// pruneBatches forgets the IDs of batches committed before cutoff.
+func (s *SQLite) pruneBatches(ctx context.Context, cutoff int64) error {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM batches WHERE committed_at < ?`, cutoff); err != nil {
+		return fmt.Errorf("prune batch ids: %w", err)
+	}
+	return nil
 }

@@ -5,30 +5,22 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
-	"google.golang.org/protobuf/proto"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
-// streamChunk is how many exchanges Stream reads per query. Reading in short
-// keyset-paged queries keeps memory bounded and never holds a read
-// transaction open while a slow client drains the stream, which would stop
-// WAL checkpoints.
+// streamChunk is how many exchanges Stream reads per query. Short queries
+// never hold a read transaction open while a slow client drains the stream,
+// which would stop WAL checkpoints.
 const streamChunk = 256
-
-// How the exchange column is encoded.
-const (
-	encodingProto     = 0 // protobuf, as schema version 1 wrote it
-	encodingZstdProto = 1 // zstd-compressed protobuf
-)
 
 // migration brings the schema to its version: statements, then an optional
 // data step in the same transaction.
@@ -93,6 +85,16 @@ var migrations = []migration{
 		`CREATE INDEX exchanges_service_v3 ON exchanges (service, start_time, id, status_code, duration_ns)`,
 		`CREATE INDEX exchanges_path_v3 ON exchanges (path, start_time, id, status_code, duration_ns)`,
 	}},
+	// 4: the IDs of committed batches, so a batch resent after a lost ack
+	// is stored once.
+	{stmts: []string{
+		`CREATE TABLE batches (
+			id           TEXT PRIMARY KEY,
+			agent_id     TEXT NOT NULL,
+			committed_at INTEGER NOT NULL -- unix nanoseconds
+		)`,
+		`CREATE INDEX batches_committed_at ON batches (committed_at)`,
+	}},
 }
 
 // backfillV2 fills the version 2 columns of exchanges stored by version 1
@@ -138,16 +140,6 @@ func backfillV2(ctx context.Context, tx *sql.Tx) error {
 	return nil
 }
 
-// The zstd coders are safe for concurrent EncodeAll/DecodeAll. The fastest
-// level and no Huffman/FSE entropy stage: ingest is CPU bound, and matches
-// alone still shrink JSON bodies. On the sample checkout exchange that
-// halves the encoder's CPU (~20 → ~10 µs) for 23 % larger blobs
-// (1,257 → 1,543 bytes); blobs written either way decode the same.
-var (
-	zstdEncoder, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithNoEntropyCompression(true))
-	zstdDecoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(256<<20))
-)
-
 // maxGroupRows bounds the exchanges of one group commit, so one
 // transaction (and the WAL it grows) stays short.
 const maxGroupRows = 8192
@@ -163,14 +155,23 @@ type SQLite struct {
 	quit      chan struct{}
 	written   chan struct{} // closed when the writer has returned
 	closeOnce sync.Once
+	// batchesPruned is when the writer last forgot old batch IDs.
+	batchesPruned time.Time
 }
 
 // putRequest is one Put handed to the writer, already encoded.
 type putRequest struct {
-	ctx   context.Context
-	rows  []row
-	blobs [][]byte
-	done  chan error // buffered: the writer never waits on a caller
+	ctx     context.Context
+	batchID string
+	agentID string
+	rows    []row
+	blobs   [][]byte
+	done    chan putResult // buffered: the writer never waits on a caller
+}
+
+type putResult struct {
+	duplicate bool
+	err       error
 }
 
 // errClosed is returned by Put after Close.
@@ -255,35 +256,33 @@ func (s *SQLite) migrate(ctx context.Context) error {
 
 // Put implements Store.
 func (s *SQLite) Put(ctx context.Context, exchanges []*reprisev1.Exchange) error {
-	if len(exchanges) == 0 {
-		return nil
+	_, err := s.PutBatch(ctx, Batch{Exchanges: exchanges})
+	return err
+}
+
+// PutBatch implements Store.
+func (s *SQLite) PutBatch(ctx context.Context, b Batch) (bool, error) {
+	if len(b.Exchanges) == 0 && b.ID == "" {
+		return false, nil
 	}
 	// Encode before taking the write lock, so compression of one batch runs
 	// while another commits.
-	rows := make([]row, len(exchanges))
-	blobs := make([][]byte, len(exchanges))
-	var b []byte // the marshalled exchange, reused: EncodeAll copies it
-	for i, ex := range exchanges {
-		if ex.GetId() == "" {
-			return errors.New("put exchange: empty id")
-		}
-		var err error
-		if b, err = (proto.MarshalOptions{}).MarshalAppend(b[:0], ex); err != nil {
-			return fmt.Errorf("marshal exchange %s: %w", ex.GetId(), err)
-		}
-		rows[i], blobs[i] = rowOf(ex), zstdEncoder.EncodeAll(b, nil)
+	rows, blobs, err := encodeRows(b.Exchanges)
+	if err != nil {
+		return false, err
 	}
-	req := &putRequest{ctx: ctx, rows: rows, blobs: blobs, done: make(chan error, 1)}
+	req := &putRequest{ctx: ctx, batchID: b.ID, agentID: b.AgentID, rows: rows, blobs: blobs, done: make(chan putResult, 1)}
 	select {
 	case s.puts <- req:
 	case <-ctx.Done():
-		return fmt.Errorf("put: %w", ctx.Err())
+		return false, fmt.Errorf("put: %w", ctx.Err())
 	case <-s.quit:
-		return fmt.Errorf("put: %w", errClosed)
+		return false, fmt.Errorf("put: %w", errClosed)
 	}
 	// Wait for the commit even if ctx ends meanwhile: it is one transaction,
 	// and returning early would let the caller believe nothing was written.
-	return <-req.done
+	res := <-req.done
+	return res.duplicate, res.err
 }
 
 // writer commits the Puts one group at a time until Close.
@@ -311,6 +310,12 @@ func (s *SQLite) writer() {
 			}
 		}
 		s.commitGroup(group)
+		if time.Since(s.batchesPruned) > time.Hour {
+			s.batchesPruned = time.Now()
+			if err := s.pruneBatches(context.Background(), batchCutoff(Retention{}, s.batchesPruned)); err != nil {
+				slog.Warn("forget old batch ids", "component", "store", "err", err)
+			}
+		}
 	}
 }
 
@@ -319,7 +324,7 @@ func (s *SQLite) commitGroup(group []*putRequest) {
 	live := group[:0]
 	for _, r := range group {
 		if err := r.ctx.Err(); err != nil {
-			r.done <- fmt.Errorf("put: %w", err)
+			r.done <- putResult{err: fmt.Errorf("put: %w", err)}
 			continue
 		}
 		live = append(live, r)
@@ -327,26 +332,28 @@ func (s *SQLite) commitGroup(group []*putRequest) {
 	if len(live) == 0 {
 		return
 	}
-	err := s.insert(live)
+	dups, err := s.insert(live)
 	if err != nil && len(live) > 1 {
 		// One bad Put must not fail the others: commit each on its own.
 		for _, r := range live {
-			r.done <- s.insert([]*putRequest{r})
+			dups, err := s.insert([]*putRequest{r})
+			r.done <- putResult{duplicate: err == nil && dups[0], err: err}
 		}
 		return
 	}
-	for _, r := range live {
-		r.done <- err
+	for i, r := range live {
+		r.done <- putResult{duplicate: err == nil && dups[i], err: err}
 	}
 }
 
-// insert writes the rows of the Puts in one transaction. It runs on the
-// writer's context, not a caller's: the transaction is shared.
-func (s *SQLite) insert(reqs []*putRequest) error {
+// insert writes the Puts in one transaction and reports which were
+// duplicate batches. It runs on the writer's context, not a caller's: the
+// transaction is shared.
+func (s *SQLite) insert(reqs []*putRequest) ([]bool, error) {
 	ctx := context.Background()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("begin put: %w", err)
+		return nil, fmt.Errorf("begin put: %w", err)
 	}
 	defer tx.Rollback()
 	stmt, err := tx.PrepareContext(ctx, `INSERT INTO exchanges
@@ -354,21 +361,36 @@ func (s *SQLite) insert(reqs []*putRequest) error {
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO NOTHING`)
 	if err != nil {
-		return fmt.Errorf("prepare put: %w", err)
+		return nil, fmt.Errorf("prepare put: %w", err)
 	}
 	defer stmt.Close()
-	for _, req := range reqs {
+	dups := make([]bool, len(reqs))
+	now := time.Now().UnixNano()
+	for k, req := range reqs {
+		if req.batchID != "" {
+			// Seen by this transaction too, so a batch twice in one group is
+			// stored once.
+			res, err := tx.ExecContext(ctx, `INSERT INTO batches (id, agent_id, committed_at) VALUES (?, ?, ?)
+				ON CONFLICT (id) DO NOTHING`, req.batchID, req.agentID, now)
+			if err != nil {
+				return nil, fmt.Errorf("record batch %s: %w", req.batchID, err)
+			}
+			if n, err := res.RowsAffected(); err != nil || n == 0 {
+				dups[k] = true
+				continue
+			}
+		}
 		for i, r := range req.rows {
 			if _, err := stmt.ExecContext(ctx, r.id, r.startTime, r.durationNs, r.service, r.direction, r.method,
 				r.path, r.endpoint, r.statusCode, r.host, r.agentID, encodingZstdProto, req.blobs[i]); err != nil {
-				return fmt.Errorf("insert exchange %s: %w", r.id, err)
+				return nil, fmt.Errorf("insert exchange %s: %w", r.id, err)
 			}
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit put: %w", err)
+		return nil, fmt.Errorf("commit put: %w", err)
 	}
-	return nil
+	return dups, nil
 }
 
 // Get implements Store.
@@ -387,30 +409,14 @@ func (s *SQLite) Get(ctx context.Context, id string) (*reprisev1.Exchange, error
 
 // List implements Store.
 func (s *SQLite) List(ctx context.Context, filter *reprisev1.ExchangeFilter, pageSize int, token string) ([]*reprisev1.Exchange, string, error) {
-	if pageSize <= 0 {
-		return nil, "", fmt.Errorf("list exchanges: page size %d must be positive", pageSize)
-	}
-	after, err := parsePageToken(token, filter)
-	if err != nil {
-		return nil, "", err
-	}
-	// One row more than the page tells whether another page follows.
-	page, err := s.page(ctx, filter, after, pageSize+1)
-	if err != nil {
-		return nil, "", err
-	}
-	if len(page) <= pageSize {
-		return page, "", nil
-	}
-	page = page[:pageSize]
-	return page, pageToken(positionOf(page[len(page)-1]), filter), nil
+	return list(ctx, s.page, filter, pageSize, token)
 }
 
 // Count implements Store.
 func (s *SQLite) Count(ctx context.Context, filter *reprisev1.ExchangeFilter) (int64, error) {
-	where, args := whereClause(filter, nil)
+	q := countQuery(sqliteSQL, filter)
 	var n int64
-	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM exchanges`+where, args...).Scan(&n); err != nil {
+	if err := s.db.QueryRowContext(ctx, q.sql.String(), q.args...).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count exchanges: %w", err)
 	}
 	return n, nil
@@ -418,83 +424,17 @@ func (s *SQLite) Count(ctx context.Context, filter *reprisev1.ExchangeFilter) (i
 
 // Stream implements Store.
 func (s *SQLite) Stream(ctx context.Context, filter *reprisev1.ExchangeFilter, afterCursor string, limit int, fn func(*reprisev1.Exchange, string) error) error {
-	after, err := parseCursor(afterCursor)
-	if err != nil {
-		return err
-	}
-	sent := 0
-	for {
-		n := streamChunk
-		if limit > 0 && limit-sent < n {
-			n = limit - sent
-		}
-		if n == 0 {
-			return nil
-		}
-		page, err := s.page(ctx, filter, after, n)
-		if err != nil {
-			return err
-		}
-		for _, ex := range page {
-			if err := fn(ex, Cursor(ex)); err != nil {
-				return err
-			}
-		}
-		sent += len(page)
-		if len(page) < n {
-			return nil
-		}
-		p := positionOf(page[len(page)-1])
-		after = &p
-	}
+	return stream(ctx, s.page, filter, afterCursor, limit, fn)
 }
 
-// page returns up to n matching exchanges after the position, in order.
 func (s *SQLite) page(ctx context.Context, filter *reprisev1.ExchangeFilter, after *position, n int) ([]*reprisev1.Exchange, error) {
-	where, args := whereClause(filter, after)
-	args = append(args, n)
-	rows, err := s.db.QueryContext(ctx, `SELECT id, encoding, exchange FROM exchanges`+where+
-		` ORDER BY start_time, id LIMIT ?`, args...)
+	q := pageQuery(sqliteSQL, filter, after, n)
+	rows, err := s.db.QueryContext(ctx, q.sql.String(), q.args...)
 	if err != nil {
 		return nil, fmt.Errorf("query exchanges: %w", err)
 	}
 	defer rows.Close()
-	var out []*reprisev1.Exchange
-	for rows.Next() {
-		var id string
-		var enc int
-		var b []byte
-		if err := rows.Scan(&id, &enc, &b); err != nil {
-			return nil, fmt.Errorf("scan exchange: %w", err)
-		}
-		ex, err := decode(id, enc, b)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, ex)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("query exchanges: %w", err)
-	}
-	return out, nil
-}
-
-func decode(id string, enc int, b []byte) (*reprisev1.Exchange, error) {
-	switch enc {
-	case encodingProto:
-	case encodingZstdProto:
-		var err error
-		if b, err = zstdDecoder.DecodeAll(b, nil); err != nil {
-			return nil, fmt.Errorf("decompress exchange %s: %w", id, err)
-		}
-	default:
-		return nil, fmt.Errorf("exchange %s: unknown encoding %d", id, enc)
-	}
-	ex := &reprisev1.Exchange{}
-	if err := proto.Unmarshal(b, ex); err != nil {
-		return nil, fmt.Errorf("unmarshal exchange %s: %w", id, err)
-	}
-	return ex, nil
+	return scanPage(rows)
 }
 
 // Ping implements Store: it reads the schema table, so it fails when the

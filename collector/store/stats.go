@@ -55,84 +55,24 @@ func (g *group) stats() *reprisev1.Stats {
 	}
 }
 
-// Stats implements Store. The query walks the stats index in group order,
-// so each group is finished as soon as the next one starts and only one
-// group's durations are in memory at a time.
+// Stats implements Store. The query walks the stats index in group order.
 func (s *SQLite) Stats(ctx context.Context, filter *reprisev1.ExchangeFilter) ([]*reprisev1.EndpointStats, error) {
-	where, args := whereClause(filter, nil)
-	rows, err := s.db.QueryContext(ctx, `SELECT service, endpoint, method, duration_ns, status_code FROM exchanges`+where+
-		` ORDER BY service, endpoint, method, duration_ns`, args...)
+	q := statsQuery(sqliteSQL, filter)
+	rows, err := s.db.QueryContext(ctx, q.sql.String(), q.args...)
 	if err != nil {
 		return nil, fmt.Errorf("query stats: %w", err)
 	}
 	defer rows.Close()
-	var out []*reprisev1.EndpointStats
-	var cur *reprisev1.EndpointStats
-	g := &group{}
-	flush := func() {
-		if cur != nil {
-			cur.Stats = g.stats()
-			out = append(out, cur)
-		}
-		g = &group{}
-	}
-	for rows.Next() {
-		var service, ep, method string
-		var d int64
-		var status int32
-		if err := rows.Scan(&service, &ep, &method, &d, &status); err != nil {
-			return nil, fmt.Errorf("scan stats: %w", err)
-		}
-		if cur == nil || cur.Service != service || cur.Endpoint != ep || cur.Method != method {
-			flush()
-			cur = &reprisev1.EndpointStats{Service: service, Endpoint: ep, Method: method}
-		}
-		g.add(d, status, 0)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("query stats: %w", err)
-	}
-	flush()
-	return out, nil
+	return scanStats(rows)
 }
 
 // Services implements Store.
 func (s *SQLite) Services(ctx context.Context, start, end *timestamppb.Timestamp) ([]*reprisev1.ServiceSummary, error) {
-	where, args := whereClause(&reprisev1.ExchangeFilter{StartTime: start, EndTime: end}, nil)
-	rows, err := s.db.QueryContext(ctx, `SELECT service, duration_ns, status_code, start_time FROM exchanges`+where+
-		` ORDER BY service`, args...)
+	q := servicesQuery(sqliteSQL, start, end)
+	rows, err := s.db.QueryContext(ctx, q.sql.String(), q.args...)
 	if err != nil {
 		return nil, fmt.Errorf("query services: %w", err)
 	}
 	defer rows.Close()
-	var out []*reprisev1.ServiceSummary
-	var cur *reprisev1.ServiceSummary
-	g := &group{}
-	flush := func() {
-		if cur != nil {
-			cur.Stats = g.stats()
-			cur.FirstSeen = timestamppb.New(time.Unix(0, g.first))
-			cur.LastSeen = timestamppb.New(time.Unix(0, g.latest))
-			out = append(out, cur)
-		}
-		g = &group{}
-	}
-	for rows.Next() {
-		var service string
-		var d, startNs int64
-		var status int32
-		if err := rows.Scan(&service, &d, &status, &startNs); err != nil {
-			return nil, fmt.Errorf("scan services: %w", err)
-		}
-		if cur == nil || cur.Service != service {
-			flush()
-			cur = &reprisev1.ServiceSummary{Service: service}
-		}
-		g.add(d, status, startNs)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("query services: %w", err)
-	}
-	flush()
-	return out, nil
+	return scanServices(rows)
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"strings"
 	"time"
@@ -35,6 +36,11 @@ type Store interface {
 	// Put stores the exchanges in one transaction: when it returns nil they
 	// are durable. An exchange whose id is already stored is ignored.
 	Put(ctx context.Context, exchanges []*reprisev1.Exchange) error
+	// PutBatch stores the batch like Put, unless a batch with its ID was
+	// committed before: then it stores nothing and reports a duplicate. The
+	// ID is recorded in the transaction of the exchanges, so a batch resent
+	// after a lost ack is never stored twice.
+	PutBatch(ctx context.Context, b Batch) (duplicate bool, err error)
 	// Get returns the exchange with the id, or ErrNotFound.
 	Get(ctx context.Context, id string) (*reprisev1.Exchange, error)
 	// List returns up to pageSize matching exchanges after pageToken, and the
@@ -59,6 +65,36 @@ type Store interface {
 	// Ping reports whether the store can serve requests.
 	Ping(ctx context.Context) error
 	Close() error
+}
+
+// Batch is one batch an agent sent.
+type Batch struct {
+	// ID identifies the batch; "" stores it without a duplicate check.
+	ID        string
+	AgentID   string
+	Exchanges []*reprisev1.Exchange
+}
+
+// batchIDTTL is how long batch IDs are remembered (or the retention age, when
+// shorter): far longer than an agent keeps a batch it could not deliver.
+const batchIDTTL = 7 * 24 * time.Hour
+
+// batchCutoff is when the oldest batch ID still remembered was committed.
+func batchCutoff(policy Retention, now time.Time) int64 {
+	ttl := batchIDTTL
+	if policy.MaxAge > 0 {
+		ttl = min(ttl, policy.MaxAge)
+	}
+	return now.Add(-ttl).UnixNano()
+}
+
+// Open opens the store spec names: a postgres:// or postgresql:// URL for
+// PostgreSQL, else the file path of the embedded SQLite store.
+func Open(ctx context.Context, spec string) (Store, error) {
+	if strings.HasPrefix(spec, "postgres://") || strings.HasPrefix(spec, "postgresql://") {
+		return OpenPostgres(ctx, spec)
+	}
+	return OpenSQLite(spec)
 }
 
 // Retention says how much the store keeps; zero fields keep everything.
@@ -189,4 +225,64 @@ func requestPath(target string) string {
 		}
 	}
 	return target
+}
+
+// pageFunc reads up to n exchanges matching filter after the position, in
+// order; each store implements it, and List and Stream page with it.
+type pageFunc func(ctx context.Context, filter *reprisev1.ExchangeFilter, after *position, n int) ([]*reprisev1.Exchange, error)
+
+// list implements Store.List on a store's page function.
+func list(ctx context.Context, page pageFunc, filter *reprisev1.ExchangeFilter, pageSize int, token string) ([]*reprisev1.Exchange, string, error) {
+	if pageSize <= 0 {
+		return nil, "", fmt.Errorf("list exchanges: page size %d must be positive", pageSize)
+	}
+	after, err := parsePageToken(token, filter)
+	if err != nil {
+		return nil, "", err
+	}
+	// One row more than the page tells whether another page follows.
+	exs, err := page(ctx, filter, after, pageSize+1)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(exs) <= pageSize {
+		return exs, "", nil
+	}
+	exs = exs[:pageSize]
+	return exs, pageToken(positionOf(exs[len(exs)-1]), filter), nil
+}
+
+// stream implements Store.Stream on a store's page function. Reading in
+// short keyset-paged queries keeps memory bounded and holds no read
+// transaction open while a slow client drains the stream.
+func stream(ctx context.Context, page pageFunc, filter *reprisev1.ExchangeFilter, afterCursor string, limit int, fn func(*reprisev1.Exchange, string) error) error {
+	after, err := parseCursor(afterCursor)
+	if err != nil {
+		return err
+	}
+	sent := 0
+	for {
+		n := streamChunk
+		if limit > 0 && limit-sent < n {
+			n = limit - sent
+		}
+		if n == 0 {
+			return nil
+		}
+		exs, err := page(ctx, filter, after, n)
+		if err != nil {
+			return err
+		}
+		for _, ex := range exs {
+			if err := fn(ex, Cursor(ex)); err != nil {
+				return err
+			}
+		}
+		sent += len(exs)
+		if len(exs) < n {
+			return nil
+		}
+		p := positionOf(exs[len(exs)-1])
+		after = &p
+	}
 }
