@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,8 +18,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/reprise-dev/reprise/collector/auth"
-	"github.com/reprise-dev/reprise/collector/metrics"
-	"github.com/reprise-dev/reprise/collector/store"
 	"github.com/reprise-dev/reprise/internal/grpcclient"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
@@ -45,19 +42,7 @@ func TestKnownAgentsOverMutualTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.OpenSQLite(filepath.Join(dir, "reprise.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	srv := NewGRPC(st, metrics.Nop{}, Config{Tokens: auth.Tokens{Query: "query-secret", Agents: agents}, TLS: creds})
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(lis)
-	defer srv.Stop()
-	addr := lis.Addr().String()
+	addr, st := startGRPC(t, Config{Tokens: auth.Tokens{Query: "query-secret", Agents: agents}, TLS: creds})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
@@ -153,18 +138,7 @@ func TestTLSServerName(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.OpenSQLite(filepath.Join(dir, "reprise.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	srv := NewGRPC(st, metrics.Nop{}, Config{TLS: creds})
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(lis)
-	defer srv.Stop()
+	addr, _ := startGRPC(t, Config{TLS: creds})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	for _, tt := range []struct {
@@ -174,7 +148,7 @@ func TestTLSServerName(t *testing.T) {
 		{[]string{"--tls-ca", ca.path}, codes.Unavailable},
 		{[]string{"--tls-ca", ca.path, "--tls-server-name", "reprise-collector.reprise.svc"}, codes.OK},
 	} {
-		_, err := client(t, lis.Addr().String(), tt.args...).CountExchanges(ctx, &reprisev1.CountExchangesRequest{})
+		_, err := client(t, addr, tt.args...).CountExchanges(ctx, &reprisev1.CountExchangesRequest{})
 		if got := status.Code(err); got != tt.want {
 			t.Errorf("%v: %v (%v), want %v", tt.args, got, err, tt.want)
 		}

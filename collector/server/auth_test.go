@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -17,8 +16,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/reprise-dev/reprise/collector/auth"
-	"github.com/reprise-dev/reprise/collector/metrics"
-	"github.com/reprise-dev/reprise/collector/store"
 	"github.com/reprise-dev/reprise/internal/grpcclient"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
@@ -48,19 +45,7 @@ func TestAuthAndTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.OpenSQLite(filepath.Join(dir, "reprise.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	srv := NewGRPC(st, metrics.Nop{}, Config{Tokens: auth.Tokens{Ingest: "ingest-secret", Query: "query-secret"}, TLS: creds})
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(lis)
-	defer srv.Stop()
-	addr := lis.Addr().String()
+	addr, _ := startGRPC(t, Config{Tokens: auth.Tokens{Ingest: "ingest-secret", Query: "query-secret"}, TLS: creds})
 	tokenFile := func(tok string) string {
 		p := filepath.Join(dir, tok)
 		if err := os.WriteFile(p, []byte(tok+"\n"), 0o600); err != nil {

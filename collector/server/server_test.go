@@ -30,6 +30,22 @@ func listen(t *testing.T) net.Listener {
 	return lis
 }
 
+// startGRPC serves the collector's gRPC services with cfg on a loopback
+// port, over a fresh SQLite store, until the test ends.
+func startGRPC(t *testing.T, cfg Config) (string, store.Store) {
+	t.Helper()
+	st, err := store.OpenSQLite(filepath.Join(t.TempDir(), "reprise.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	srv := NewGRPC(st, metrics.Nop{}, cfg)
+	lis := listen(t)
+	go srv.Serve(lis)
+	t.Cleanup(srv.Stop)
+	return lis.Addr().String(), st
+}
+
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
 	resp, err := http.Get(url)
