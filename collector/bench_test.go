@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"sync"
@@ -44,10 +45,18 @@ const (
 )
 
 // BenchmarkIngest measures exchanges per second into the embedded store:
-// "grpc" is the whole path (gRPC on loopback, default sanitizer, zstd,
+// "grpc" is the whole path (gRPC on loopback, default sanitizer, s2,
 // SQLite commit per batch); "store" is the baseline of the same batches put
 // straight into the store, without gRPC or the sanitizer.
+//
+// Both run with the GC settings serve uses (tuneGC): set GOGC=100 in the
+// environment to measure the Go default instead.
 func BenchmarkIngest(b *testing.B) {
+	gcPercent := debug.SetGCPercent(-1)
+	debug.SetGCPercent(gcPercent)
+	defer debug.SetGCPercent(gcPercent)
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1)) // -1 reads it
+	tuneGC(cgroupMemoryMax)
 	tmpl := sample.Checkout()
 	b.Run("grpc", func(b *testing.B) {
 		st, err := store.OpenSQLite(filepath.Join(b.TempDir(), "reprise.db"))

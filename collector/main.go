@@ -136,6 +136,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	gcPercent, memLimit := tuneGC(cgroupMemoryMax)
+	slog.Info("garbage collector", "component", "collector", "gogc", gcPercent, "memory_limit_bytes", memLimit)
 	var cfg server.Config
 	var err error
 	if cfg.Tokens.Ingest, err = tokenFrom(*ingestTokenFile, ingestTokenEnv, "--ingest-token-file"); err != nil {

@@ -11,7 +11,7 @@
 #
 #   scripts/bench-collector.sh
 #   ROUNDS=5 INGEST_N=100000 ROWS=1000000 BENCH_DB=/tmp/reprise-bench.db scripts/bench-collector.sh
-# (a kept BENCH_DB takes ~750 MB: delete it when done)
+# (a kept BENCH_DB takes ~530 MB: delete it when done)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."

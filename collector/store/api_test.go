@@ -209,6 +209,49 @@ func TestCompressed(t *testing.T) {
 	}
 }
 
+// TestReadsEveryEncoding rewrites a stored exchange in each encoding older
+// versions wrote: all must read back the same, and a corrupt blob must fail
+// Get with an error.
+func TestReadsEveryEncoding(t *testing.T) {
+	s, _ := openTemp(t)
+	ctx := context.Background()
+	ex := newEx("a", 0)
+	if err := s.Put(ctx, []*reprisev1.Exchange{ex}); err != nil {
+		t.Fatal(err)
+	}
+	var enc int
+	if err := s.db.QueryRow(`SELECT encoding FROM exchanges`).Scan(&enc); err != nil || enc != blobEncoding {
+		t.Fatalf("stored encoding = %d, %v; want %d", enc, err, blobEncoding)
+	}
+	raw, err := proto.Marshal(ex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		enc  int
+		blob []byte
+	}{
+		{encodingProto, raw},
+		{encodingZstdProto, zstdEncoder.EncodeAll(raw, nil)},
+		{encodingS2Proto, raw[:len(raw)/2]},                     // not s2
+		{encodingZstdProto, raw},                                // not zstd
+		{encodingS2Proto, []byte{0xff, 0xff, 0xff, 0xff, 0x0f}}, // claims 4 GiB
+		{7, raw},
+	} {
+		if _, err := s.db.Exec(`UPDATE exchanges SET encoding = ?, exchange = ?`, tc.enc, tc.blob); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Get(ctx, "a")
+		if tc.enc == encodingProto || tc.enc == encodingZstdProto && len(tc.blob) != len(raw) {
+			if err != nil || !proto.Equal(got, ex) {
+				t.Errorf("encoding %d: Get = %v, %v; want the exchange", tc.enc, got, err)
+			}
+		} else if err == nil {
+			t.Errorf("encoding %d, corrupt blob: Get = %v; want an error", tc.enc, got)
+		}
+	}
+}
+
 func TestPruneByAge(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s Store) {
 		ctx := context.Background()

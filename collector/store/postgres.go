@@ -56,6 +56,10 @@ var pgMigrations = [][]string{
 		)`,
 		`CREATE INDEX batches_committed_at ON batches (committed_at)`,
 	},
+	// 2: exchanges are now written s2-compressed (encoding 2); like SQLite's
+	// version 5 it changes no table, it makes older collectors refuse the
+	// database instead of failing on reads.
+	{},
 }
 
 // Advisory lock keys: migrations and partition changes of one database are
@@ -263,7 +267,7 @@ func (s *Postgres) insert(ctx context.Context, b Batch, rows []row, blobs [][]by
 		starts[i], durations[i] = r.startTime, r.durationNs
 		ids[i], services[i], methods[i], paths[i] = d.text(r.id), d.text(r.service), d.text(r.method), d.text(r.path)
 		endpoints[i], hosts[i], agents[i] = d.text(r.endpoint), d.text(r.host), d.text(r.agentID)
-		directions[i], statuses[i], encodings[i] = r.direction, r.statusCode, encodingZstdProto
+		directions[i], statuses[i], encodings[i] = r.direction, r.statusCode, blobEncoding
 	}
 	dup := false
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {

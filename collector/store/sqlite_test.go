@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -425,6 +426,39 @@ func TestDurabilitySettings(t *testing.T) {
 	}
 	if mode != "wal" || sync != 2 {
 		t.Errorf("journal_mode %q synchronous %d, want wal and 2 (FULL)", mode, sync)
+	}
+}
+
+func TestPageSize(t *testing.T) {
+	s, _ := openTemp(t)
+	var size int
+	if err := s.db.QueryRow(`PRAGMA page_size`).Scan(&size); err != nil || size != 65536 {
+		t.Errorf("new store page_size = %d, %v; want 65536", size, err)
+	}
+	// A file made with another page size keeps it and works as before.
+	path := filepath.Join(t.TempDir(), "old.db")
+	db, err := sql.Open("sqlite", path+"?_pragma=page_size(4096)&_journal_mode=WAL")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`CREATE TABLE t (x)`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	old, err := OpenSQLite(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	ex := newEx("a", 0)
+	if err := old.Put(context.Background(), []*reprisev1.Exchange{ex}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := old.Get(context.Background(), "a"); err != nil || !proto.Equal(got, ex) {
+		t.Errorf("Get = %v, %v; want the exchange", got, err)
+	}
+	if err := old.db.QueryRow(`PRAGMA page_size`).Scan(&size); err != nil || size != 4096 {
+		t.Errorf("existing store page_size = %d, %v; want 4096 kept", size, err)
 	}
 }
 
