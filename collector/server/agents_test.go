@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -18,7 +17,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/reprise-dev/reprise/collector/auth"
-	"github.com/reprise-dev/reprise/internal/grpcclient"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
@@ -65,17 +63,7 @@ func TestKnownAgentsOverMutualTLS(t *testing.T) {
 	// ingest sends one batch as agentID and returns the outcome's code and
 	// message, as the agent would see them.
 	ingest := func(args []string, agentID string) (codes.Code, string) {
-		fs := flag.NewFlagSet("t", flag.ContinueOnError)
-		f := grpcclient.Register(fs)
-		if err := fs.Parse(args); err != nil {
-			t.Fatal(err)
-		}
-		conn, err := f.Dial(addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		s, err := reprisev1.NewIngestServiceClient(conn).Ingest(ctx)
+		s, err := reprisev1.NewIngestServiceClient(dial(t, addr, args...)).Ingest(ctx)
 		if err == nil {
 			err = s.Send(&reprisev1.IngestRequest{BatchId: "batch-" + agentID + "-" + strings.Join(args, ""), AgentId: agentID, Exchanges: []*reprisev1.Exchange{{Id: "ex-" + agentID + fmt.Sprint(time.Now().UnixNano())}}})
 		}

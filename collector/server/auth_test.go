@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/reflection/grpc_reflection_v1"
@@ -20,8 +21,9 @@ import (
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
-// client dials addr with the command-line flags a user would pass.
-func client(t *testing.T, addr string, args ...string) reprisev1.QueryServiceClient {
+// dial connects to addr with the command-line flags a user would pass; the
+// connection closes when the test ends.
+func dial(t *testing.T, addr string, args ...string) *grpc.ClientConn {
 	t.Helper()
 	fs := flag.NewFlagSet("t", flag.ContinueOnError)
 	f := grpcclient.Register(fs)
@@ -33,7 +35,13 @@ func client(t *testing.T, addr string, args ...string) reprisev1.QueryServiceCli
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return reprisev1.NewQueryServiceClient(conn)
+	return conn
+}
+
+// client is a query client dialled as dial does.
+func client(t *testing.T, addr string, args ...string) reprisev1.QueryServiceClient {
+	t.Helper()
+	return reprisev1.NewQueryServiceClient(dial(t, addr, args...))
 }
 
 func TestAuthAndTLS(t *testing.T) {
@@ -102,13 +110,7 @@ func TestAuthAndTLS(t *testing.T) {
 
 	t.Run("ingest needs the ingest token", func(t *testing.T) {
 		for tok, want := range map[string]codes.Code{"query-secret": codes.Unauthenticated, "ingest-secret": codes.OK} {
-			fs := flag.NewFlagSet("t", flag.ContinueOnError)
-			f := grpcclient.Register(fs)
-			fs.Parse([]string{"--tls-ca", certPath, "--token-file", tokenFile(tok)})
-			conn, err := f.Dial(addr)
-			if err != nil {
-				t.Fatal(err)
-			}
+			conn := dial(t, addr, "--tls-ca", certPath, "--token-file", tokenFile(tok))
 			s, err := reprisev1.NewIngestServiceClient(conn).Ingest(ctx)
 			if err == nil {
 				err = s.Send(&reprisev1.IngestRequest{BatchId: "b"})
@@ -121,19 +123,11 @@ func TestAuthAndTLS(t *testing.T) {
 			if got := status.Code(err); got != want {
 				t.Errorf("ingest with %s: %v, want %v", tok, got, want)
 			}
-			conn.Close()
 		}
 	})
 
 	t.Run("reflection stays open", func(t *testing.T) {
-		fs := flag.NewFlagSet("t", flag.ContinueOnError)
-		f := grpcclient.Register(fs)
-		fs.Parse([]string{"--tls-ca", certPath})
-		conn, err := f.Dial(addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
+		conn := dial(t, addr, "--tls-ca", certPath)
 		s, err := grpc_reflection_v1.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
 		if err != nil {
 			t.Fatal(err)
