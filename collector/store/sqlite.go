@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -148,6 +149,11 @@ func backfillV2(ctx context.Context, tx *sql.Tx) error {
 // transaction (and the WAL it grows) stays short.
 const maxGroupRows = 8192
 
+// groupWait bounds how long the writer holds a group open for Puts still
+// being encoded: one commit (fsync, WAL frames of the touched index pages)
+// then serves several batches, at the cost of a few ms of ack latency.
+const groupWait = 5 * time.Millisecond
+
 // SQLite is the embedded store: one local file.
 //
 // Puts are committed by one writer goroutine: SQLite has a single writer
@@ -159,6 +165,8 @@ type SQLite struct {
 	quit      chan struct{}
 	written   chan struct{} // closed when the writer has returned
 	closeOnce sync.Once
+	// encoding counts Puts encoding their rows, not yet handed to the writer.
+	encoding atomic.Int32
 	// batchesPruned is when the writer last forgot old batch IDs.
 	batchesPruned time.Time
 }
@@ -276,17 +284,25 @@ func (s *SQLite) PutBatch(ctx context.Context, b Batch) (bool, error) {
 	}
 	// Encode before taking the write lock, so compression of one batch runs
 	// while another commits.
+	s.encoding.Add(1)
 	rows, blobs, err := encodeRows(b.Exchanges)
 	if err != nil {
+		s.encoding.Add(-1)
 		return false, err
 	}
 	req := &putRequest{ctx: ctx, batchID: b.ID, agentID: b.AgentID, rows: rows, blobs: blobs, done: make(chan putResult, 1)}
+	// Counted until the writer has it, so it never sees neither.
+	err = nil
 	select {
 	case s.puts <- req:
 	case <-ctx.Done():
-		return false, fmt.Errorf("put: %w", ctx.Err())
+		err = fmt.Errorf("put: %w", ctx.Err())
 	case <-s.quit:
-		return false, fmt.Errorf("put: %w", errClosed)
+		err = fmt.Errorf("put: %w", errClosed)
+	}
+	s.encoding.Add(-1)
+	if err != nil {
+		return false, err
 	}
 	// Wait for the commit even if ctx ends meanwhile: it is one transaction,
 	// and returning early would let the caller believe nothing was written.
@@ -317,6 +333,23 @@ func (s *SQLite) writer() {
 			default:
 				break gather
 			}
+		}
+		if n < maxGroupRows && s.encoding.Load() > 0 {
+			// More batches are on their way: take them into this commit too.
+			t := time.NewTimer(groupWait)
+		wait:
+			for n < maxGroupRows && s.encoding.Load() > 0 {
+				select {
+				case r := <-s.puts:
+					group = append(group, r)
+					n += len(r.rows)
+				case <-t.C:
+					break wait
+				case <-s.quit:
+					break wait
+				}
+			}
+			t.Stop()
 		}
 		s.commitGroup(group)
 		if time.Since(s.batchesPruned) > time.Hour {

@@ -26,8 +26,8 @@ var detectors = []*detector{
 	{"jwt", shape{n: 9, upper: 1, seen: clDot}, jwtFind},
 	{"aws", shape{upper: 4, maxRun: 20}, awsFind},
 	{"github", shape{maxRun: 33, seen: clUnderscore}, githubFind},
-	{"basic", shape{n: 10, seen: clSpace}, basicFind},
-	{"bearer", shape{n: 15, seen: clSpace}, bearerFind},
+	{"basic", shape{n: 10, seen: clSpace | clB}, basicFind},
+	{"bearer", shape{n: 15, seen: clSpace | clB}, bearerFind},
 	{"card", shape{digits: 13}, cardFind},
 	{"iban", shape{upper: 2, digits: 2, alnum: 15}, ibanFind},
 	{"ssn", shape{digits: 9, seen: clDash}, ssnFind},
@@ -62,6 +62,7 @@ const (
 	clUnderscore
 	clSpace // RE2's \s: \t \n \f \r and space
 	clKV    // ':', '=' or '>', the separators of keyValues
+	clB     // 'b' or 'B', which "basic" and "bearer" start with
 	// clGenerated: a run of 24+ token characters with a lower and an upper
 	// case letter, a digit and a non-hex letter, the runs entropyFind tests.
 	clGenerated
@@ -97,6 +98,8 @@ var byteClass = func() (t [256]uint16) {
 			t[c] |= clSpace
 		case ':', '=', '>':
 			t[c] |= clKV
+		case 'b', 'B':
+			t[c] |= clB
 		}
 	}
 	return t

@@ -15,10 +15,19 @@ import (
 // UTF-8 allowed (json_diff_test.go checks it against jsontext), so a body
 // that is not JSON is scanned as text, as before.
 type jsonWalk struct {
-	sc    *scan
-	s     string // the body
-	i     int    // where the next token starts
-	edits []edit
+	sc     *scan
+	s      string // the body
+	i      int    // where the next token starts
+	edits  []edit
+	quoted []byte // the quoted replacements the edits point into
+}
+
+// edit replaces the body from start to w.i with repl.
+func (w *jsonWalk) edit(start int, repl []byte) {
+	if w.edits == nil {
+		w.edits = make([]edit, 0, 8) // most bodies with one have several
+	}
+	w.edits = append(w.edits, edit{start, w.i, repl})
 }
 
 // jsonMaxDepth is jsontext's nesting limit: deeper input is a syntax error
@@ -81,7 +90,7 @@ func (w *jsonWalk) container(at where, key string, depth int, forced *rule) erro
 		return w.fail("too deep")
 	}
 	object := w.s[w.i] == '{'
-	loc := at.String()
+	loc := sc.locString(at)
 	elem := where{}
 	if !object {
 		elem = where{base: loc + "[]"}
@@ -93,7 +102,9 @@ func (w *jsonWalk) container(at where, key string, depth int, forced *rule) erro
 		}
 		// Leaves are decided by field; containers by their key here.
 		if c := w.s[w.i]; f == nil && object && (c == '{' || c == '[') {
-			r, allow := sc.decideKey(l.String(), k)
+			// Built once here, it is also the base of the container's members.
+			l = where{base: sc.locString(l)}
+			r, allow := sc.decideKey(l.base, k)
 			if allow {
 				// An allow-listed key keeps its whole subtree.
 				return w.skip(depth)
@@ -200,8 +211,11 @@ func (w *jsonWalk) stringLeaf(at where, key string, depth int, forced *rule) err
 		repl = sc.fieldAt(at, key, t, kindText, forced)
 	}
 	if repl != t {
-		q, _ := jsontext.AppendQuote(nil, repl)
-		w.edits = append(w.edits, edit{start, w.i, q})
+		// Quoted into one buffer for the body: an edit keeps its slice even
+		// when a later append moves the buffer.
+		n := len(w.quoted)
+		w.quoted, _ = jsontext.AppendQuote(w.quoted, repl)
+		w.edit(start, w.quoted[n:len(w.quoted):len(w.quoted)])
 	}
 	return nil
 }
@@ -217,7 +231,7 @@ func (w *jsonWalk) numberLeaf(at where, key string, forced *rule) error {
 		return &limitError{ReasonTooMany}
 	}
 	if repl := sc.fieldAt(at, key, raw, kindNumber, forced); repl != raw {
-		w.edits = append(w.edits, edit{start, w.i, []byte(repl)})
+		w.edit(start, []byte(repl))
 	}
 	return nil
 }

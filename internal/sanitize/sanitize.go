@@ -14,6 +14,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"regexp"
@@ -23,6 +24,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"unicode/utf8"
+	"unsafe"
 
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
@@ -49,10 +51,15 @@ type Sanitizer struct {
 	// counts is built once, so reads and increments need no lock.
 	counts map[string]*atomic.Uint64
 
-	// keyCache maps a raw key to its keyMatches; reads take no lock, as
-	// every value of every exchange looks its key up.
-	keyCache     sync.Map
-	keyCacheSize atomic.Int64
+	// keys maps a raw key to its keyMatches. Reads load an immutable map
+	// and take no lock (every value of every exchange looks its key up);
+	// a miss goes to newKeys, under keysMu, which is merged into a new keys
+	// map once the misses since the last merge reach a quarter of keys, so
+	// copies are amortised.
+	keys    atomic.Pointer[map[string][]bool]
+	keysMu  sync.Mutex
+	newKeys map[string][]bool
+	misses  int
 }
 
 // keyCacheMax bounds the key cache: keys come from traffic, and an endless
@@ -63,22 +70,44 @@ const keyCacheMax = 8192
 // selector accepts key. Traffic repeats a few keys, so the answer is cached
 // rather than matching every key glob of every rule at each value.
 func (s *Sanitizer) keyMatches(key string) []bool {
-	if m, ok := s.keyCache.Load(key); ok {
-		return m.([]bool)
+	if m, ok := (*s.keys.Load())[key]; ok {
+		return m
 	}
+	s.keysMu.Lock()
+	keys := *s.keys.Load()
+	if s.misses++; s.misses > len(keys)/4 && len(s.newKeys) > 0 {
+		merged := make(map[string][]bool, len(keys)+len(s.newKeys))
+		maps.Copy(merged, keys)
+		maps.Copy(merged, s.newKeys)
+		s.keys.Store(&merged)
+		keys, s.newKeys, s.misses = merged, nil, 0
+	}
+	m, ok := keys[key]
+	if !ok {
+		m, ok = s.newKeys[key]
+	}
+	s.keysMu.Unlock()
+	if ok {
+		return m
+	}
+	// Matched without the lock: once the cache is full, every new key comes
+	// here.
 	nkey := normKey(key)
-	m := make([]bool, 0, len(s.allow)+len(s.deny))
+	m = make([]bool, 0, len(s.allow)+len(s.deny))
 	for _, r := range s.allow {
 		m = append(m, r.matchesKeys(nkey))
 	}
 	for _, r := range s.deny {
 		m = append(m, r.matchesKeys(nkey))
 	}
-	if s.keyCacheSize.Load() < keyCacheMax {
-		if _, loaded := s.keyCache.LoadOrStore(strings.Clone(key), m); !loaded {
-			s.keyCacheSize.Add(1)
+	s.keysMu.Lock()
+	if len(*s.keys.Load())+len(s.newKeys) < keyCacheMax {
+		if s.newKeys == nil {
+			s.newKeys = map[string][]bool{}
 		}
+		s.newKeys[strings.Clone(key)] = m
 	}
+	s.keysMu.Unlock()
 	return m
 }
 
@@ -120,6 +149,7 @@ func build(user *config, key []byte) (*Sanitizer, error) {
 		return nil, err
 	}
 	s := &Sanitizer{limits: defaultLimits, key: key, counts: map[string]*atomic.Uint64{}}
+	s.keys.Store(&map[string][]bool{})
 	actions, _ := builtin.detectorActions()
 	if user != nil {
 		if user.Limits.MaxBodyBytes > 0 {
@@ -213,7 +243,11 @@ func (s *Sanitizer) Sanitize(ex *reprisev1.Exchange) (keep bool) {
 			c.Add(1)
 		}
 	}
-	ex.Redactions = append(ex.Redactions, sc.out...)
+	if len(ex.Redactions) == 0 {
+		ex.Redactions = sc.out
+	} else {
+		ex.Redactions = append(ex.Redactions, sc.out...)
+	}
 	return sc.dropRule == ""
 }
 
@@ -223,8 +257,10 @@ type scan struct {
 	out      []*reprisev1.Redaction
 	dropRule string
 	fields   int
-	found    [][2]int // a detector's finds, reused
-	spans    []span   // detect's spans, reused
+	found    [][2]int              // a detector's finds, reused
+	slab     []reprisev1.Redaction // record's next Redactions
+	locs     []byte                // see locString
+	spans    []span                // detect's spans, reused
 }
 
 // where is a value's location, built only when a rule or a Redaction needs
@@ -241,6 +277,23 @@ func (w where) String() string {
 	return w.base + "." + w.name
 }
 
+// locString is w.String() built in sc.locs, one buffer for the locations
+// of an exchange (a dozen or more Redactions and the JSON containers)
+// rather than an allocation each. Bytes once written are never written
+// again: a full buffer is replaced, not grown, so the strings stay valid.
+func (sc *scan) locString(w where) string {
+	if !w.named {
+		return w.base
+	}
+	n := len(w.base) + 1 + len(w.name)
+	if cap(sc.locs)-len(sc.locs) < n {
+		sc.locs = make([]byte, 0, max(256, 2*cap(sc.locs), n))
+	}
+	start := len(sc.locs)
+	sc.locs = append(append(append(sc.locs, w.base...), '.'), w.name...)
+	return unsafe.String(&sc.locs[start], n)
+}
+
 // mayMatch reports whether g can match w in lower case; it is false only
 // when w, in ASCII, does not start with g's literal prefix, so most values
 // pass a location rule without building their location.
@@ -249,11 +302,12 @@ func (w where) mayMatch(g globPattern) bool {
 	if len(w.base) >= len(p) {
 		return hasPrefixLower(w.base, p) // nearly always: the base alone decides
 	}
-	for i := 0; i < len(p); i++ {
+	if !hasPrefixLower(w.base, p[:len(w.base)]) {
+		return false // request.body against request.cookies., say
+	}
+	for i := len(w.base); i < len(p); i++ {
 		var c byte
 		switch {
-		case i < len(w.base):
-			c = w.base[i]
 		case !w.named:
 			return false
 		case i == len(w.base):
@@ -299,7 +353,17 @@ func hasPrefixLower(s, p string) bool {
 }
 
 func (sc *scan) record(loc, ruleName, action string) {
-	sc.out = append(sc.out, &reprisev1.Redaction{Location: loc, Rule: ruleName, Action: action})
+	// Redactions come from a slab, a few allocations per exchange rather
+	// than one each (a typical exchange records a dozen or more).
+	if len(sc.slab) == 0 {
+		n := max(8, len(sc.out))
+		sc.slab = make([]reprisev1.Redaction, n)
+		sc.out = slices.Grow(sc.out, n)
+	}
+	r := &sc.slab[0]
+	sc.slab = sc.slab[1:]
+	r.Location, r.Rule, r.Action = loc, ruleName, action
+	sc.out = append(sc.out, r)
 }
 
 // kind says how a replacement must be shaped to keep its container valid.
@@ -434,7 +498,11 @@ func (sc *scan) detect(at where, v string, k kind) string {
 			m.prio, m.d = sp.prio, sp.d
 		}
 	}
+	if sp := merged[0]; len(merged) == 1 && sp.start == 0 && sp.end == len(v) && sp.d.detector != nil {
+		return sc.apply(at, sp.d.name, sp.d.action, v, kindText) // the whole value
+	}
 	var b strings.Builder
+	b.Grow(len(v))
 	last := 0
 	for _, sp := range merged {
 		b.WriteString(v[last:sp.start])
@@ -541,7 +609,7 @@ func (sc *scan) apply(at where, ruleName, action, v string, k kind) string {
 	if repl == v || action == ActionDrop {
 		return repl
 	}
-	sc.record(at.String(), ruleName, action)
+	sc.record(sc.locString(at), ruleName, action)
 	return repl
 }
 
@@ -578,7 +646,10 @@ func (sc *scan) token(v string, k kind) string {
 
 // headers scans every header value; cookies are decided one by one.
 func (sc *scan) headers(side string, hs []*reprisev1.Header) {
-	base := side + ".headers"
+	base := "response.headers" // constants: no concatenation per exchange
+	if side == "request" {
+		base = "request.headers"
+	}
 	for _, h := range hs {
 		if h == nil {
 			continue
@@ -586,9 +657,9 @@ func (sc *scan) headers(side string, hs []*reprisev1.Header) {
 		at := where{base: base, name: h.Name, named: true}
 		switch n := h.Name; {
 		case side == "request" && strings.EqualFold(n, "cookie"):
-			h.Value = sc.cookies(side+".cookies", h.Value, false)
+			h.Value = sc.cookies("request.cookies", h.Value, false)
 		case side == "response" && strings.EqualFold(n, "set-cookie"):
-			h.Value = sc.cookies(side+".set-cookie", h.Value, true)
+			h.Value = sc.cookies("response.set-cookie", h.Value, true)
 		case strings.EqualFold(n, "referer") || strings.EqualFold(n, "location") || strings.EqualFold(n, "content-location") || strings.EqualFold(n, "origin"):
 			// A rule on the header itself decides the whole value.
 			if r, allow := sc.decideKey(at.String(), n); r != nil || allow {

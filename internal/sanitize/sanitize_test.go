@@ -435,3 +435,55 @@ deny:
 		t.Errorf("locations = %q, want %q", locs, want)
 	}
 }
+
+// TestKeyCacheBounded: more distinct keys than the key cache holds, from
+// two goroutines, are each still decided by their rules, and the cache
+// stops growing at its bound.
+func TestKeyCacheBounded(t *testing.T) {
+	s := Default()
+	var wg sync.WaitGroup
+	for g := range 2 {
+		wg.Go(func() {
+			for i := range keyCacheMax * 3 / 4 {
+				body := fmt.Sprintf(`{"item%d_%d":"hello","Item%d_%d_Token":"hello"}`, g, i, g, i)
+				ex := req("/", hdrs("Content-Type", "application/json"), body)
+				s.Sanitize(ex)
+				want := fmt.Sprintf(`{"item%d_%d":"hello","Item%d_%d_Token":"[REDACTED]"}`, g, i, g, i)
+				if got := string(ex.Request.Body); got != want {
+					t.Errorf("body %s sanitized to %s, want %s", body, got, want)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	s.keysMu.Lock()
+	defer s.keysMu.Unlock()
+	if n := len(*s.keys.Load()) + len(s.newKeys); n > keyCacheMax || n < keyCacheMax/2 {
+		t.Errorf("key cache holds %d keys, want at most %d (and most of them cached)", n, keyCacheMax)
+	}
+}
+
+// TestManyLocations: an exchange with more redactions than one buffer of
+// location strings holds reports each at its own location.
+func TestManyLocations(t *testing.T) {
+	var body strings.Builder
+	var want []string
+	body.WriteString(`{"account":{`)
+	for i := range 60 {
+		if i > 0 {
+			body.WriteString(",")
+		}
+		fmt.Fprintf(&body, `"nested_%02d":{"long_field_name_%02d_password":"hunter2"}`, i, i)
+		want = append(want, fmt.Sprintf("request.body.account.nested_%02d.long_field_name_%02d_password", i, i))
+	}
+	body.WriteString(`}}`)
+	_, reds := bodyOf(t, Default(), body.String())
+	var got []string
+	for _, r := range reds {
+		got = append(got, r.Location)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("locations = %q, want %q", got, want)
+	}
+}
