@@ -181,8 +181,8 @@ func parsePorts(s string) ([]uint16, error) {
 }
 
 // defaultMemoryLimit is the Go heap's soft limit unless GOMEMLIMIT says
-// otherwise. The queues are bounded by bytes (ring buffer, event queue,
-// export backlog), so the live heap stays well below it; the limit keeps
+// otherwise. The queues are bounded by bytes (ring buffer, connection
+// buffers, export backlog), so the live heap stays well below it; the limit keeps
 // GOGC's headroom (up to twice the live heap) from doubling RSS under large
 // bodies: 291 MB instead of ~145 MB with 64 KiB uploads, for ~7 % of the
 // agent's CPU returning memory to the kernel (docs/benchmarks/capture.md).
@@ -258,8 +258,10 @@ func serve(cfg config) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(metrics.NewCollector(metrics.Sources{
-		Capture: capt.Stats, Tracker: pipe.Stats, Export: exp.Stats, Pending: exp.Pending, Queue: pipe.QueueLen,
-		QueueBytes: pipe.QueueBytes, PendingBytes: exp.PendingBytes,
+		// Events wait in the ring buffer, not in a queue: the pipeline handles
+		// each as it reads it.
+		Capture: capt.Stats, Tracker: pipe.Stats, Export: exp.Stats, Pending: exp.Pending,
+		RingUnread: capt.Unread, PendingBytes: exp.PendingBytes,
 	}))
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })

@@ -37,14 +37,17 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 #define MAX_MSGS 8
 #define MAX_MMSG_LEN 64
 // Events are written without waking the reader (it polls with a short
-// deadline) until this much is pending: one wakeup per event halves the
-// throughput of a traced server.
+// deadline); the record that takes the data pending past this much wakes
+// it. One wakeup per event halves the throughput of a traced server.
 #define WAKEUP_BYTES (256 * 1024)
 
 enum kind { KIND_OPEN = 1, KIND_CLOSE = 2, KIND_DATA = 3 };
 enum role { ROLE_UNKNOWN = 0, ROLE_SERVER = 1, ROLE_CLIENT = 2 };
 enum dir { DIR_INGRESS = 0, DIR_EGRESS = 1 };
-enum flag { FLAG_UNAVAILABLE = 1 };
+// FLAG_AFTER_LOSS: the record before this one in its direction did not fit
+// in the ring, so a gap before pos is a loss, not a record still to come
+// from another CPU; userspace need not wait for it.
+enum flag { FLAG_UNAVAILABLE = 1, FLAG_AFTER_LOSS = 2 };
 // The syscall an entry in the stash belongs to, so an exit never consumes
 // the arguments of a different syscall (e.g. around attach time).
 enum stash_op {
@@ -79,9 +82,18 @@ struct event {
 	__u8 kind;
 	__u8 role;
 	__u8 dir;
-	__u8 flags; // enum flag
+	__u8 flags; // enum flag, bits
 	__u8 pad[4];
 	__u64 cgroup; // cgroup v2 id of the process
+};
+
+// A record reserved in the ring buffer and filled in place: a chunk of a
+// flat buffer (read, write) is copied once, from user memory straight into
+// the ring. Its size is one of the size classes below, at least the header
+// plus len bytes; the agent reads len, not the record size.
+struct record {
+	struct event hdr;
+	__u8 data[CHUNK_SIZE];
 };
 
 // State of the copy loop: the bytes of one syscall (or one message of a
@@ -138,7 +150,7 @@ struct conn_info {
 	__u16 rport;
 	__u8 role;
 	__u8 ignored; // filtered out: its syscalls are not stashed
-	__u8 pad[2];
+	__u8 lost[2]; // by enum dir: its last data record did not fit in the ring
 };
 
 // buf is the buffer (read, write), the iovec array (readv, writev,
@@ -341,29 +353,53 @@ static __always_inline struct conn_info *track(struct conn_key *key, struct sock
 	return bpf_map_lookup_elem(&conns, key);
 }
 
-// Writes the event in b with len payload bytes (bounded by the caller).
-static __always_inline void output(struct event_buf *b, __u32 len)
+// The wakeup flag for a record of size bytes, given the data pending
+// before it. Only the record that crosses WAKEUP_BYTES wakes the reader:
+// a wakeup is an IPI (a VM exit in a VM), and waking on every record past
+// the mark cost a traced server 4 % of its CPU. A crossing missed by two
+// CPUs racing is picked up by the reader's poll.
+static __always_inline __u64 wakeup_flags(__u64 before, __u64 size)
 {
-	__u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES
-			      ? BPF_RB_FORCE_WAKEUP
-			      : BPF_RB_NO_WAKEUP;
-	asm volatile("" : "+r"(len));
-	if (len > CHUNK_SIZE)
-		return;
-	b->hdr.len = len;
-	if (bpf_ringbuf_output(&events, b, sizeof(b->hdr) + len, flags)) {
-		COUNT(ringbuf_full, 1);
-		COUNT(ringbuf_full_bytes, b->hdr.size);
-	}
+	return before < WAKEUP_BYTES && before + size >= WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP
+									: BPF_RB_NO_WAKEUP;
 }
 
-static __always_inline struct event_buf *header(__u8 kind, struct conn_key *key, struct conn_info *ci)
+// The wakeup flag for a reserved record: the data pending includes it.
+static __always_inline __u64 submit_flags(__u64 size)
 {
-	__u32 cpu = bpf_get_smp_processor_id();
-	struct event_buf *b = bpf_map_lookup_elem(&bufs, &cpu);
-	if (!b)
-		return NULL;
-	struct event *e = &b->hdr;
+	return wakeup_flags(bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) - size, size);
+}
+
+static __always_inline void count_full(__u64 size)
+{
+	COUNT(ringbuf_full, 1);
+	COUNT(ringbuf_full_bytes, size);
+}
+
+// Writes the event in b with len payload bytes (bounded by the caller);
+// non-zero when the ring was full.
+static __always_inline int output(struct event_buf *b, __u32 len)
+{
+	asm volatile("" : "+r"(len));
+	if (len > CHUNK_SIZE)
+		return 0;
+	b->hdr.len = len;
+	__u64 flags = wakeup_flags(bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA), sizeof(b->hdr) + len);
+	if (bpf_ringbuf_output(&events, b, sizeof(b->hdr) + len, flags)) {
+		count_full(b->hdr.size);
+		return -1;
+	}
+	return 0;
+}
+
+static __always_inline __u8 loss_flag(int lost)
+{
+	return lost ? FLAG_AFTER_LOSS : 0;
+}
+
+static __always_inline void fill_header(struct event *e, __u8 kind, struct conn_key *key,
+					struct conn_info *ci)
+{
 	e->ts = bpf_ktime_get_ns();
 	e->start = ci->start;
 	e->pos = 0;
@@ -381,22 +417,111 @@ static __always_inline struct event_buf *header(__u8 kind, struct conn_key *key,
 	e->role = ci->role;
 	e->dir = 0;
 	e->flags = 0;
+	__builtin_memset(e->pad, 0, sizeof(e->pad)); // ring memory holds older records
 	e->cgroup = bpf_get_current_cgroup_id();
+}
+
+static __always_inline struct event_buf *header(__u8 kind, struct conn_key *key, struct conn_info *ci)
+{
+	__u32 cpu = bpf_get_smp_processor_id();
+	struct event_buf *b = bpf_map_lookup_elem(&bufs, &cpu);
+	if (b)
+		fill_header(&b->hdr, kind, key, ci);
 	return b;
 }
 
 static __always_inline void emit_conn(__u8 kind, struct conn_key *key, struct conn_info *ci)
 {
-	struct event_buf *b = header(kind, key, ci);
-	if (b)
-		output(b, 0);
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count_full(0);
+		return;
+	}
+	fill_header(e, kind, key, ci);
+	bpf_ringbuf_submit(e, submit_flags(sizeof(*e)));
+}
+
+// Reserves a record for n payload bytes (n <= CHUNK_SIZE) in the smallest
+// size class that holds them: the verifier needs a constant size, and the
+// classes keep the space wasted in the ring (and copied by the agent) under
+// half of the record.
+#define RESERVE_CLASS(cap)                                                                 \
+	if (n <= (cap)) {                                                                  \
+		*size = sizeof(struct event) + (cap);                                      \
+		return bpf_ringbuf_reserve(&events, sizeof(struct event) + (cap), 0);      \
+	}
+static __always_inline struct record *reserve(__u32 n, __u32 *size)
+{
+	RESERVE_CLASS(128)
+	RESERVE_CLASS(256)
+	RESERVE_CLASS(512)
+	RESERVE_CLASS(1024)
+	RESERVE_CLASS(2048)
+	RESERVE_CLASS(4096)
+	RESERVE_CLASS(8192)
+	RESERVE_CLASS(CHUNK_SIZE)
+	return NULL;
+}
+
+// Emits one chunk of a flat buffer: n bytes at buf copied into a reserved
+// record, which covers size stream bytes from pos (more than n for the last
+// chunk of a truncated syscall). Non-zero when the ring was full.
+static __always_inline int emit_chunk(struct event *h, __u64 buf, __u32 n, __u64 size, __u64 pos)
+{
+	asm volatile("" : "+r"(n));
+	if (n > CHUNK_SIZE)
+		return 0;
+	__u32 rsize = 0;
+	struct record *r = reserve(n, &rsize);
+	if (!r) {
+		count_full(size);
+		return -1;
+	}
+	r->hdr = *h;
+	r->hdr.pos = pos;
+	r->hdr.size = size;
+	r->hdr.len = n;
+	if (bpf_probe_read_user(r->data, n, (void *)buf)) {
+		// The bytes are lost; the event covers them with no payload.
+		r->hdr.len = 0;
+		COUNT(copy_failed, 1);
+		COUNT(copy_failed_bytes, n);
+	}
+	bpf_ringbuf_submit(r, submit_flags(rsize));
+	return 0;
+}
+
+// Emits total bytes of one flat buffer as chunks copied straight into the
+// ring; past MAX_CHUNKS chunks the last one covers the rest, counted as
+// truncated.
+static __always_inline void emit_flat(struct conn_key *key, struct conn_info *ci, __u8 dir, __u64 buf,
+				      __u64 total)
+{
+	__u64 pos = __sync_fetch_and_add(&ci->pos[dir & 1], total);
+	struct event h;
+	fill_header(&h, KIND_DATA, key, ci);
+	h.dir = dir;
+	h.flags = loss_flag(ci->lost[dir & 1]);
+	for (int i = 0; i < MAX_CHUNKS && total > 0; i++) {
+		__u32 n = total < CHUNK_SIZE ? total : CHUNK_SIZE;
+		__u64 size = n;
+		if (i == MAX_CHUNKS - 1 && total > n) {
+			size = total;
+			COUNT(truncated_bytes, total - n);
+		}
+		h.flags = loss_flag(emit_chunk(&h, buf, n, size, pos));
+		buf += n;
+		pos += size;
+		total -= size;
+	}
+	ci->lost[dir & 1] = h.flags != 0;
 }
 
 static __always_inline void flush(struct event_buf *b, struct copy_state *s)
 {
 	b->hdr.pos = s->pos;
 	b->hdr.size = s->size;
-	output(b, s->fill);
+	b->hdr.flags = loss_flag(output(b, s->fill));
 	s->pos += s->size;
 	s->fill = 0;
 	s->size = 0;
@@ -468,6 +593,7 @@ static __always_inline void emit_data(struct conn_key *key, struct conn_info *ci
 	if (!b)
 		return;
 	b->hdr.dir = dir;
+	b->hdr.flags = loss_flag(ci->lost[dir & 1]);
 	struct copy_state *s = &b->st;
 	s->iov = iov;
 	s->base = iov ? 0 : buf;
@@ -479,12 +605,13 @@ static __always_inline void emit_data(struct conn_key *key, struct conn_info *ci
 	s->size = 0;
 	s->chunks = 0;
 	bpf_loop(MAX_STEPS, copy_step, NULL, 0);
-	if (s->left == 0 && s->fill == 0)
-		return;
-	COUNT(truncated_bytes, s->left);
-	s->size += s->left;
-	s->left = 0;
-	flush(b, s);
+	if (s->left != 0 || s->fill != 0) {
+		COUNT(truncated_bytes, s->left);
+		s->size += s->left;
+		s->left = 0;
+		flush(b, s);
+	}
+	ci->lost[dir & 1] = b->hdr.flags != 0;
 }
 
 // Emits a data event for bytes that never passed through user memory.
@@ -495,11 +622,11 @@ static __always_inline void emit_unavailable(struct conn_key *key, struct conn_i
 	if (!b)
 		return;
 	b->hdr.dir = DIR_EGRESS;
-	b->hdr.flags = FLAG_UNAVAILABLE;
+	b->hdr.flags = FLAG_UNAVAILABLE | loss_flag(ci->lost[DIR_EGRESS]);
 	b->hdr.pos = pos;
 	b->hdr.size = total;
 	COUNT(unavailable_bytes, total);
-	output(b, 0);
+	ci->lost[DIR_EGRESS] = output(b, 0) != 0;
 }
 
 static __always_inline void stash_args(struct args *a)
@@ -603,8 +730,10 @@ static __always_inline int exit_data(__u32 op, long ret)
 	struct conn_info *ci = exit_conn(id, &a, ret, &key);
 	if (!ci)
 		return 0;
-	int flat = op == STASH_READ || op == STASH_WRITE;
-	emit_data(&key, ci, op_dir(op), a.buf, flat ? 0 : a.buf, flat ? 0 : a.count, ret);
+	if (op == STASH_READ || op == STASH_WRITE)
+		emit_flat(&key, ci, op_dir(op), a.buf, ret);
+	else
+		emit_data(&key, ci, op_dir(op), 0, a.buf, a.count, ret);
 	return 0;
 }
 

@@ -31,7 +31,7 @@ type CaptureConnInfo struct {
 	Rport   uint16
 	Role    uint8
 	Ignored uint8
-	Pad     [2]uint8
+	Lost    [2]uint8
 }
 
 type CaptureConnKey struct {

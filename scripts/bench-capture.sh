@@ -17,7 +17,8 @@
 # completeness: exchanges assembled whole by the agent / requests the server
 # handled, and whole exchanges the sink received / the same.
 # PROFILE_DIR=dir saves a 10 s CPU profile of the agent in each workload's
-# first B run. Needs root (eBPF) and wrk. Stops everything it starts.
+# first B run. AGENT_BIN runs another agent binary (default bin/agent, built
+# here). Needs root (eBPF) and wrk. Stops everything it starts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,6 +36,7 @@ WORKLOADS=${WORKLOADS:-get post}
 SINK=${SINK:-sink}
 PROFILE_DIR=${PROFILE_DIR:-}
 AGENT_FLAGS=${AGENT_FLAGS:-}
+AGENT_BIN=${AGENT_BIN:-bin/agent} # e.g. an older build, to compare two agents
 case $SINK in
 sink | collector) ;;
 *) echo "bench-capture: SINK must be sink or collector, got $SINK" >&2; exit 2 ;;
@@ -135,7 +137,7 @@ bench() {
 
     start_sink
     # shellcheck disable=SC2086 # AGENT_FLAGS is a list of flags
-    bin/agent --collector "$grpc_addr" --http-listen "$agent_http" --pids "$srv" --paths "$path" --pprof $AGENT_FLAGS >"$work/agent.log" 2>&1 &
+    "$AGENT_BIN" --collector "$grpc_addr" --http-listen "$agent_http" --pids "$srv" --paths "$path" --pprof $AGENT_FLAGS >"$work/agent.log" 2>&1 &
     local agent=$!
     wait_for "http://$agent_http/healthz"
     local before after prof=

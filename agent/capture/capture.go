@@ -16,7 +16,6 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 
@@ -82,11 +81,10 @@ type Stats struct {
 type Capture struct {
 	coll  *ebpf.Collection
 	links []link.Link
-	rd    *ringbuf.Reader
+	ring  *ring
 	boot  time.Time
 
-	mu        sync.Mutex // serialises Read, which reuses rec
-	rec       ringbuf.Record
+	mu        sync.Mutex // serialises Read
 	malformed atomic.Uint64
 	roles     *roles // guarded by mu
 
@@ -204,11 +202,12 @@ func (c *Capture) start(spec *ebpf.CollectionSpec, cfg Config, cgroups []uint64)
 			return fmt.Errorf("add cgroup %d: %w", id, err)
 		}
 	}
-	rd, err := ringbuf.NewReader(c.coll.Maps[bpf.CaptureMapEvents])
+	events := c.coll.Maps[bpf.CaptureMapEvents]
+	r, err := newRing(events.FD(), int(events.MaxEntries()))
 	if err != nil {
 		return fmt.Errorf("open ring buffer: %w", err)
 	}
-	c.rd = rd
+	c.ring = r
 
 	names := make([]string, 0, len(spec.Programs))
 	for name := range spec.Programs {
@@ -231,24 +230,23 @@ func (c *Capture) start(spec *ebpf.CollectionSpec, cfg Config, cgroups []uint64)
 }
 
 // Read returns the next event. It blocks until one arrives or the capture is
-// closed, in which case the error wraps os.ErrClosed.
+// closed, in which case the error wraps os.ErrClosed. The event's Data is
+// the kernel's record in place, valid until the next Read.
 func (c *Capture) Read() (event.Event, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for {
-		// The kernel writes without waking us, so poll: on a deadline the
-		// reader still drains what is in the ring before it reports it.
-		c.rd.SetDeadline(time.Now().Add(pollInterval))
-		err := c.rd.ReadInto(&c.rec)
+		// The kernel writes without waking us, so poll.
+		raw, err := c.ring.read(pollInterval)
 		switch {
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			continue
-		case errors.Is(err, ringbuf.ErrClosed):
+		case errors.Is(err, os.ErrClosed):
 			return event.Event{}, fmt.Errorf("read capture: %w", os.ErrClosed)
 		case err != nil:
 			return event.Event{}, fmt.Errorf("read ring buffer: %w", err)
 		}
-		ev, err := decode(c.rec.RawSample, c.boot)
+		ev, err := decode(raw, c.boot)
 		if err != nil {
 			c.malformed.Add(1)
 			continue
@@ -258,6 +256,14 @@ func (c *Capture) Read() (event.Event, error) {
 		}
 		return ev, nil
 	}
+}
+
+// Unread returns the bytes written to the ring buffer and not read yet.
+func (c *Capture) Unread() int64 {
+	if c.ring == nil {
+		return 0
+	}
+	return c.ring.unread()
 }
 
 // Stats returns the drop counters.
@@ -292,8 +298,8 @@ func (c *Capture) Close() error {
 				errs = append(errs, fmt.Errorf("detach: %w", err))
 			}
 		}
-		if c.rd != nil {
-			if err := c.rd.Close(); err != nil {
+		if c.ring != nil {
+			if err := c.ring.close(); err != nil {
 				errs = append(errs, fmt.Errorf("close ring buffer: %w", err))
 			}
 		}

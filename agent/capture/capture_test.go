@@ -232,7 +232,8 @@ func open(t *testing.T, cfg Config) *Capture {
 	return c
 }
 
-// collect reads events in the background until the capture is closed.
+// collect reads events in the background until the capture is closed. It
+// copies Data, which is only valid until the next Read.
 func collect(c *Capture) <-chan event.Event {
 	ch := make(chan event.Event, 1024)
 	go func() {
@@ -242,6 +243,7 @@ func collect(c *Capture) <-chan event.Event {
 			if err != nil {
 				return
 			}
+			ev.Data = bytes.Clone(ev.Data)
 			ch <- ev
 		}
 	}()
@@ -578,6 +580,133 @@ func TestCloseUnblocksRead(t *testing.T) {
 		}
 	case <-time.After(2 * time.Second):
 		t.Fatal("Read still blocked 2s after Close")
+	}
+}
+
+// An event's Data is the kernel's record in place: closing the capture
+// while the event is being handled (the agent's shutdown) must leave it
+// readable until the next Read.
+func TestCloseKeepsTheLastEventReadable(t *testing.T) {
+	ln := listen(t, "tcp4", "127.0.0.1:0")
+	// SelfTGID 1: this process's own traffic is captured.
+	c := open(t, Config{Ports: []uint16{port(ln)}, SelfTGID: 1})
+	go func() {
+		if s, err := ln.Accept(); err == nil {
+			_, _ = io.Copy(io.Discard, s)
+			s.Close()
+		}
+	}()
+	conn, err := net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("hello ring")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		ev, err := c.Read()
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		if ev.Kind != event.KindData || ev.Dir != event.Egress {
+			continue
+		}
+		if err := c.Close(); err != nil {
+			t.Fatalf("close: %v", err)
+		}
+		if string(ev.Data) != "hello ring" {
+			t.Fatalf("Data after Close = %q, want %q", ev.Data, "hello ring")
+		}
+		if _, err := c.Read(); !errors.Is(err, os.ErrClosed) {
+			t.Fatalf("Read after Close: %v, want os.ErrClosed", err)
+		}
+		return
+	}
+	t.Fatal("no egress data event in 5s")
+}
+
+// When the ring is full the kernel drops events, counts their bytes, and
+// flags the next event of the same direction, so the agent gives up on the
+// gap at once instead of waiting for it.
+func TestRingFullIsFlaggedAndCounted(t *testing.T) {
+	ln := listen(t, "tcp4", "127.0.0.1:0")
+	c := open(t, Config{Ports: []uint16{port(ln)}, SelfTGID: 1, RingSize: 64 << 10})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if s, err := ln.Accept(); err == nil {
+			_, _ = io.Copy(io.Discard, s)
+			s.Close()
+		}
+	}()
+	conn, err := net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Nothing reads the ring meanwhile: 1 MiB cannot fit in 64 KiB. Then,
+	// with the ring drained, one more write that has room.
+	const writes, size = 101, 10 << 10
+	chunk := bytes.Repeat([]byte("x"), size)
+	for range writes - 1 {
+		if _, err := conn.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	events := collect(c)
+	time.Sleep(5 * pollInterval)
+	if _, err := conn.Write(chunk); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	<-done
+	type key struct {
+		conn event.ConnID
+		dir  event.Direction
+	}
+	next := map[key]uint64{}
+	var gaps, flagged, unflaggedGaps uint64
+	timeout := time.After(10 * pollInterval)
+read:
+	for {
+		select {
+		case ev := <-events:
+			if ev.Kind != event.KindData {
+				continue
+			}
+			k := key{ev.Conn, ev.Dir}
+			if ev.Pos > next[k] {
+				gaps += ev.Pos - next[k]
+				if !ev.AfterLoss {
+					unflaggedGaps++
+				}
+			}
+			if ev.AfterLoss {
+				flagged++
+			}
+			next[k] = ev.Pos + uint64(ev.Size)
+		case <-timeout:
+			break read
+		}
+	}
+	st, err := c.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Drops at the end of a stream leave no event after them to show a gap.
+	var tail uint64
+	for _, n := range next {
+		tail += writes*size - n
+	}
+	if st.RingbufFull == 0 || flagged == 0 {
+		t.Fatalf("ring full %d times, %d events flagged; want both > 0", st.RingbufFull, flagged)
+	}
+	if unflaggedGaps != 0 {
+		t.Errorf("%d gaps without AfterLoss on the event after them", unflaggedGaps)
+	}
+	if gaps+tail != st.RingbufFullBytes {
+		t.Errorf("gaps %d + lost tails %d = %d bytes, kernel counted %d", gaps, tail, gaps+tail, st.RingbufFullBytes)
 	}
 }
 

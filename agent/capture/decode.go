@@ -35,20 +35,25 @@ const (
 	headerLen = 112
 )
 
-// flagUnavailable is FLAG_UNAVAILABLE of enum flag.
-const flagUnavailable = 1
+// Bits of enum flag.
+const (
+	flagUnavailable = 1
+	flagAfterLoss   = 2
+)
 
 var errMalformed = errors.New("malformed record")
 
 // decode turns one ring buffer record into an event. boot is the wall clock
-// time of kernel monotonic time zero. Data is copied: the reader reuses raw.
+// time of kernel monotonic time zero. Data points into raw, which the reader
+// reuses at the next read. A record may be longer than its header and
+// payload: the kernel reserves records in a few size classes.
 func decode(raw []byte, boot time.Time) (event.Event, error) {
 	if len(raw) < headerLen {
 		return event.Event{}, fmt.Errorf("%w: %d bytes, header is %d", errMalformed, len(raw), headerLen)
 	}
 	le := binary.LittleEndian
 	n := le.Uint32(raw[offLen:])
-	if uint64(n) != uint64(len(raw)-headerLen) {
+	if uint64(n) > uint64(len(raw)-headerLen) {
 		return event.Event{}, fmt.Errorf("%w: payload length %d, record has %d", errMalformed, n, len(raw)-headerLen)
 	}
 	ev := event.Event{
@@ -84,14 +89,14 @@ func decode(raw []byte, boot time.Time) (event.Event, error) {
 		if n > ev.Size {
 			return event.Event{}, fmt.Errorf("%w: %d payload bytes for size %d", errMalformed, n, ev.Size)
 		}
-		switch flags := raw[offFlags]; {
-		case flags == flagUnavailable && n == 0:
-			ev.Unavailable = true
-		case flags != 0:
+		flags := raw[offFlags]
+		if flags&^(flagUnavailable|flagAfterLoss) != 0 || flags&flagUnavailable != 0 && n != 0 {
 			return event.Event{}, fmt.Errorf("%w: flags %#x with %d payload bytes", errMalformed, flags, n)
 		}
+		ev.Unavailable = flags&flagUnavailable != 0
+		ev.AfterLoss = flags&flagAfterLoss != 0
 		if n > 0 {
-			ev.Data = append([]byte(nil), raw[headerLen:]...)
+			ev.Data = raw[headerLen : headerLen+n : headerLen+n]
 		}
 	default:
 		return event.Event{}, fmt.Errorf("%w: kind %d", errMalformed, ev.Kind)

@@ -149,8 +149,8 @@ func (t *Tracker) Stats() Stats {
 	return s
 }
 
-// Handle processes one event. It keeps ev.Data until the bytes are parsed:
-// the caller must not reuse it.
+// Handle processes one event. It copies the bytes of ev.Data it keeps, so
+// the caller may reuse ev.Data once Handle returns.
 func (t *Tracker) Handle(ev event.Event) {
 	t.stats.Events++
 	switch ev.Kind {

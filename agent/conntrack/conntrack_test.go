@@ -108,11 +108,22 @@ func swap(evs []event.Event) []event.Event {
 	return out
 }
 
+// run hands every event's bytes to the tracker in one buffer that is
+// overwritten after each Handle, as the ring buffer reader reuses its
+// record: what the tracker keeps it must have copied.
 func run(cfg Config, evs []event.Event) (*Tracker, []*reprisev1.Exchange) {
 	var got []*reprisev1.Exchange
 	tr := New(cfg, func(x *reprisev1.Exchange) { got = append(got, x) })
+	var buf []byte
 	for _, ev := range evs {
+		if ev.Data != nil {
+			buf = append(buf[:0], ev.Data...)
+			ev.Data = buf
+		}
 		tr.Handle(ev)
+		for i := range buf {
+			buf[i] = '#'
+		}
 	}
 	return tr, got
 }
@@ -405,6 +416,31 @@ func TestLoss(t *testing.T) {
 		if st.BytesLost != tt.stats.BytesLost || st.Resyncs != tt.stats.Resyncs || st.ParseErrors != tt.stats.ParseErrors ||
 			st.UnmatchedResponses != tt.stats.UnmatchedResponses || st.UnansweredRequests != tt.stats.UnansweredRequests {
 			t.Errorf("%s: stats %+v, want %+v", tt.name, st, tt.stats)
+		}
+	}
+}
+
+// A gap the kernel marks as lost (AfterLoss on the event after it) is given
+// up at once, not after the reorder window: the exchanges after it are
+// emitted without waiting, and the bytes held meanwhile are not kept.
+func TestKernelMarkedLoss(t *testing.T) {
+	const req1, resp1 = "GET /1 HTTP/1.1\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1"
+	const req3, resp3 = "GET /3 HTTP/1.1\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n3"
+	for _, marked := range []bool{true, false} {
+		s := server(id1).open().in(req1).out(resp1).in("GET /2 HTTP/1.1\r\n\r\n")
+		s.pos[event.Egress] += 40 // the response to /2, dropped by the kernel: no time passes
+		s.in(req3).out(resp3)
+		s.events[len(s.events)-1].AfterLoss = marked
+		tr, got := run(Config{}, s.events)
+		want := "#0 GET /1 -> 200 [1]\n#1 GET /2 -> none incomplete=false/true lost=40\n#2 GET /3 -> 200 [3]\n"
+		if !marked {
+			want = "#0 GET /1 -> 200 [1]\n" // the rest waits for the reorder window
+		}
+		if g := summaries(got); g != want {
+			t.Errorf("AfterLoss %v: got\n%swant\n%s", marked, g, want)
+		}
+		if st := tr.Stats(); marked && st.BytesLost != 40 {
+			t.Errorf("AfterLoss %v: BytesLost = %d, want 40", marked, st.BytesLost)
 		}
 	}
 }

@@ -262,46 +262,33 @@ func (t *Tracker) send(c *conn, e *pending) {
 	if c.reqDir == event.Ingress {
 		dir, port = reprisev1.Direction_DIRECTION_INBOUND, c.local.Port()
 	}
-	x := &reprisev1.Exchange{
-		Id:        uuid.Must(uuid.NewV7()).String(),
-		StartTime: timestamppb.New(e.start),
-		Duration:  durationpb.New(max(e.end.Sub(e.start), 0)),
-		Direction: dir,
-		Local:     c.localEP.endpoint(c.local),
-		Remote:    c.remoteEP.endpoint(c.remote),
-		Process:   &reprisev1.Process{Pid: c.id.TGID, Tid: e.tid, Comm: c.comm, CgroupId: c.cgroup},
-		Service:   c.service(port),
-		Request: &reprisev1.HttpRequest{
-			Method:        e.req.Method,
-			Target:        e.req.Target,
-			Host:          e.req.Get("Host"),
-			Proto:         e.req.Proto,
-			Headers:       headers(e.req.Headers),
-			Body:          e.req.Body,
-			BodyTruncated: e.req.BodyTruncated,
-			BodySize:      e.req.BodySize,
-		},
-		ConnectionId: c.idString(),
-		Sequence:     c.seq,
-		Capture: &reprisev1.Capture{
-			Source:                 reprisev1.CaptureSource_CAPTURE_SOURCE_SYSCALL,
-			BytesLost:              e.lost,
-			RequestIncomplete:      e.req.Incomplete || e.req.BodyTruncated,
-			ResponseIncomplete:     e.resp == nil || e.resp.Incomplete || e.resp.BodyTruncated || e.streaming,
-			ResponseStreaming:      e.streaming,
-			RequestBodyUnavailable: e.req.BodyUnavailable,
-		},
-	}
+	// One allocation for the messages of the exchange, and one per header
+	// list: they were most of the agent's allocations under small GETs.
+	a := &exchangeAlloc{}
+	a.start.Seconds, a.start.Nanos = e.start.Unix(), int32(e.start.Nanosecond())
+	d := max(e.end.Sub(e.start), 0)
+	a.duration.Seconds, a.duration.Nanos = int64(d/time.Second), int32(d%time.Second)
+	a.process.Pid, a.process.Tid, a.process.Comm, a.process.CgroupId = c.id.TGID, e.tid, c.comm, c.cgroup
+	a.req.Method, a.req.Target, a.req.Host, a.req.Proto = e.req.Method, e.req.Target, e.req.Get("Host"), e.req.Proto
+	a.req.Headers = headers(e.req.Headers)
+	a.req.Body, a.req.BodyTruncated, a.req.BodySize = e.req.Body, e.req.BodyTruncated, e.req.BodySize
+	a.capture.Source = reprisev1.CaptureSource_CAPTURE_SOURCE_SYSCALL
+	a.capture.BytesLost = e.lost
+	a.capture.RequestIncomplete = e.req.Incomplete || e.req.BodyTruncated
+	a.capture.ResponseIncomplete = e.resp == nil || e.resp.Incomplete || e.resp.BodyTruncated || e.streaming
+	a.capture.ResponseStreaming = e.streaming
+	a.capture.RequestBodyUnavailable = e.req.BodyUnavailable
+	x := &a.x
+	x.Id = uuid.Must(uuid.NewV7()).String()
+	x.StartTime, x.Duration, x.Direction = &a.start, &a.duration, dir
+	x.Local, x.Remote = c.localEP.endpoint(c.local, &a.local), c.remoteEP.endpoint(c.remote, &a.remote)
+	x.Process, x.Service = &a.process, c.service(port)
+	x.Request, x.ConnectionId, x.Sequence, x.Capture = &a.req, c.idString(), c.seq, &a.capture
 	if r := e.resp; r != nil {
-		x.Capture.ResponseBodyUnavailable = r.BodyUnavailable
-		x.Response = &reprisev1.HttpResponse{
-			StatusCode:    int32(r.StatusCode),
-			Proto:         r.Proto,
-			Headers:       headers(r.Headers),
-			Body:          r.Body,
-			BodyTruncated: r.BodyTruncated,
-			BodySize:      r.BodySize,
-		}
+		a.capture.ResponseBodyUnavailable = r.BodyUnavailable
+		a.resp.StatusCode, a.resp.Proto, a.resp.Headers = int32(r.StatusCode), r.Proto, headers(r.Headers)
+		a.resp.Body, a.resp.BodyTruncated, a.resp.BodySize = r.Body, r.BodyTruncated, r.BodySize
+		x.Response = &a.resp
 	} else {
 		t.stats.UnansweredRequests++
 	}
@@ -313,10 +300,24 @@ func (t *Tracker) send(c *conn, e *pending) {
 	t.emit(x)
 }
 
+// exchangeAlloc holds the messages of one exchange, allocated together.
+type exchangeAlloc struct {
+	x             reprisev1.Exchange
+	start         timestamppb.Timestamp
+	duration      durationpb.Duration
+	process       reprisev1.Process
+	local, remote reprisev1.Endpoint
+	req           reprisev1.HttpRequest
+	resp          reprisev1.HttpResponse
+	capture       reprisev1.Capture
+}
+
 func headers(hs []http1.Header) []*reprisev1.Header {
 	out := make([]*reprisev1.Header, len(hs))
+	vals := make([]reprisev1.Header, len(hs))
 	for i, h := range hs {
-		out[i] = &reprisev1.Header{Name: h.Name, Value: h.Value}
+		vals[i].Name, vals[i].Value = h.Name, h.Value
+		out[i] = &vals[i]
 	}
 	return out
 }
@@ -328,16 +329,17 @@ type endpointCache struct {
 	ip string
 }
 
-// endpoint returns nil for an unknown address. IPv4-mapped addresses of
-// dual-stack sockets are shown as IPv4.
-func (e *endpointCache) endpoint(ap netip.AddrPort) *reprisev1.Endpoint {
+// endpoint fills ep with ap and returns it, or nil for an unknown address.
+// IPv4-mapped addresses of dual-stack sockets are shown as IPv4.
+func (e *endpointCache) endpoint(ap netip.AddrPort, ep *reprisev1.Endpoint) *reprisev1.Endpoint {
 	if !ap.IsValid() {
 		return nil
 	}
 	if ap.Addr() != e.ap.Addr() || e.ip == "" {
 		e.ap, e.ip = ap, ap.Addr().Unmap().String()
 	}
-	return &reprisev1.Endpoint{Ip: e.ip, Port: uint32(ap.Port())}
+	ep.Ip, ep.Port = e.ip, uint32(ap.Port())
+	return ep
 }
 
 // idString returns the connection id as exported, formatted once.

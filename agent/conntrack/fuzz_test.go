@@ -28,6 +28,20 @@ func FuzzTracker(f *testing.F) {
 		streams := [2][]byte{in, out}
 		var pos [2]uint64
 		var held *event.Event // an event delivered one late
+		var lost [2]bool      // the next event of the direction says so, as the kernel does
+		// handle passes the bytes in a buffer overwritten afterwards, as the
+		// ring buffer reader reuses its records.
+		var scratch []byte
+		handle := func(ev event.Event) {
+			if ev.Data != nil {
+				scratch = append(scratch[:0], ev.Data...)
+				ev.Data = scratch
+			}
+			tr.Handle(ev)
+			for i := range scratch {
+				scratch[i] = 0xff
+			}
+		}
 		for i, c := range ctl {
 			d := event.Direction(c & 1)
 			n := min(int(c>>3)+1, len(streams[d])-int(pos[d]))
@@ -40,6 +54,7 @@ func FuzzTracker(f *testing.F) {
 			pos[d] += uint64(n)
 			switch c >> 1 & 3 {
 			case 1: // lost
+				lost[d] = true
 				continue
 			case 2: // truncated copy, or sent with sendfile
 				ev.Data = ev.Data[:n/2]
@@ -52,12 +67,13 @@ func FuzzTracker(f *testing.F) {
 					continue
 				}
 			}
-			tr.Handle(ev)
+			ev.AfterLoss, lost[d] = lost[d], false
+			handle(ev)
 			if c>>6 == 3 {
 				tr.Expire(at) // streams time out
 			}
 			if held != nil && i%2 == 0 {
-				tr.Handle(*held)
+				handle(*held)
 				held = nil
 			}
 			if c := tr.conns[id]; c != nil {
@@ -69,7 +85,7 @@ func FuzzTracker(f *testing.F) {
 			}
 		}
 		if held != nil {
-			tr.Handle(*held)
+			handle(*held)
 		}
 		tr.Handle(event.Event{Kind: event.KindClose, Conn: id, Time: at})
 		if st := tr.Stats(); st.Conns != 0 {

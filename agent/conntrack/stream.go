@@ -1,6 +1,7 @@
 package conntrack
 
 import (
+	"bytes"
 	"net/netip"
 	"slices"
 	"strings"
@@ -52,6 +53,9 @@ type segment struct {
 	skip uint64
 	at   time.Time
 	tid  uint32
+	// borrowed: data points into the event's buffer, which the source
+	// reuses once Handle returns (see own).
+	borrowed bool
 }
 
 // stream is one direction of a connection.
@@ -73,8 +77,9 @@ func (t *Tracker) data(c *conn, ev event.Event) {
 	d := ev.Dir
 	s := &c.dirs[d]
 	seg := segment{pos: ev.Pos, size: ev.Size, data: ev.Data[:min(len(ev.Data), int(ev.Size))], at: ev.Time, tid: ev.TID}
+	seg.borrowed = len(seg.data) > 0
 	if ev.Unavailable {
-		seg.data, seg.skip = nil, uint64(ev.Size)
+		seg.data, seg.skip, seg.borrowed = nil, uint64(ev.Size), false
 	}
 	switch {
 	case c.upgraded:
@@ -89,12 +94,32 @@ func (t *Tracker) data(c *conn, ev event.Event) {
 		if len(s.future) > maxFuture || s.held > t.cfg.MaxBuffered {
 			t.skipGap(c, d)
 		}
+		// The kernel says the bytes before seg are lost: do not wait for
+		// them (nor hold seg) for the reorder window.
+		for ev.AfterLoss && s.next < seg.pos && len(s.future) > 0 {
+			t.skipGap(c, d)
+		}
 	default:
 		t.accept(c, d, seg)
 		t.drain(c, d)
 	}
 	t.skipStale(c, ev.Time)
 	t.pump(c)
+	s.own()
+}
+
+// own copies the unparsed bytes of the event just handled, if any are still
+// held: usually the parser has consumed them (it copies what it keeps), so
+// the event's bytes are copied at most once.
+func (s *stream) own() {
+	for _, segs := range [2][]segment{s.ready, s.future} {
+		for i := range segs {
+			if segs[i].borrowed {
+				segs[i].data = bytes.Clone(segs[i].data)
+				segs[i].borrowed = false
+			}
+		}
+	}
 }
 
 func compare(a, b uint64) int {

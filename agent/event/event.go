@@ -89,10 +89,15 @@ type Event struct {
 	// Unavailable: the bytes moved but their content never passed through
 	// user memory (sendfile), so Data is empty by design, not by loss.
 	Unavailable bool
+	// AfterLoss: the kernel dropped the event before this one in its
+	// direction (ring buffer full), so a gap before Pos is lost for good
+	// rather than an event still to come from another CPU.
+	AfterLoss bool
 }
 
 // Source yields events in the order the kernel produced them per CPU.
-// Read blocks until an event arrives or the source is closed.
+// Read blocks until an event arrives or the source is closed. An event's
+// Data is only valid until the next Read: the source may reuse it.
 type Source interface {
 	Read() (Event, error)
 	Close() error

@@ -19,23 +19,21 @@ type Sources struct {
 	Tracker func() conntrack.Stats
 	Export  func() export.Stats
 	Pending func() int
-	// Queue is how many events wait between the ring buffer reader and the
-	// tracker.
-	Queue func() int
-	// QueueBytes and PendingBytes are the memory those queues hold, bounded
-	// by bytes; nil leaves the gauge out.
-	QueueBytes, PendingBytes func() int64
+	// RingUnread is the bytes in the kernel ring buffer not read yet, and
+	// PendingBytes the memory of the exchanges waiting for the collector;
+	// nil leaves the gauge out.
+	RingUnread, PendingBytes func() int64
 }
 
 type collector struct {
 	src Sources
 
-	events, bytes, exchanges, exported                   *prometheus.Desc
-	drops, truncated, streamLost, conns, exportBacklog   *prometheus.Desc
-	droppedBytes, unavailable, filtered, streamed, queue *prometheus.Desc
-	incomplete, queueBytes, pendingBytes                 *prometheus.Desc
-	exportDropped, spooled, spoolDropped, retries        *prometheus.Desc
-	spoolBatches, spoolBytes, spoolExchanges             *prometheus.Desc
+	events, bytes, exchanges, exported                 *prometheus.Desc
+	drops, truncated, streamLost, conns, exportBacklog *prometheus.Desc
+	droppedBytes, unavailable, filtered, streamed      *prometheus.Desc
+	incomplete, ringUnread, pendingBytes               *prometheus.Desc
+	exportDropped, spooled, spoolDropped, retries      *prometheus.Desc
+	spoolBatches, spoolBytes, spoolExchanges           *prometheus.Desc
 }
 
 // NewCollector returns a prometheus.Collector over src.
@@ -57,8 +55,7 @@ func NewCollector(src Sources) prometheus.Collector {
 		filtered:       prometheus.NewDesc(name("filtered_exchanges_total"), "Exchanges left out by --methods and --paths.", nil, nil),
 		streamed:       prometheus.NewDesc(name("streamed_responses_total"), "Responses emitted before their end (stream timeout or capped event stream).", nil, nil),
 		incomplete:     prometheus.NewDesc(name("incomplete_exchanges_total"), "Exchanges assembled with the request or response missing or cut short.", nil, nil),
-		queue:          prometheus.NewDesc(name("event_queue"), "Events waiting between the ring buffer reader and the tracker.", nil, nil),
-		queueBytes:     prometheus.NewDesc(name("event_queue_bytes"), "Payload bytes of the events waiting for the tracker.", nil, nil),
+		ringUnread:     prometheus.NewDesc(name("ring_unread_bytes"), "Bytes in the kernel ring buffer the agent has not read yet.", nil, nil),
 		pendingBytes:   prometheus.NewDesc(name("export_pending_bytes"), "Approximate size of the exchanges queued or awaiting the collector's ack.", nil, nil),
 		exportDropped:  prometheus.NewDesc(name("export_dropped_total"), "Exchanges lost on the way to the collector, by reason (their sum is drops_total{reason=\"export_backlog\"}).", []string{"reason"}, nil),
 		spooled:        prometheus.NewDesc(name("spooled_exchanges_total"), "Exchanges written to the disk spool, sanitized.", nil, nil),
@@ -127,12 +124,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.filtered, ts.Filtered)
 	counter(c.incomplete, ts.Incomplete)
 	counter(c.streamed, ts.Streamed)
-	ch <- prometheus.MustNewConstMetric(c.queue, prometheus.GaugeValue, float64(c.src.Queue()))
 	counter(c.truncated, ks.TruncatedBytes)
 	counter(c.streamLost, ts.BytesLost)
 	ch <- prometheus.MustNewConstMetric(c.conns, prometheus.GaugeValue, float64(ts.Conns))
 	ch <- prometheus.MustNewConstMetric(c.exportBacklog, prometheus.GaugeValue, float64(c.src.Pending()))
-	for d, f := range map[*prometheus.Desc]func() int64{c.queueBytes: c.src.QueueBytes, c.pendingBytes: c.src.PendingBytes} {
+	for d, f := range map[*prometheus.Desc]func() int64{c.ringUnread: c.src.RingUnread, c.pendingBytes: c.src.PendingBytes} {
 		if f != nil {
 			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(f()))
 		}

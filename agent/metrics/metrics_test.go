@@ -24,8 +24,8 @@ func TestCollector(t *testing.T) {
 			return export.Stats{Acked: 4, Dropped: 1, Drops: map[string]uint64{export.DropBacklogFull: 1, export.DropSpoolFull: 0},
 				Spooled: 12, SpoolFiles: 2, SpoolBytes: 3000, SpoolExchanges: 9}
 		},
-		Pending: func() int { return 6 },
-		Queue:   func() int { return 9 },
+		Pending:    func() int { return 6 },
+		RingUnread: func() int64 { return 9 },
 	})
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(c)
@@ -55,15 +55,15 @@ reprise_agent_dropped_bytes_total{reason="ringbuf_full"} 3000
 # TYPE reprise_agent_export_dropped_total counter
 reprise_agent_export_dropped_total{reason="backlog_full"} 1
 reprise_agent_export_dropped_total{reason="spool_full"} 0
+# HELP reprise_agent_ring_unread_bytes Bytes in the kernel ring buffer the agent has not read yet.
+# TYPE reprise_agent_ring_unread_bytes gauge
+reprise_agent_ring_unread_bytes 9
 # HELP reprise_agent_spool_exchanges Exchanges in the disk spool.
 # TYPE reprise_agent_spool_exchanges gauge
 reprise_agent_spool_exchanges 9
 # HELP reprise_agent_spooled_exchanges_total Exchanges written to the disk spool, sanitized.
 # TYPE reprise_agent_spooled_exchanges_total counter
 reprise_agent_spooled_exchanges_total 12
-# HELP reprise_agent_event_queue Events waiting between the ring buffer reader and the tracker.
-# TYPE reprise_agent_event_queue gauge
-reprise_agent_event_queue 9
 # HELP reprise_agent_incomplete_exchanges_total Exchanges assembled with the request or response missing or cut short.
 # TYPE reprise_agent_incomplete_exchanges_total counter
 reprise_agent_incomplete_exchanges_total 1
@@ -71,7 +71,7 @@ reprise_agent_incomplete_exchanges_total 1
 # TYPE reprise_agent_unavailable_bytes_total counter
 reprise_agent_unavailable_bytes_total 500
 `
-	names := []string{"reprise_agent_drops_total", "reprise_agent_dropped_bytes_total", "reprise_agent_event_queue",
+	names := []string{"reprise_agent_drops_total", "reprise_agent_dropped_bytes_total", "reprise_agent_ring_unread_bytes",
 		"reprise_agent_export_dropped_total", "reprise_agent_spool_exchanges", "reprise_agent_spooled_exchanges_total",
 		"reprise_agent_incomplete_exchanges_total", "reprise_agent_unavailable_bytes_total"}
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), names...); err != nil {

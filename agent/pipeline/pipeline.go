@@ -1,12 +1,13 @@
-// Package pipeline drives captured events through connection tracking on
-// one goroutine: the tracker is not safe for concurrent use, and a single
-// owner keeps per-connection state free of locks.
+// Package pipeline drives captured events through connection tracking: the
+// tracker is not safe for concurrent use, so one goroutine reads and
+// handles events and a ticker takes turns with it under a lock.
 package pipeline
 
 import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -16,29 +17,15 @@ import (
 
 // Pipeline owns a tracker and publishes its counters to other goroutines.
 type Pipeline struct {
+	// mu serialises the tracker between the reading loop and the ticker.
+	mu      sync.Mutex
 	tracker *conntrack.Tracker
 	stats   atomic.Pointer[conntrack.Stats]
-	// events and queued (payload bytes in events) bound what waits in
-	// memory between the reader and the tracker; past either bound the
-	// reader waits, the ring buffer fills and the kernel drops and counts.
-	events chan event.Event
-	queued atomic.Int64
-	// room wakes a reader waiting for queued to fall below maxQueueBytes.
-	room chan struct{}
 }
-
-const (
-	// maxQueueEvents absorbs bursts of small events (a GET is a few).
-	maxQueueEvents = 4096
-	// maxQueueBytes keeps the queue's memory independent of payload size:
-	// 4096 events of 64 KiB would be 256 MiB. The 16 MiB ring behind it
-	// holds more.
-	maxQueueBytes = 8 << 20
-)
 
 // New wraps t; only the pipeline may call t after this.
 func New(t *conntrack.Tracker) *Pipeline {
-	p := &Pipeline{tracker: t, events: make(chan event.Event, maxQueueEvents), room: make(chan struct{}, 1)}
+	p := &Pipeline{tracker: t}
 	p.publish()
 	return p
 }
@@ -46,12 +33,7 @@ func New(t *conntrack.Tracker) *Pipeline {
 // Stats returns the tracker's counters as of the last tick.
 func (p *Pipeline) Stats() conntrack.Stats { return *p.stats.Load() }
 
-// QueueLen returns how many events wait for the tracker.
-func (p *Pipeline) QueueLen() int { return len(p.events) }
-
-// QueueBytes returns the payload bytes of the events waiting for the tracker.
-func (p *Pipeline) QueueBytes() int64 { return p.queued.Load() }
-
+// publish is called with mu held.
 func (p *Pipeline) publish() {
 	s := p.tracker.Stats()
 	p.stats.Store(&s)
@@ -62,50 +44,46 @@ func (p *Pipeline) publish() {
 // connections are expired and the counters published. When src closes,
 // everything the tracker still holds is flushed, so exchanges completed by
 // the last events are not lost.
+//
+// Each event is handled on the goroutine that read it, before the next
+// Read: its Data may point into the source's buffer (the kernel's record),
+// and the tracker copies only the bytes it keeps. Events wait in the ring
+// buffer, not in a queue of copies.
 func (p *Pipeline) Run(src event.Source, tick time.Duration) error {
-	// Reading happens on its own goroutine so expiry runs while the ring
-	// buffer is quiet.
-	events := p.events
-	readErr := make(chan error, 1)
+	stop := make(chan struct{})
+	ticked := make(chan struct{})
 	go func() {
-		defer close(events)
+		defer close(ticked)
+		ticker := time.NewTicker(tick)
+		defer ticker.Stop()
 		for {
-			ev, err := src.Read()
-			if err != nil {
-				readErr <- err
+			select {
+			case now := <-ticker.C:
+				p.mu.Lock()
+				p.tracker.Expire(now)
+				p.publish()
+				p.mu.Unlock()
+			case <-stop:
 				return
 			}
-			for p.queued.Load() > maxQueueBytes {
-				<-p.room
-			}
-			p.queued.Add(int64(len(ev.Data)))
-			events <- ev
 		}
 	}()
-
-	ticker := time.NewTicker(tick)
-	defer ticker.Stop()
 	for {
-		select {
-		case ev, ok := <-events:
-			if !ok {
-				p.tracker.Flush()
-				p.publish()
-				if err := <-readErr; !errors.Is(err, os.ErrClosed) {
-					return fmt.Errorf("read events: %w", err)
-				}
-				return nil
-			}
-			p.tracker.Handle(ev)
-			if n := int64(len(ev.Data)); n > 0 && p.queued.Add(-n) <= maxQueueBytes {
-				select {
-				case p.room <- struct{}{}:
-				default:
-				}
-			}
-		case now := <-ticker.C:
-			p.tracker.Expire(now)
+		ev, err := src.Read()
+		if err != nil {
+			close(stop)
+			<-ticked
+			p.mu.Lock()
+			p.tracker.Flush()
 			p.publish()
+			p.mu.Unlock()
+			if !errors.Is(err, os.ErrClosed) {
+				return fmt.Errorf("read events: %w", err)
+			}
+			return nil
 		}
+		p.mu.Lock()
+		p.tracker.Handle(ev)
+		p.mu.Unlock()
 	}
 }

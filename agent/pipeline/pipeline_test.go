@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -74,73 +73,72 @@ func TestRunFlushesWhenTheSourceCloses(t *testing.T) {
 	}
 }
 
-// countingSource yields n data events of size bytes each, counting reads.
-type countingSource struct {
-	n, size int
-	reads   atomic.Int64
+// reusingSource hands out every event's bytes in one buffer, overwritten
+// at each Read, as the ring buffer reader does; after the events it blocks
+// until closed.
+type reusingSource struct {
+	events []event.Event
+	buf    []byte
+	closed chan struct{}
 }
 
-func (c *countingSource) Read() (event.Event, error) {
-	i := int(c.reads.Add(1)) - 1
-	if i >= c.n {
+func (r *reusingSource) Read() (event.Event, error) {
+	for i := range r.buf {
+		r.buf[i] = '#'
+	}
+	if len(r.events) == 0 {
+		<-r.closed
 		return event.Event{}, os.ErrClosed
 	}
-	// The tracker takes these as bytes to resync on; only their size matters.
-	return data(event.Ingress, uint64(len(reqA)+i*c.size), string(make([]byte, c.size))), nil
+	ev := r.events[0]
+	r.events = r.events[1:]
+	r.buf = append(r.buf[:0], ev.Data...)
+	ev.Data = r.buf
+	return ev, nil
 }
 
-func (c *countingSource) Close() error { return nil }
+func (r *reusingSource) Close() error { close(r.closed); return nil }
 
-const reqA = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
-
-func TestQueueIsBoundedByBytes(t *testing.T) {
-	release := make(chan struct{})
-	// The first exchange's emit blocks the tracker, so events pile up.
-	first := &fakeSource{events: []event.Event{
-		data(event.Ingress, 0, reqA), data(event.Egress, 0, "HTTP/1.1 204 No Content\r\n\r\n"),
+func TestRunWithAReusedBuffer(t *testing.T) {
+	// The end of the response comes before its start (another CPU), so the
+	// tracker holds it across Reads; the second request stays unanswered.
+	resp := "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+	src := &reusingSource{closed: make(chan struct{}), events: []event.Event{
+		data(event.Ingress, 0, reqA), data(event.Egress, 20, resp[20:]), data(event.Egress, 0, resp[:20]),
+		data(event.Ingress, uint64(len(reqA)), "GET /b HTTP/1.1\r\n\r\n"),
 	}}
-	const size = 1 << 20
-	rest := &countingSource{n: 64, size: size}
-	p := New(conntrack.New(conntrack.Config{}, func(*reprisev1.Exchange) { <-release }))
+	// Events from an hour ago: the first tick expires the connection.
+	for i := range src.events {
+		src.events[i].Time = time.Now().Add(-time.Hour)
+	}
+	got := make(chan *reprisev1.Exchange, 2)
+	p := New(conntrack.New(conntrack.Config{IdleTimeout: time.Minute}, func(ex *reprisev1.Exchange) { got <- ex }))
 	done := make(chan error, 1)
-	go func() { done <- p.Run(chain{first, rest}, time.Hour) }()
+	go func() { done <- p.Run(src, 10*time.Millisecond) }()
 
-	// Wait (bounded) for the reader to stop on the byte bound.
-	var last int64 = -1
-	for range 200 {
-		time.Sleep(10 * time.Millisecond)
-		if n := rest.reads.Load(); n == last && n > 0 {
-			break
-		} else {
-			last = n
+	// The last exchange arrives while Read blocks: the ticker expired the
+	// idle connection.
+	for _, want := range []string{"/a 200 ok", "/b none"} {
+		select {
+		case ex := <-got:
+			s := ex.Request.Target + " none"
+			if ex.Response != nil {
+				s = fmt.Sprintf("%s %d %s", ex.Request.Target, ex.Response.StatusCode, ex.Response.Body)
+			}
+			if s != want {
+				t.Fatalf("exchange %q, want %q", s, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no exchange %q 5s into the run", want)
 		}
 	}
-	if q := p.QueueBytes(); q > maxQueueBytes+size {
-		t.Fatalf("queue holds %d bytes, bound %d", q, maxQueueBytes)
-	}
-	if n := rest.reads.Load(); n >= int64(rest.n) || n > maxQueueBytes/size+2 {
-		t.Fatalf("reader took %d of %d events of %d bytes past an %d-byte bound", n, rest.n, size, maxQueueBytes)
-	}
-	close(release)
+	src.Close()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if p.QueueBytes() != 0 {
-		t.Fatalf("queue bytes %d after the run, want 0", p.QueueBytes())
+	if st := p.Stats(); st.Events != 4 || st.Expired != 1 {
+		t.Fatalf("published stats %+v, want 4 events and 1 expired connection", st)
 	}
 }
 
-// chain reads a, then b once a is exhausted.
-type chain struct {
-	a *fakeSource
-	b event.Source
-}
-
-func (c chain) Read() (event.Event, error) {
-	if len(c.a.events) > 0 {
-		return c.a.Read()
-	}
-	return c.b.Read()
-}
-
-func (c chain) Close() error { return nil }
+const reqA = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
