@@ -22,27 +22,13 @@ import (
 	"github.com/reprise-dev/reprise/collector/server"
 	"github.com/reprise-dev/reprise/collector/store"
 	"github.com/reprise-dev/reprise/internal/grpcclient"
+	"github.com/reprise-dev/reprise/internal/ingestload"
 	"github.com/reprise-dev/reprise/internal/sample"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
-// benchBatch returns n fresh copies of the template with unique ids.
-func benchBatch(tmpl *reprisev1.Exchange, prefix string, n int, start time.Time) []*reprisev1.Exchange {
-	out := make([]*reprisev1.Exchange, n)
-	for i := range out {
-		ex := proto.CloneOf(tmpl)
-		ex.Id = prefix + strconv.Itoa(i)
-		ex.StartTime = timestamppb.New(start.Add(time.Duration(i) * time.Microsecond))
-		out[i] = ex
-	}
-	return out
-}
-
-const (
-	benchBatchSize = 500
-	benchStreams   = 2 // agents sending at once
-	benchInFlight  = 4 // unacked batches per stream
-)
+// benchStreams is the agents sending at once.
+const benchStreams = 2
 
 // BenchmarkIngest measures exchanges per second into the embedded store:
 // "grpc" is the whole path (gRPC on loopback, default sanitizer, s2,
@@ -82,47 +68,11 @@ func BenchmarkIngest(b *testing.B) {
 		start := time.Now()
 		var wg sync.WaitGroup
 		for s := range benchStreams {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				stream, err := client.Ingest(context.Background())
-				if err != nil {
-					b.Error(err)
-					return
-				}
-				batches := (b.N/benchStreams + benchBatchSize - 1) / benchBatchSize
-				// At most benchInFlight batches unacked, as an agent keeps them.
-				sem := make(chan struct{}, benchInFlight)
-				acks := make(chan error, 1)
-				go func() {
-					for range batches {
-						if _, err := stream.Recv(); err != nil {
-							acks <- err
-							return
-						}
-						<-sem
-					}
-					acks <- nil
-				}()
-				for n := range batches {
-					select {
-					case sem <- struct{}{}:
-					case err := <-acks: // the stream failed before all acks came
-						b.Error(err)
-						return
-					}
-					req := &reprisev1.IngestRequest{BatchId: fmt.Sprint(s, "-", n),
-						Exchanges: benchBatch(tmpl, fmt.Sprintf("%d-%d-", s, n), benchBatchSize, start)}
-					if err := stream.Send(req); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-				if err := <-acks; err != nil {
+			wg.Go(func() {
+				if err := ingestload.Send(context.Background(), client, tmpl, fmt.Sprint(s, "-"), b.N/benchStreams, start); err != nil {
 					b.Error(err)
 				}
-				stream.CloseSend()
-			}()
+			})
 		}
 		wg.Wait()
 		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "exchanges/s")
@@ -136,8 +86,8 @@ func BenchmarkIngest(b *testing.B) {
 		b.SetBytes(int64(proto.Size(tmpl)))
 		b.ResetTimer()
 		start := time.Now()
-		for n := 0; n*benchBatchSize < b.N; n++ {
-			if err := st.Put(context.Background(), benchBatch(tmpl, fmt.Sprint(n, "-"), benchBatchSize, start)); err != nil {
+		for n := 0; n*ingestload.BatchSize < b.N; n++ {
+			if err := st.Put(context.Background(), ingestload.Batch(tmpl, fmt.Sprint(n, "-"), ingestload.BatchSize, start)); err != nil {
 				b.Fatal(err)
 			}
 		}
