@@ -583,6 +583,20 @@ func TestCloseUnblocksRead(t *testing.T) {
 	}
 }
 
+// discard accepts one connection on ln and reads it to its end; the channel
+// closes when it has.
+func discard(ln net.Listener) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if s, err := ln.Accept(); err == nil {
+			_, _ = io.Copy(io.Discard, s)
+			s.Close()
+		}
+	}()
+	return done
+}
+
 // An event's Data is the kernel's record in place: closing the capture
 // while the event is being handled (the agent's shutdown) must leave it
 // readable until the next Read.
@@ -590,12 +604,7 @@ func TestCloseKeepsTheLastEventReadable(t *testing.T) {
 	ln := listen(t, "tcp4", "127.0.0.1:0")
 	// SelfTGID 1: this process's own traffic is captured.
 	c := open(t, Config{Ports: []uint16{port(ln)}, SelfTGID: 1})
-	go func() {
-		if s, err := ln.Accept(); err == nil {
-			_, _ = io.Copy(io.Discard, s)
-			s.Close()
-		}
-	}()
+	discard(ln)
 	conn, err := net.Dial("tcp4", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -633,14 +642,7 @@ func TestCloseKeepsTheLastEventReadable(t *testing.T) {
 func TestRingFullIsFlaggedAndCounted(t *testing.T) {
 	ln := listen(t, "tcp4", "127.0.0.1:0")
 	c := open(t, Config{Ports: []uint16{port(ln)}, SelfTGID: 1, RingSize: 64 << 10})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if s, err := ln.Accept(); err == nil {
-			_, _ = io.Copy(io.Discard, s)
-			s.Close()
-		}
-	}()
+	done := discard(ln)
 	conn, err := net.Dial("tcp4", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
