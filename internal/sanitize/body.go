@@ -11,20 +11,21 @@ import (
 	"net/textproto"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/reprise-dev/reprise/internal/contentcoding"
 	"github.com/reprise-dev/reprise/internal/header"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
-// body decodes, scans and rewrites one body. A rewritten body is stored
-// decoded: Content-Encoding is removed and Content-Length fixed, so the
-// original (compressed) bytes never reach the store.
-func (sc *scan) body(side string, hs *[]*reprisev1.Header, body *[]byte, size *int64, truncated bool) {
+// body decodes, scans and rewrites one body, at loc (request.body or
+// response.body). A rewritten body is stored decoded: Content-Encoding is
+// removed and Content-Length fixed, so the original (compressed) bytes
+// never reach the store.
+func (sc *scan) body(loc string, hs *[]*reprisev1.Header, body *[]byte, size *int64, truncated bool) {
 	if len(*body) == 0 {
 		return
 	}
-	loc := side + ".body"
 	b := *body
 	enc := header.Combined(*hs, "Content-Encoding")
 	decoded := false
@@ -60,9 +61,9 @@ func (sc *scan) body(side string, hs *[]*reprisev1.Header, body *[]byte, size *i
 	var kept []*reprisev1.Header
 	for _, h := range *hs {
 		switch {
-		case h != nil && decoded && strings.EqualFold(h.Name, "Content-Encoding"):
+		case h != nil && decoded && isName(h.Name, "content-encoding"):
 			continue
-		case h != nil && !truncated && strings.EqualFold(h.Name, "Content-Length"):
+		case h != nil && !truncated && isName(h.Name, "content-length"):
 			h.Value = strconv.Itoa(len(out))
 		}
 		kept = append(kept, h)
@@ -101,11 +102,17 @@ const (
 
 // sniff looks at the bytes first: Content-Type is often missing or wrong.
 func sniff(contentType string, b []byte) (bodyKind, string) {
-	mt, params, _ := mime.ParseMediaType(contentType)
-	if strings.HasPrefix(mt, "multipart/") && params["boundary"] != "" {
-		return bodyMultipart, params["boundary"]
-	}
 	t := bytes.TrimLeft(bytes.TrimPrefix(b, []byte("\xef\xbb\xbf")), " \t\r\n")
+	// JSON bytes need the media type only when it may be multipart:
+	// parsing it costs a map per body.
+	var mt string
+	if len(t) == 0 || t[0] != '{' && t[0] != '[' || mayBeMultipart(contentType) {
+		var params map[string]string
+		mt, params, _ = mime.ParseMediaType(contentType)
+		if strings.HasPrefix(mt, "multipart/") && params["boundary"] != "" {
+			return bodyMultipart, params["boundary"]
+		}
+	}
 	switch {
 	case len(t) == 0:
 		return bodyText, ""
@@ -125,6 +132,17 @@ func sniff(contentType string, b []byte) (bodyKind, string) {
 		return bodyForm, ""
 	}
 	return bodyText, ""
+}
+
+// mayBeMultipart is false when ct, in any ASCII case, has no "multipart/",
+// so its media type cannot be one; non-ASCII takes the parser's word.
+func mayBeMultipart(ct string) bool {
+	for i := 0; i < len(ct); i++ {
+		if ct[i] >= utf8.RuneSelf || hasPrefixFoldASCII(ct[i:], "multipart/") {
+			return true
+		}
+	}
+	return false
 }
 
 func looksLikeForm(b []byte) bool {
@@ -236,7 +254,7 @@ func (sc *scan) xml(loc string, b []byte, depth int, forced *rule) ([]byte, erro
 			name := t.Name.Local
 			e := elem{loc: top.loc + "." + name, key: name, forced: top.forced}
 			if e.forced == nil {
-				e.forced, _ = sc.decideKey(e.loc, name)
+				e.forced, _ = sc.decideKey(where{base: e.loc}, name)
 			}
 			changed := false
 			for i, a := range t.Attr {
@@ -325,7 +343,7 @@ func (sc *scan) multipart(loc, boundary string, b []byte, depth int) ([]byte, er
 			name = strconv.Itoa(i)
 		}
 		partLoc := loc + "." + name
-		deny, allow := sc.decideKey(partLoc, name)
+		deny, allow := sc.decideKey(where{base: partLoc}, name)
 		if !allow {
 			if data, err = sc.content(partLoc, name, p.Header.Get("Content-Type"), data, depth+1, deny); err != nil {
 				return nil, err

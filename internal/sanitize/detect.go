@@ -4,6 +4,8 @@ import (
 	"encoding/base64"
 	"math"
 	"math/big"
+	"math/bits"
+	"slices"
 	"strings"
 )
 
@@ -28,25 +30,32 @@ var detectors = []*detector{
 	{"github", shape{maxRun: 33, seen: clUnderscore}, githubFind},
 	{"basic", shape{n: 10, seen: clSpace | clB}, basicFind},
 	{"bearer", shape{n: 15, seen: clSpace | clB}, bearerFind},
-	{"card", shape{digits: 13}, cardFind},
-	{"iban", shape{upper: 2, digits: 2, alnum: 15}, ibanFind},
-	{"ssn", shape{digits: 9, seen: clDash}, ssnFind},
+	{"card", shape{digits: 13, seen: clCardRun}, cardFind},
+	{"iban", shape{upper: 2, digits: 2, alnum: 15, seen: clIBANHead}, ibanFind},
+	{"ssn", shape{digits: 9, seen: clSSNGroups}, ssnFind},
 	{"email", shape{n: 6, seen: clAt | clDot}, emailFind},
-	{"phone", shape{digits: 8}, phoneFind},
-	{"entropy", shape{seen: clGenerated}, entropyFind},
+	{"phone", shape{digits: 8, seen: clPhoneTail}, phoneFind},
+	{"entropy", shape{n: 24, seen: clGenerated}, entropyFind},
 }
 
 // shape is what one pass over a value learns: its length, counts of byte
-// classes, the longest run of token characters and the classes seen.
+// classes, the longest run of token characters and the classes seen (with
+// digitGroups' classes when it has digits).
 type shape struct {
 	n, digits, upper, alnum, maxRun int
-	seen                            uint16
+	seen                            uint32
 }
 
 // meets reports whether sh has at least what need asks for.
 func (sh *shape) meets(need *shape) bool {
-	return sh.n >= need.n && sh.digits >= need.digits && sh.upper >= need.upper && sh.digits+sh.upper >= need.alnum &&
-		sh.maxRun >= need.maxRun && sh.seen&need.seen == need.seen
+	// The classes first: most needs ask for one most values lack.
+	return sh.seen&need.seen == need.seen && sh.n >= need.n && sh.digits >= need.digits && sh.upper >= need.upper &&
+		sh.digits+sh.upper >= need.alnum && sh.maxRun >= need.maxRun
+}
+
+// minLen is the length under which no value meets need.
+func (need *shape) minLen() int {
+	return max(need.n, need.digits, need.upper, need.alnum, need.maxRun)
 }
 
 // Byte classes of shapeOf, one table lookup per byte.
@@ -66,6 +75,14 @@ const (
 	// clGenerated: a run of 24+ token characters with a lower and an upper
 	// case letter, a digit and a non-hex letter, the runs entropyFind tests.
 	clGenerated
+
+	// Classes of digitGroups: the groups of digits the card, IBAN, SSN and
+	// phone patterns need. Dates, times, UUIDs and order numbers have their
+	// digits and dashes but not these groups.
+	clCardRun   // 13+ digits with at most one ' ' or '-' between two
+	clIBANHead  // [A-Z]{2}\d{2}
+	clSSNGroups // \d{3}-\d{2}-\d{4}
+	clPhoneTail // \d{3}[ .-]\d{4}\b, or \+\d{8}
 )
 
 var byteClass = func() (t [256]uint16) {
@@ -107,35 +124,118 @@ var byteClass = func() (t [256]uint16) {
 
 const generatedRun = clDigit | clUpper | clLower | clNonHex
 
+// byteCounts packs what shapeOf counts of a byte: a digit in the low 32
+// bits, an upper-case letter in the high 32, so one add counts both.
+var byteCounts = func() (t [256]uint64) {
+	for c := range t {
+		if isDigit(byte(c)) {
+			t[c] = 1
+		}
+		if isUpper(byte(c)) {
+			t[c] = 1 << 32
+		}
+	}
+	return t
+}()
+
+// runNeeds are the needs of the detectors that look at runs.
+var runNeeds = func() (n []*shape) {
+	for _, d := range detectors {
+		if d.need.maxRun > 0 {
+			n = append(n, &d.need)
+		}
+	}
+	return n
+}()
+
 func shapeOf(s string) shape {
 	// Locals, not fields of sh: the loop keeps them in registers.
-	var seen, runCl uint16
-	digits, upper, runLen, maxRun := 0, 0, 0, 0
+	var seen uint32
+	var counts uint64
 	for i := 0; i < len(s); i++ {
-		c := byteClass[s[i]]
-		seen |= c
-		digits += int(c & clDigit)
-		upper += int(c&clUpper) >> 1
-		if c&clToken != 0 {
-			runLen++
-			runCl |= c
-			continue
+		seen |= uint32(byteClass[s[i]])
+		counts += byteCounts[s[i]]
+	}
+	sh := shape{n: len(s), digits: int(uint32(counts)), upper: int(counts >> 32), seen: seen}
+	if sh.digits >= 8 || sh.digits >= 2 && sh.upper >= 2 && sh.digits+sh.upper >= 15 { // card, ssn, phone; iban
+		sh.seen |= digitGroups(s)
+	}
+	// The length bounds the longest run; the runs themselves are read only
+	// when a detector could use them.
+	sh.maxRun = len(s)
+	if len(s) >= 24 && seen&generatedRun == generatedRun || slices.ContainsFunc(runNeeds, sh.meets) {
+		var generated bool
+		sh.maxRun, generated = runs(s)
+		if generated {
+			sh.seen |= clGenerated
 		}
-		if runLen > maxRun {
-			maxRun = runLen
+	}
+	return sh
+}
+
+// runs returns the longest run of token characters in s, and whether a run
+// is generated-looking (see clGenerated).
+func runs(s string) (maxRun int, generated bool) {
+	var runCl uint16
+	runLen := 0
+	for i := 0; i <= len(s); i++ {
+		if i < len(s) {
+			if c := byteClass[s[i]]; c&clToken != 0 {
+				runLen++
+				runCl |= c
+				continue
+			}
 		}
-		if runLen >= 24 && runCl&generatedRun == generatedRun {
-			seen |= clGenerated
-		}
+		maxRun = max(maxRun, runLen)
+		generated = generated || runLen >= 24 && runCl&generatedRun == generatedRun
 		runLen, runCl = 0, 0
 	}
-	if runLen > maxRun {
-		maxRun = runLen
+	return maxRun, generated
+}
+
+// digitGroups reads the maximal runs of digits of s, each with the one
+// byte between it and the run before (0 when none or more), and returns
+// the classes they make: what each pattern needs of these runs, so never
+// less than it matches (checkDetectors tests that).
+func digitGroups(s string) (seen uint32) {
+	chain := 0          // digits of this run and the runs joined to it by one ' ' or '-'
+	prev, prev2 := 0, 0 // lengths of the run before and the one before it
+	var prevSep byte    // the byte before the run before
+	prevEnd := -2
+	for i := 0; i < len(s); {
+		if !isDigit(s[i]) {
+			i++
+			continue
+		}
+		start := i
+		for i < len(s) && isDigit(s[i]) {
+			i++
+		}
+		n := i - start
+		var sep byte
+		if start-prevEnd == 1 {
+			sep = s[start-1]
+		}
+		if sep == ' ' || sep == '-' {
+			chain += n
+		} else {
+			chain = n
+		}
+		if chain >= 13 {
+			seen |= clCardRun
+		}
+		if n >= 2 && start >= 2 && isUpper(s[start-1]) && isUpper(s[start-2]) {
+			seen |= clIBANHead
+		}
+		if n == 4 && sep == '-' && prev == 2 && prevSep == '-' && prev2 == 3 {
+			seen |= clSSNGroups
+		}
+		if n == 4 && isPhoneSep(sep) && prev == 3 && wordEnd(s, i) || n >= 8 && start > 0 && s[start-1] == '+' {
+			seen |= clPhoneTail
+		}
+		prev2, prev, prevSep, prevEnd = prev, n, sep, i
 	}
-	if runLen >= 24 && runCl&generatedRun == generatedRun {
-		seen |= clGenerated
-	}
-	return shape{n: len(s), digits: digits, upper: upper, maxRun: maxRun, seen: seen}
+	return seen
 }
 
 func isUpper(c byte) bool { return c >= 'A' && c <= 'Z' }
@@ -281,20 +381,34 @@ func highEntropy(s string) bool {
 	// Token characters are ASCII; under 16 distinct ones the entropy is
 	// below 4 bits whatever their frequencies.
 	var freq [128]uint32
+	var present [2]uint64 // the bytes seen, so the sum visits only them
 	distinct := 0
 	for i := 0; i < len(s); i++ {
-		if freq[s[i]&0x7f]++; freq[s[i]&0x7f] == 1 {
+		c := s[i] & 0x7f
+		if freq[c]++; freq[c] == 1 {
 			distinct++
+			present[c>>6] |= 1 << (c & 63)
 		}
 	}
 	if distinct < 16 {
 		return false
 	}
+	// The sum over the bytes seen in ascending order, as over all of freq,
+	// but each small frequency's logarithm is taken once: most characters
+	// of a token come once or twice.
+	var logs [32]float64 // log2(f/len(s)) by f; 0 is not yet (f < len(s))
 	h := 0.0
-	for _, f := range freq {
-		if f > 0 {
+	for w, set := range present {
+		for ; set != 0; set &= set - 1 {
+			f := freq[w*64+bits.TrailingZeros64(set)]
 			p := float64(f) / float64(len(s))
-			h -= p * math.Log2(p)
+			var l float64
+			if f < uint32(len(logs)) && logs[f] != 0 {
+				l = logs[f]
+			} else if l = math.Log2(p); f < uint32(len(logs)) {
+				logs[f] = l
+			}
+			h -= p * l
 		}
 	}
 	return h >= 4.0

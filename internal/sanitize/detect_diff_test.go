@@ -1,6 +1,7 @@
 package sanitize
 
 import (
+	"math"
 	"math/rand/v2"
 	"regexp"
 	"slices"
@@ -54,6 +55,11 @@ func checkDetectors(t *testing.T, s string) {
 			if got := entropyFind(nil, s); len(got) > 0 && !sh.meets(&d.need) {
 				t.Fatalf("entropy: need rules out %q, which has %v", s, got)
 			}
+			for run := range strings.FieldsFuncSeq(s, func(r rune) bool { return r >= 0x80 || !isTokenChar(byte(r)) }) {
+				if got, want := highEntropy(run), plainEntropy(run) >= 4.0; isToken(run) && got != want {
+					t.Fatalf("highEntropy(%q) = %v, its sum says %v", run, got, want)
+				}
+			}
 			continue
 		}
 		want, raw := regexpFind(d.name, s)
@@ -66,6 +72,39 @@ func checkDetectors(t *testing.T, s string) {
 	}
 }
 
+// plainEntropy is the Shannon entropy of s in bits per byte, summed over
+// the byte values in order as highEntropy sums it: its threshold must not
+// move by a rounding.
+func plainEntropy(s string) float64 {
+	var freq [256]int
+	for i := 0; i < len(s); i++ {
+		freq[s[i]]++
+	}
+	h := 0.0
+	for _, f := range freq {
+		if f > 0 {
+			p := float64(f) / float64(len(s))
+			h -= p * math.Log2(p)
+		}
+	}
+	return h
+}
+
+// isToken reports a run of token characters with the mixed classes
+// highEntropy asks for before it sums.
+func isToken(s string) bool {
+	var lower, upper, digit, nonHex bool
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !isTokenChar(c) {
+			return false
+		}
+		lower, upper, digit = lower || isLower(c), upper || isUpper(c), digit || isDigit(c)
+		nonHex = nonHex || c > 'f' && c <= 'z' || c > 'F' && c <= 'Z'
+	}
+	return lower && upper && digit && nonHex
+}
+
 // Pieces that make the detectors' patterns, their near misses and the
 // Unicode case folds their (?i) regexps accept.
 var detectorPieces = []string{
@@ -74,6 +113,7 @@ var detectorPieces = []string{
 	"github_pat_", "basic ", "Basic", "BASIC", "bearer", "Bearer ", "ba\u017fic", "\u017f", "\u212a", "é", "\xff", "\xe2",
 	"4111", "1111", "0000", "555", "415", "078-05-1120", "666", "GB82", "DE89", "WEST", "com", "example", ".org", "jane.doe",
 	"1234567890", "ABCDEFGHIJKLMNOP", "abcdefghijklmnopqrstuvwxyz0123456789", "dXNlcjpwYXNz",
+	"2026-11-24T10:14:49Z", "7c9e6679-7425-40de-944b-e07fc1f90ae7", "ORD-2026-000123", "12", "123", "1234", "AA10", "q", "Qz", "kW",
 }
 
 func randomDetectorInput(r *rand.Rand) string {

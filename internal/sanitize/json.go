@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/go-json-experiment/json/jsontext"
 )
@@ -24,9 +25,6 @@ type jsonWalk struct {
 
 // edit replaces the body from start to w.i with repl.
 func (w *jsonWalk) edit(start int, repl []byte) {
-	if w.edits == nil {
-		w.edits = make([]edit, 0, 8) // most bodies with one have several
-	}
 	w.edits = append(w.edits, edit{start, w.i, repl})
 }
 
@@ -44,7 +42,10 @@ func (e *jsonError) Error() string { return fmt.Sprintf("json: %s at offset %d",
 func (w *jsonWalk) fail(what string) error { return &jsonError{w.i, what} }
 
 func (sc *scan) json(loc, key string, b []byte, depth int, forced *rule) ([]byte, error) {
-	w := &jsonWalk{sc: sc, s: string(b)}
+	// The scan's buffers, taken so that JSON in a string gets its own;
+	// splice copies what the edits hold, so they can be given back.
+	w := &jsonWalk{sc: sc, s: string(b), edits: sc.edits, quoted: sc.quoted}
+	sc.edits, sc.quoted = nil, nil
 	// Several top-level values (JSON lines) are scanned one after another;
 	// as in jsontext, nothing needs to separate them.
 	for w.space(); w.i < len(w.s); w.space() {
@@ -52,7 +53,9 @@ func (sc *scan) json(loc, key string, b []byte, depth int, forced *rule) ([]byte
 			return nil, err
 		}
 	}
-	return splice(b, w.edits), nil
+	out := splice(b, w.edits)
+	sc.edits, sc.quoted = w.edits[:0], w.quoted[:0]
+	return out, nil
 }
 
 func (w *jsonWalk) space() {
@@ -91,20 +94,22 @@ func (w *jsonWalk) container(at where, key string, depth int, forced *rule) erro
 	}
 	object := w.s[w.i] == '{'
 	loc := sc.locString(at)
+	// Decided once here rather than at each member.
+	noLoc := at.noLoc || !sc.s.locMayMatchUnder(loc)
 	elem := where{}
 	if !object {
-		elem = where{base: loc + "[]"}
+		elem = where{base: loc + "[]", noLoc: noLoc}
 	}
 	return w.members(object, func(name string) error {
 		k, l, f := key, elem, forced
 		if object {
-			k, l = name, where{base: loc, name: name, named: true}
+			k, l = name, where{base: loc, name: name, named: true, noLoc: noLoc}
 		}
 		// Leaves are decided by field; containers by their key here.
 		if c := w.s[w.i]; f == nil && object && (c == '{' || c == '[') {
 			// Built once here, it is also the base of the container's members.
-			l = where{base: sc.locString(l)}
-			r, allow := sc.decideKey(l.base, k)
+			l = where{base: sc.locString(l), noLoc: noLoc}
+			r, allow := sc.decideKey(l, k)
 			if allow {
 				// An allow-listed key keeps its whole subtree.
 				return w.skip(depth)
@@ -200,7 +205,7 @@ func (w *jsonWalk) stringLeaf(at where, key string, depth int, forced *rule) err
 		return &limitError{ReasonTooMany}
 	}
 	var repl string
-	if tr := strings.TrimSpace(t); len(tr) > 1 && (tr[0] == '{' || tr[0] == '[') && json.Valid([]byte(tr)) {
+	if mayBeJSON(t) && json.Valid([]byte(strings.TrimSpace(t))) {
 		// JSON inside a string: scan it as JSON.
 		out, err := sc.json(at.String(), key, []byte(t), depth+1, forced)
 		if err != nil {
@@ -219,6 +224,22 @@ func (w *jsonWalk) stringLeaf(at where, key string, depth int, forced *rule) err
 	}
 	return nil
 }
+
+// mayBeJSON is false when t, trimmed of spaces, cannot be a JSON object or
+// array: most strings are ruled out by their first byte, not trimmed.
+func mayBeJSON(t string) bool {
+	if len(t) < 2 {
+		return false
+	}
+	if c := t[0]; c < utf8.RuneSelf && !asciiSpace[c] {
+		return c == '{' || c == '['
+	}
+	tr := strings.TrimSpace(t)
+	return len(tr) > 1 && (tr[0] == '{' || tr[0] == '[')
+}
+
+// asciiSpace marks the ASCII bytes unicode.IsSpace accepts.
+var asciiSpace = [utf8.RuneSelf]bool{'\t': true, '\n': true, '\v': true, '\f': true, '\r': true, ' ': true}
 
 func (w *jsonWalk) numberLeaf(at where, key string, forced *rule) error {
 	sc := w.sc

@@ -176,3 +176,21 @@ func FuzzJSONWalk(f *testing.F) {
 		checkJSONWalk(t, s, b)
 	})
 }
+
+// TestMayBeJSON: the first-byte shortcut rules out no string that,
+// trimmed, starts a JSON object or array (json.Valid decides the rest).
+func TestMayBeJSON(t *testing.T) {
+	pieces := []string{"{", "[", "}", " ", "\t", "\v", "\u00a0", "\u2003", "\x85", "a", "1", "\"", "é"}
+	r := rand.New(rand.NewPCG(7, 8))
+	for range 20_000 {
+		var b strings.Builder
+		for n := r.IntN(5); n >= 0; n-- {
+			b.WriteString(pieces[r.IntN(len(pieces))])
+		}
+		s := b.String()
+		tr := strings.TrimSpace(s)
+		if len(tr) > 1 && (tr[0] == '{' || tr[0] == '[') && !mayBeJSON(s) {
+			t.Fatalf("mayBeJSON(%q) = false", s)
+		}
+	}
+}

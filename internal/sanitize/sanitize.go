@@ -46,8 +46,14 @@ type Sanitizer struct {
 	allow     []*rule
 	deny      []*rule
 	detectors []activeDetector
-	limits    Limits
-	key       []byte
+	needs     []shape // the detectors' needs, side by side for detect's loop
+	// detectMinLen: shorter values meet no detector's need and are not
+	// searched for key=value, so detect returns them at once.
+	detectMinLen int
+	// locPrefixes are the literal prefixes of the rules' location patterns.
+	locPrefixes []string
+	limits      Limits
+	key         []byte
 	// counts is built once, so reads and increments need no lock.
 	counts map[string]*atomic.Uint64
 
@@ -56,27 +62,36 @@ type Sanitizer struct {
 	// a miss goes to newKeys, under keysMu, which is merged into a new keys
 	// map once the misses since the last merge reach a quarter of keys, so
 	// copies are amortised.
-	keys    atomic.Pointer[map[string][]bool]
+	keys    atomic.Pointer[map[string]keyRules]
 	keysMu  sync.Mutex
-	newKeys map[string][]bool
+	newKeys map[string]keyRules
 	misses  int
+}
+
+// keyRules is what a key alone tells of the rules: whether each allow then
+// deny rule's keys selector accepts it, and whether one of those that do
+// has no locations selector. When none has, a value where no location
+// rule can match (where.noLoc) goes straight to the detectors.
+type keyRules struct {
+	match     []bool
+	unlocated bool
 }
 
 // keyCacheMax bounds the key cache: keys come from traffic, and an endless
 // variety of them must not grow memory.
 const keyCacheMax = 8192
 
-// keyMatches returns, for each allow then deny rule, whether its keys
-// selector accepts key. Traffic repeats a few keys, so the answer is cached
-// rather than matching every key glob of every rule at each value.
-func (s *Sanitizer) keyMatches(key string) []bool {
+// keyMatches returns the keyRules of key. Traffic repeats a few keys, so
+// the answer is cached rather than matching every key glob of every rule at
+// each value.
+func (s *Sanitizer) keyMatches(key string) keyRules {
 	if m, ok := (*s.keys.Load())[key]; ok {
 		return m
 	}
 	s.keysMu.Lock()
 	keys := *s.keys.Load()
 	if s.misses++; s.misses > len(keys)/4 && len(s.newKeys) > 0 {
-		merged := make(map[string][]bool, len(keys)+len(s.newKeys))
+		merged := make(map[string]keyRules, len(keys)+len(s.newKeys))
 		maps.Copy(merged, keys)
 		maps.Copy(merged, s.newKeys)
 		s.keys.Store(&merged)
@@ -93,17 +108,16 @@ func (s *Sanitizer) keyMatches(key string) []bool {
 	// Matched without the lock: once the cache is full, every new key comes
 	// here.
 	nkey := normKey(key)
-	m = make([]bool, 0, len(s.allow)+len(s.deny))
-	for _, r := range s.allow {
-		m = append(m, r.matchesKeys(nkey))
-	}
-	for _, r := range s.deny {
-		m = append(m, r.matchesKeys(nkey))
+	m.match = make([]bool, 0, len(s.allow)+len(s.deny))
+	for _, r := range slices.Concat(s.allow, s.deny) {
+		ok := r.matchesKeys(nkey)
+		m.match = append(m.match, ok)
+		m.unlocated = m.unlocated || ok && len(r.locations) == 0
 	}
 	s.keysMu.Lock()
 	if len(*s.keys.Load())+len(s.newKeys) < keyCacheMax {
 		if s.newKeys == nil {
-			s.newKeys = map[string][]bool{}
+			s.newKeys = map[string]keyRules{}
 		}
 		s.newKeys[strings.Clone(key)] = m
 	}
@@ -149,7 +163,7 @@ func build(user *config, key []byte) (*Sanitizer, error) {
 		return nil, err
 	}
 	s := &Sanitizer{limits: defaultLimits, key: key, counts: map[string]*atomic.Uint64{}}
-	s.keys.Store(&map[string][]bool{})
+	s.keys.Store(&map[string]keyRules{})
 	actions, _ := builtin.detectorActions()
 	if user != nil {
 		if user.Limits.MaxBodyBytes > 0 {
@@ -178,9 +192,17 @@ func build(user *config, key []byte) (*Sanitizer, error) {
 	for i := range builtin.Deny {
 		s.deny = append(s.deny, &builtin.Deny[i])
 	}
+	for _, r := range slices.Concat(s.allow, s.deny) {
+		for _, g := range r.locations {
+			s.locPrefixes = append(s.locPrefixes, g[0])
+		}
+	}
+	s.detectMinLen = kvMinLen
 	for _, d := range detectors {
 		if a := actions[d.name]; a != "" && a != actionOff {
 			s.detectors = append(s.detectors, activeDetector{d, a})
+			s.needs = append(s.needs, d.need)
+			s.detectMinLen = min(s.detectMinLen, d.need.minLen())
 		}
 	}
 	names := []string{ReasonUndecodable, ReasonTooLarge, ReasonTooDeep, ReasonTooMany, ReasonUnparsable}
@@ -224,15 +246,17 @@ func Sanitize(ex *reprisev1.Exchange) (keep bool) {
 // response are then already removed from ex, and the caller should not
 // store it.
 func (s *Sanitizer) Sanitize(ex *reprisev1.Exchange) (keep bool) {
-	sc := &scan{s: s}
+	sc := scans.Get().(*scan)
+	defer sc.release()
+	sc.s = s
 	if req := ex.GetRequest(); req != nil {
 		req.Target = sc.url("request.url", req.Target)
 		sc.headers("request", req.Headers)
-		sc.body("request", &req.Headers, &req.Body, &req.BodySize, req.BodyTruncated)
+		sc.body("request.body", &req.Headers, &req.Body, &req.BodySize, req.BodyTruncated)
 	}
 	if resp := ex.GetResponse(); resp != nil {
 		sc.headers("response", resp.Headers)
-		sc.body("response", &resp.Headers, &resp.Body, &resp.BodySize, resp.BodyTruncated)
+		sc.body("response.body", &resp.Headers, &resp.Body, &resp.BodySize, resp.BodyTruncated)
 	}
 	if sc.dropRule != "" {
 		ex.Request, ex.Response = nil, nil
@@ -257,10 +281,30 @@ type scan struct {
 	out      []*reprisev1.Redaction
 	dropRule string
 	fields   int
-	found    [][2]int              // a detector's finds, reused
 	slab     []reprisev1.Redaction // record's next Redactions
 	locs     []byte                // see locString
-	spans    []span                // detect's spans, reused
+
+	// Buffers reused from call to call (scans): nothing handed out points
+	// into them.
+	found  [][2]int // a detector's finds
+	spans  []span   // detect's spans
+	edits  []edit   // a JSON body's edits
+	quoted []byte   // the quoted replacements the edits point into
+}
+
+// scans keeps scans for their buffers.
+var scans = sync.Pool{New: func() any { return new(scan) }}
+
+// release returns sc to scans, without what Sanitize handed out (the
+// Redactions, their slab and locations) and without buffers grown large.
+func (sc *scan) release() {
+	keep := scan{found: sc.found[:0], spans: sc.spans[:0], edits: sc.edits[:0], quoted: sc.quoted[:0]}
+	if cap(keep.quoted) > 1<<16 || cap(keep.edits) > 1<<10 {
+		keep.edits, keep.quoted = nil, nil
+	}
+	clear(keep.spans[:cap(keep.spans)]) // they hold detectors' pointers
+	*sc = keep
+	scans.Put(sc)
 }
 
 // where is a value's location, built only when a rule or a Redaction needs
@@ -268,6 +312,8 @@ type scan struct {
 type where struct {
 	base, name string
 	named      bool
+	// noLoc: no location rule matches here (see locMayMatchUnder).
+	noLoc bool
 }
 
 func (w where) String() string {
@@ -392,28 +438,41 @@ func isMarker(v string) bool {
 
 // decideKey returns the rule deciding a value or container by its key and
 // location alone: allow (nil, true), deny (r, false), or neither (nil, false).
-func (sc *scan) decideKey(loc, key string) (*rule, bool) {
+func (sc *scan) decideKey(at where, key string) (*rule, bool) {
 	km := sc.s.keyMatches(key)
-	if firstMatch(sc.s.allow, km, where{base: loc}, "", true) != nil {
+	if at.noLoc && !km.unlocated {
+		return nil, false
+	}
+	if sc.firstMatch(sc.s.allow, km.match, at, "", true) != nil {
 		return nil, true
 	}
-	return firstMatch(sc.s.deny, km[len(sc.s.allow):], where{base: loc}, "", true), false
+	return sc.firstMatch(sc.s.deny, km.match[len(sc.s.allow):], at, "", true), false
+}
+
+// locMayMatchUnder reports whether a location rule may match loc or a
+// location under it (loc.name, loc[]): false when loc, lowered in ASCII,
+// already departs from every location pattern's literal prefix, as the
+// JSON body's locations do from the cookie rule's.
+func (s *Sanitizer) locMayMatchUnder(loc string) bool {
+	return slices.ContainsFunc(s.locPrefixes, func(p string) bool {
+		return hasPrefixLower(loc, p[:min(len(p), len(loc))])
+	})
 }
 
 // firstMatch returns the first of rules whose keys selector accepted the key
 // (km, in the same order) and that matches loc and v. keyOnly skips rules
 // with value selectors: a container has no value of its own.
-func firstMatch(rules []*rule, km []bool, at where, v string, keyOnly bool) *rule {
+func (sc *scan) firstMatch(rules []*rule, km []bool, at where, v string, keyOnly bool) *rule {
 	lloc := "" // lowered only when a rule looks at it: most have no locations
 	for i, r := range rules {
 		if !km[i] || keyOnly && len(r.values) > 0 {
 			continue
 		}
 		if len(r.locations) > 0 && lloc == "" {
-			if !slices.ContainsFunc(r.locations, at.mayMatch) {
+			if at.noLoc || !slices.ContainsFunc(r.locations, at.mayMatch) {
 				continue
 			}
-			lloc = strings.ToLower(at.String())
+			lloc = strings.ToLower(sc.locString(at))
 		}
 		if r.matchesRest(lloc, v) {
 			return r
@@ -436,12 +495,13 @@ func (sc *scan) fieldAt(at where, key, v string, k kind, forced *rule) string {
 	if forced != nil {
 		return sc.apply(at, forced.Name, forced.Action, v, k)
 	}
-	km := sc.s.keyMatches(key)
-	if firstMatch(sc.s.allow, km, at, v, false) != nil {
-		return v
-	}
-	if r := firstMatch(sc.s.deny, km[len(sc.s.allow):], at, v, false); r != nil {
-		return sc.apply(at, r.Name, r.Action, v, k)
+	if km := sc.s.keyMatches(key); !at.noLoc || km.unlocated {
+		if sc.firstMatch(sc.s.allow, km.match, at, v, false) != nil {
+			return v
+		}
+		if r := sc.firstMatch(sc.s.deny, km.match[len(sc.s.allow):], at, v, false); r != nil {
+			return sc.apply(at, r.Name, r.Action, v, k)
+		}
 	}
 	return sc.detect(at, v, k)
 }
@@ -454,34 +514,36 @@ type span struct {
 
 // detect runs the value detectors and the key=value patterns of free text.
 func (sc *scan) detect(at where, v string, k kind) string {
+	if len(v) < sc.s.detectMinLen {
+		return v // no detector's pattern, nor key=value, is that short
+	}
 	sh := shapeOf(v)
-	// The scan's buffers, taken so that a nested detect (keyValues decides
-	// fields) gets its own.
+	// The scan's buffer, taken so that a nested detect (keyValues decides
+	// fields) gets its own; given back once the spans are found.
 	spans := sc.spans[:0]
 	sc.spans = nil
-	defer func() { sc.spans = spans[:0] }()
-	for i, d := range sc.s.detectors {
-		if !sh.meets(&d.need) {
+	dets, needs := sc.s.detectors, sc.s.needs
+	for i := range needs {
+		if !sh.meets(&needs[i]) {
 			continue
 		}
+		d := &dets[i]
 		sc.found = d.find(sc.found[:0], v)
 		for _, sp := range sc.found {
 			if !isMarker(v[sp[0]:sp[1]]) {
-				spans = append(spans, span{sp[0], sp[1], i, d})
+				spans = append(spans, span{sp[0], sp[1], i, *d})
 			}
 		}
 	}
-	if k == kindNumber {
-		if len(spans) == 0 {
-			return v
-		}
-		return sc.apply(at, spans[0].d.name, spans[0].d.action, v, k)
-	}
-	if sh.seen&clKV != 0 {
+	if k != kindNumber && sh.seen&clKV != 0 {
 		spans = append(spans, sc.keyValues(at, v)...)
 	}
+	sc.spans = spans[:0]
 	if len(spans) == 0 {
 		return v
+	}
+	if k == kindNumber {
+		return sc.apply(at, spans[0].d.name, spans[0].d.action, v, k)
 	}
 	// Overlapping finds are merged, so no part of either survives; the
 	// earlier detector in the table names the merged span.
@@ -524,10 +586,13 @@ var kvRe = regexp.MustCompile(`(?i)([a-z0-9_.-]*(?:password|passwd|secret|token|
 
 var kvWords = []string{"pass", "secret", "token", "key", "credential", "session", "ssn"}
 
+// kvMinLen: shorter text is not searched for key=value pairs.
+const kvMinLen = 6
+
 func (sc *scan) keyValues(at where, v string) []span {
 	// The caller saw a ':', '=' or '>'. A byte loop, not ToLower: most
 	// values fail here, and that would build a lowered copy of each.
-	if len(v) < 6 {
+	if len(v) < kvMinLen {
 		return nil
 	}
 	if !hasKVWord(v) {
@@ -555,14 +620,14 @@ func (sc *scan) keyValues(at where, v string) []span {
 // such as the Kelvin sign (K) that the regexp's (?i) matches.
 func hasKVWord(v string) bool {
 	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if c >= utf8.RuneSelf {
+		switch kvStart[v[i]] {
+		case kvNone:
+			continue // no word starts there: the common case
+		case kvNonASCII:
 			l := strings.ToLower(v)
 			return slices.ContainsFunc(kvWords, func(w string) bool { return strings.Contains(l, w) })
 		}
-		if c |= 0x20; c < 'c' || c > 't' {
-			continue // no word starts there: the common case
-		}
+		c := v[i] | 0x20
 		for _, w := range kvWords {
 			if w[0] == c && hasPrefixFoldASCII(v[i:], w) {
 				return true
@@ -571,6 +636,24 @@ func hasKVWord(v string) bool {
 	}
 	return false
 }
+
+// kvStart tells hasKVWord what a byte may start: a kvWords word (its first
+// letter in either case), nothing, or non-ASCII text.
+var kvStart = func() (t [256]uint8) {
+	for c := utf8.RuneSelf; c < len(t); c++ {
+		t[c] = kvNonASCII
+	}
+	for _, w := range kvWords {
+		t[w[0]], t[w[0]-'a'+'A'] = kvWord, kvWord
+	}
+	return t
+}()
+
+const (
+	kvNone = iota
+	kvWord
+	kvNonASCII
+)
 
 // hasPrefixFoldASCII reports whether s starts with the lower-case ASCII
 // word w, in any case.
@@ -650,19 +733,20 @@ func (sc *scan) headers(side string, hs []*reprisev1.Header) {
 	if side == "request" {
 		base = "request.headers"
 	}
+	noLoc := !sc.s.locMayMatchUnder(base)
 	for _, h := range hs {
 		if h == nil {
 			continue
 		}
-		at := where{base: base, name: h.Name, named: true}
+		at := where{base: base, name: h.Name, named: true, noLoc: noLoc}
 		switch n := h.Name; {
-		case side == "request" && strings.EqualFold(n, "cookie"):
+		case side == "request" && isName(n, "cookie"):
 			h.Value = sc.cookies("request.cookies", h.Value, false)
-		case side == "response" && strings.EqualFold(n, "set-cookie"):
+		case side == "response" && isName(n, "set-cookie"):
 			h.Value = sc.cookies("response.set-cookie", h.Value, true)
-		case strings.EqualFold(n, "referer") || strings.EqualFold(n, "location") || strings.EqualFold(n, "content-location") || strings.EqualFold(n, "origin"):
+		case isName(n, "referer") || isName(n, "location") || isName(n, "content-location") || isName(n, "origin"):
 			// A rule on the header itself decides the whole value.
-			if r, allow := sc.decideKey(at.String(), n); r != nil || allow {
+			if r, allow := sc.decideKey(at, n); r != nil || allow {
 				h.Value = sc.fieldAt(at, n, h.Value, kindText, nil)
 			} else {
 				h.Value = sc.url(at.String(), h.Value)
@@ -671,6 +755,13 @@ func (sc *scan) headers(side string, hs []*reprisev1.Header) {
 			h.Value = sc.fieldAt(at, n, h.Value, kindText, nil)
 		}
 	}
+}
+
+// isName reports whether the header name n is the ASCII name w in any
+// case, as strings.EqualFold does; a shorter n is not (no character's case
+// fold is longer than it), and most names are ruled out so.
+func isName(n, w string) bool {
+	return len(n) >= len(w) && strings.EqualFold(n, w)
 }
 
 // rebuild writes a string with some of its parts replaced; a string with
@@ -684,6 +775,9 @@ type rebuild struct {
 
 // replace replaces src[start:end]; calls come in the order of the parts.
 func (r *rebuild) replace(start, end int, repl string) {
+	if !r.changed {
+		r.b.Grow(len(r.src) + len(repl))
+	}
 	r.b.WriteString(r.src[r.last:start])
 	r.b.WriteString(repl)
 	r.last, r.changed = end, true
@@ -753,14 +847,16 @@ func (sc *scan) url(loc, target string) string {
 			}
 		}
 	}
-	start := pathStart
-	for i, seg := range strings.Split(rest[pathStart:], "/") {
+	start, i := pathStart, 0
+	noLoc := !sc.s.locMayMatchUnder(loc)
+	for seg := range strings.SplitSeq(rest[pathStart:], "/") {
 		if dec, err := url.PathUnescape(seg); err == nil && dec != "" {
-			if repl := sc.fieldAt(where{base: loc, name: pathName(i), named: true}, "", dec, kindText, nil); repl != dec {
+			if repl := sc.fieldAt(where{base: loc, name: pathName(i), named: true, noLoc: noLoc}, "", dec, kindText, nil); repl != dec {
 				out.replace(start, start+len(seg), url.PathEscape(repl))
 			}
 		}
 		start += len(seg) + 1
+		i++
 	}
 	if hasQuery {
 		if q := sc.pairs(loc+".query", query, '&'); q != query {
@@ -797,6 +893,7 @@ func (sc *scan) userinfo(loc, ui string) string {
 // leaving untouched pairs byte for byte as they were.
 func (sc *scan) pairs(loc, s string, sep byte) string {
 	out := rebuild{src: s}
+	noLoc := !sc.s.locMayMatchUnder(loc)
 	start := 0
 	for p := range strings.SplitSeq(s, string(sep)) {
 		name, val, _ := strings.Cut(p, "=")
@@ -809,7 +906,7 @@ func (sc *scan) pairs(loc, s string, sep byte) string {
 			v = val
 		}
 		if n != "" || v != "" {
-			if repl := sc.fieldAt(where{base: loc, name: n, named: true}, n, v, kindText, nil); repl != v {
+			if repl := sc.fieldAt(where{base: loc, name: n, named: true, noLoc: noLoc}, n, v, kindText, nil); repl != v {
 				out.replace(start, start+len(p), name+"="+url.QueryEscape(repl))
 			}
 		}

@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"math/rand/v2"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -421,17 +423,25 @@ deny:
   - name: user-notes
     locations: ["request.body.user.*"]
 `)
-	m, reds := bodyOf(t, s, `{"User": {"Notes": "x", "n\u00e9": "y", "tags": ["z"]}, "note": "kept", "": {"": "q"}, "us": "kept too"}`)
+	m, reds := bodyOf(t, s, `{"User": {"Notes": "x", "n\u00e9": "y", "tags": ["z"], "Deep": [{"a": "w"}]}, "note": "kept", "": {"": "q"},
+		"us": "kept too", "other": {"user": {"a": "kept"}}}`)
 	user := m["User"].(map[string]any)
 	if user["Notes"] != Redacted || user["né"] != Redacted || user["tags"].([]any)[0] != Redacted || m["note"] != "kept" || m["us"] != "kept too" {
 		t.Errorf("body = %v", m)
+	}
+	// Containers decide once whether a location rule can match under them.
+	if deep := user["Deep"].([]any)[0].(map[string]any); deep["a"] != Redacted {
+		t.Errorf("User.Deep = %v", deep)
+	}
+	if other := m["other"].(map[string]any)["user"].(map[string]any); other["a"] != "kept" {
+		t.Errorf("other.user = %v", other)
 	}
 	var locs []string
 	for _, r := range reds {
 		locs = append(locs, r.Location)
 	}
 	slices.Sort(locs)
-	if want := []string{"request.body.User.Notes", "request.body.User.n\u00e9", "request.body.User.tags[]"}; !slices.Equal(locs, want) {
+	if want := []string{"request.body.User.Deep[].a", "request.body.User.Notes", "request.body.User.n\u00e9", "request.body.User.tags[]"}; !slices.Equal(locs, want) {
 		t.Errorf("locations = %q, want %q", locs, want)
 	}
 }
@@ -485,5 +495,67 @@ func TestManyLocations(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("locations = %q, want %q", got, want)
+	}
+}
+
+// TestSniffMultipartType: a multipart Content-Type wins over bytes that
+// look like JSON, in any case; JSON bytes skip parsing other types.
+func TestSniffMultipartType(t *testing.T) {
+	for _, tc := range []struct {
+		ct, body string
+		kind     bodyKind
+		boundary string
+	}{
+		{"MultiPart/Form-Data; boundary=b", `{"a":1}`, bodyMultipart, "b"},
+		{" multipart/mixed;boundary=\"x y\"", `[1]`, bodyMultipart, "x y"},
+		{"application/json", `{"a":1}`, bodyJSON, ""},
+		{"text/plain; charset=\u00e9", `[1]`, bodyJSON, ""},
+		{"multipart/form-data", `{"a":1}`, bodyJSON, ""}, // no boundary
+	} {
+		if k, b := sniff(tc.ct, []byte(tc.body)); k != tc.kind || b != tc.boundary {
+			t.Errorf("sniff(%q, %q) = %v, %q; want %v, %q", tc.ct, tc.body, k, b, tc.kind, tc.boundary)
+		}
+	}
+}
+
+// TestLocationRulesOutsideBodies: headers, path segments and query
+// parameters decide once per exchange whether a location rule can match
+// there; rules that can still match each of them.
+func TestLocationRulesOutsideBodies(t *testing.T) {
+	s := load(t, `
+deny:
+  - name: loc
+    locations: ["request.headers.x-secret", "request.url.path[2]", "request.url.query.q", "response.headers.x-*"]
+`)
+	ex := req("/a/b/c?q=one&r=two", hdrs("X-Secret", "hidden", "X-Other", "shown"), "")
+	ex.Response = &reprisev1.HttpResponse{StatusCode: 200, Headers: hdrs("X-Resp", "hidden", "Server", "shown")}
+	s.Sanitize(ex)
+	if got, want := ex.Request.Target, "/a/"+url.PathEscape(Redacted)+"/c?q="+url.QueryEscape(Redacted)+"&r=two"; got != want {
+		t.Errorf("target = %q, want %q", got, want)
+	}
+	got := map[string]string{}
+	for _, h := range append(ex.Request.Headers, ex.Response.Headers...) {
+		got[h.Name] = h.Value
+	}
+	if want := map[string]string{"X-Secret": Redacted, "X-Other": "shown", "X-Resp": Redacted, "Server": "shown"}; !maps.Equal(got, want) {
+		t.Errorf("headers = %v, want %v", got, want)
+	}
+}
+
+// TestHasKVWord: the byte loop finds a key word where lowering the whole
+// value does, in any case and with the Unicode folds (?i) accepts.
+func TestHasKVWord(t *testing.T) {
+	pieces := []string{"Pass", "pas", "SECRET", "toKen", "kEy", "credentia", "Credential", "SeSsIoN", "ssn", "SS", "\u212aey", "\u017f", "é", "x", " ", "=", "c", "T"}
+	r := rand.New(rand.NewPCG(5, 6))
+	for range 20_000 {
+		var b strings.Builder
+		for n := r.IntN(6); n >= 0; n-- {
+			b.WriteString(pieces[r.IntN(len(pieces))])
+		}
+		v := b.String()
+		l := strings.ToLower(v)
+		if got, want := hasKVWord(v), slices.ContainsFunc(kvWords, func(w string) bool { return strings.Contains(l, w) }); got != want {
+			t.Fatalf("hasKVWord(%q) = %v, want %v", v, got, want)
+		}
 	}
 }
