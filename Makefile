@@ -5,9 +5,12 @@ BIN   := bin
 TOOLS := $(CURDIR)/bin/tools
 
 # Pinned code generators for `make proto`.
-BUF_VERSION                := v1.75.0
-PROTOC_GEN_GO_VERSION      := v1.36.12
-PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+BUF_VERSION                   := v1.75.0
+PROTOC_GEN_GO_VERSION         := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION    := v1.6.2
+# The vtprotobuf runtime version grpc already requires (go.mod): a lower one
+# would make `go get` downgrade grpc.
+PROTOC_GEN_GO_VTPROTO_VERSION := v0.6.1-0.20240319094008-0393e58bdf10
 
 .DEFAULT_GOAL := help
 
@@ -30,8 +33,11 @@ $(TOOLS)/buf:
 	GOBIN=$(TOOLS) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 	GOBIN=$(TOOLS) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
 
+$(TOOLS)/protoc-gen-go-vtproto:
+	GOBIN=$(TOOLS) $(GO) install github.com/planetscale/vtprotobuf/cmd/protoc-gen-go-vtproto@$(PROTOC_GEN_GO_VTPROTO_VERSION)
+
 .PHONY: proto
-proto: $(TOOLS)/buf ## Lint the protobuf API and regenerate its Go code
+proto: $(TOOLS)/buf $(TOOLS)/protoc-gen-go-vtproto ## Lint the protobuf API and regenerate its Go code
 	cd proto && $(TOOLS)/buf lint && $(TOOLS)/buf generate
 
 .PHONY: check-generated

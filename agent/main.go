@@ -188,9 +188,19 @@ func parsePorts(s string) ([]uint16, error) {
 // agent's CPU returning memory to the kernel (docs/benchmarks/capture.md).
 const defaultMemoryLimit = 64 << 20
 
+// defaultGCPercent is GOGC with the default soft limit, unless the
+// environment sets it: the heap may grow to five times the live heap
+// instead of twice, still bounded by the limit, so the GC runs a quarter as
+// often under small exchanges, where it was 10-17 % of the agent's CPU
+// (docs/benchmarks/capture.md).
+const defaultGCPercent = 400
+
 func run(args []string) int {
 	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
 		debug.SetMemoryLimit(defaultMemoryLimit)
+		if _, set := os.LookupEnv("GOGC"); !set {
+			debug.SetGCPercent(defaultGCPercent)
+		}
 	}
 	cfg, err := parseFlags(args)
 	if errors.Is(err, flag.ErrHelp) {

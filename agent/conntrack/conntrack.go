@@ -8,6 +8,8 @@
 package conntrack
 
 import (
+	"bufio"
+	"crypto/rand"
 	"time"
 
 	"github.com/reprise-dev/reprise/agent/event"
@@ -129,6 +131,9 @@ type Tracker struct {
 	// once; bounded like conns.
 	refused map[event.ConnID]struct{}
 	stats   Stats
+	// random feeds the exchange ids: one getrandom call per 256 of them
+	// instead of one each.
+	random *bufio.Reader
 }
 
 // New returns a Tracker that calls emit, on the goroutine calling Handle or
@@ -139,6 +144,7 @@ func New(cfg Config, emit func(*reprisev1.Exchange)) *Tracker {
 		emit:    emit,
 		conns:   make(map[event.ConnID]*conn),
 		refused: make(map[event.ConnID]struct{}),
+		random:  bufio.NewReaderSize(rand.Reader, 4096),
 	}
 }
 

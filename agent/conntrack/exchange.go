@@ -79,7 +79,9 @@ func (t *Tracker) push(c *conn, e *pending) {
 func (t *Tracker) request(c *conn, m *http1.Message) {
 	s := &c.dirs[c.reqDir]
 	if h := s.parser.Head(); h != nil && (c.last() == nil || c.last().req != h) {
-		t.push(c, &pending{req: h, start: s.start, tid: s.tid})
+		e := c.newPending()
+		e.req, e.start, e.tid = h, s.start, s.tid
+		t.push(c, e)
 		c.requests++
 	}
 	if m == nil {
@@ -87,7 +89,8 @@ func (t *Tracker) request(c *conn, m *http1.Message) {
 	}
 	e := c.last()
 	if e == nil || e.req != m {
-		e = &pending{req: m, start: s.start, tid: s.tid}
+		e = c.newPending()
+		e.req, e.start, e.tid = m, s.start, s.tid
 		t.push(c, e)
 		c.requests++
 	}
@@ -139,7 +142,9 @@ func (t *Tracker) desync(c *conn, d event.Direction, lost uint64) {
 			h.Incomplete, e.reqDone, e.lost = true, true, e.lost+lost
 			e.seen(s.last)
 		} else if c.requests > 0 {
-			t.push(c, &pending{placeholder: true, reqDone: true})
+			e := c.newPending()
+			e.placeholder, e.reqDone = true, true
+			t.push(c, e)
 		}
 	} else {
 		t.cut(c, s.parser.Head(), lost)
@@ -199,17 +204,35 @@ func (t *Tracker) stream(c *conn, m *http1.Message) {
 }
 
 // flush emits the exchanges at the head of the queue that are complete.
+// The queue's array and one pending are kept for the next requests: on a
+// keep-alive connection each exchange otherwise allocated both again.
 func (t *Tracker) flush(c *conn) {
-	for len(c.queue) > 0 && c.queue[0].answered && c.queue[0].reqDone {
-		if e := c.queue[0]; !e.placeholder {
+	i := 0
+	for i < len(c.queue) && c.queue[i].answered && c.queue[i].reqDone {
+		e := c.queue[i]
+		if !e.placeholder {
 			t.send(c, e)
 		}
-		c.queue[0] = nil
-		c.queue = c.queue[1:]
+		*e = pending{}
+		c.free = e
+		i++
 	}
-	if len(c.queue) == 0 {
-		c.queue = nil
+	if i == 0 {
+		return
 	}
+	n := copy(c.queue, c.queue[i:])
+	clear(c.queue[n:])
+	c.queue = c.queue[:n]
+}
+
+// newPending returns a pending to fill, the one flush freed last if any.
+func (c *conn) newPending() *pending {
+	e := c.free
+	if e == nil {
+		return &pending{}
+	}
+	c.free = nil
+	return e
 }
 
 // finish ends a connection: holes are given up, the end of the stream ends
@@ -262,15 +285,20 @@ func (t *Tracker) send(c *conn, e *pending) {
 	if c.reqDir == event.Ingress {
 		dir, port = reprisev1.Direction_DIRECTION_INBOUND, c.local.Port()
 	}
-	// One allocation for the messages of the exchange, and one per header
-	// list: they were most of the agent's allocations under small GETs.
+	// One allocation for the messages of the exchange, two for the
+	// headers: they were most of the agent's allocations under small GETs.
 	a := &exchangeAlloc{}
+	nh := len(e.req.Headers)
+	if e.resp != nil {
+		nh += len(e.resp.Headers)
+	}
+	hs := headers(nh)
 	a.start.Seconds, a.start.Nanos = e.start.Unix(), int32(e.start.Nanosecond())
 	d := max(e.end.Sub(e.start), 0)
 	a.duration.Seconds, a.duration.Nanos = int64(d/time.Second), int32(d%time.Second)
 	a.process.Pid, a.process.Tid, a.process.Comm, a.process.CgroupId = c.id.TGID, e.tid, c.comm, c.cgroup
 	a.req.Method, a.req.Target, a.req.Host, a.req.Proto = e.req.Method, e.req.Target, e.req.Get("Host"), e.req.Proto
-	a.req.Headers = headers(e.req.Headers)
+	a.req.Headers, hs = fill(hs, e.req.Headers)
 	a.req.Body, a.req.BodyTruncated, a.req.BodySize = e.req.Body, e.req.BodyTruncated, e.req.BodySize
 	a.capture.Source = reprisev1.CaptureSource_CAPTURE_SOURCE_SYSCALL
 	a.capture.BytesLost = e.lost
@@ -279,14 +307,15 @@ func (t *Tracker) send(c *conn, e *pending) {
 	a.capture.ResponseStreaming = e.streaming
 	a.capture.RequestBodyUnavailable = e.req.BodyUnavailable
 	x := &a.x
-	x.Id = uuid.Must(uuid.NewV7()).String()
+	x.Id = uuid.Must(uuid.NewV7FromReader(t.random)).String()
 	x.StartTime, x.Duration, x.Direction = &a.start, &a.duration, dir
 	x.Local, x.Remote = c.localEP.endpoint(c.local, &a.local), c.remoteEP.endpoint(c.remote, &a.remote)
 	x.Process, x.Service = &a.process, c.service(port)
 	x.Request, x.ConnectionId, x.Sequence, x.Capture = &a.req, c.idString(), c.seq, &a.capture
 	if r := e.resp; r != nil {
 		a.capture.ResponseBodyUnavailable = r.BodyUnavailable
-		a.resp.StatusCode, a.resp.Proto, a.resp.Headers = int32(r.StatusCode), r.Proto, headers(r.Headers)
+		a.resp.StatusCode, a.resp.Proto = int32(r.StatusCode), r.Proto
+		a.resp.Headers, _ = fill(hs, r.Headers)
 		a.resp.Body, a.resp.BodyTruncated, a.resp.BodySize = r.Body, r.BodyTruncated, r.BodySize
 		x.Response = &a.resp
 	} else {
@@ -312,14 +341,22 @@ type exchangeAlloc struct {
 	capture       reprisev1.Capture
 }
 
-func headers(hs []http1.Header) []*reprisev1.Header {
-	out := make([]*reprisev1.Header, len(hs))
-	vals := make([]reprisev1.Header, len(hs))
-	for i, h := range hs {
-		vals[i].Name, vals[i].Value = h.Name, h.Value
-		out[i] = &vals[i]
+// headers returns room for n header fields: the fields of both messages
+// share two allocations instead of two each.
+func headers(n int) []*reprisev1.Header {
+	ptrs, vals := make([]*reprisev1.Header, n), make([]reprisev1.Header, n)
+	for i := range ptrs {
+		ptrs[i] = &vals[i]
 	}
-	return out
+	return ptrs
+}
+
+// fill sets the first len(hs) of room to hs and returns them and the rest.
+func fill(room []*reprisev1.Header, hs []http1.Header) (used, rest []*reprisev1.Header) {
+	for i, h := range hs {
+		room[i].Name, room[i].Value = h.Name, h.Value
+	}
+	return room[:len(hs):len(hs)], room[len(hs):]
 }
 
 // endpointCache keeps the text of a connection's address: formatting it

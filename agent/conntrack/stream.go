@@ -33,6 +33,7 @@ type conn struct {
 	streaming *http1.Message
 
 	queue    []*pending // requests in order, waiting for their responses
+	free     *pending   // emptied by flush, for the next request
 	requests int        // requests seen, placeholders aside
 	seq      uint32     // sequence of the next exchange emitted
 
@@ -320,19 +321,20 @@ func (s *stream) peek() []byte {
 func (t *Tracker) feed(c *conn, d event.Direction) {
 	s := &c.dirs[d]
 	isReq := d == c.reqDir
-	for len(s.ready) > 0 && !c.upgraded {
-		seg := &s.ready[0]
+	i := 0 // segments consumed
+	for i < len(s.ready) && !c.upgraded {
+		seg := &s.ready[i]
 		if seg.lost > 0 {
 			t.desync(c, d, seg.lost)
-			s.ready = s.ready[1:]
+			i++
 			continue
 		}
 		if !isReq && !s.parser.InMessage() && c.unanswered() == nil {
-			return
+			break
 		}
 		if seg.skip > 0 {
 			t.skip(c, d, seg)
-			s.ready = s.ready[1:]
+			i++
 			continue
 		}
 		if !s.parser.InMessage() {
@@ -343,7 +345,7 @@ func (t *Tracker) feed(c *conn, d event.Direction) {
 		s.held -= n
 		s.last = seg.at
 		if len(seg.data) == 0 {
-			s.ready = s.ready[1:]
+			i++
 		}
 		switch {
 		case err != nil:
@@ -361,9 +363,13 @@ func (t *Tracker) feed(c *conn, d event.Direction) {
 			}
 		}
 	}
-	if len(s.ready) == 0 {
-		s.ready = nil
+	if i == len(s.ready) {
+		// Usually all of it: keep the array for the next event's segment.
+		clear(s.ready)
+		s.ready = s.ready[:0]
+		return
 	}
+	s.ready = s.ready[i:]
 }
 
 // skip accounts for bytes sent with sendfile: inside a body the framing goes

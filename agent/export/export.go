@@ -28,6 +28,7 @@ import (
 
 	"github.com/reprise-dev/reprise/agent/spool"
 	"github.com/reprise-dev/reprise/internal/sanitize"
+	_ "github.com/reprise-dev/reprise/internal/wirecodec" // gRPC codec: vtprotobuf code
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 

@@ -311,7 +311,7 @@ func (p *Parser) step(b []byte) (int, *Message, error) {
 		if err != nil || block == nil {
 			return n, nil, err
 		}
-		if p.msg.Trailers, err = p.parseFields(string(block)); err != nil {
+		if p.msg.Trailers, err = p.parseFields(string(block), nil); err != nil {
 			return n, nil, fmt.Errorf("trailers: %w", err)
 		}
 		return n, p.done(), nil

@@ -29,6 +29,7 @@ import (
 	"github.com/reprise-dev/reprise/collector/tail"
 	"github.com/reprise-dev/reprise/internal/grpcclient"
 	"github.com/reprise-dev/reprise/internal/sanitize"
+	_ "github.com/reprise-dev/reprise/internal/wirecodec" // gRPC codec: vtprotobuf code
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 

@@ -6,8 +6,8 @@ import (
 
 	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/reprise-dev/reprise/internal/wirecodec"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
@@ -49,7 +49,7 @@ func encodeRows(exchanges []*reprisev1.Exchange) ([]row, [][]byte, error) {
 			return nil, nil, errors.New("put exchange: empty id")
 		}
 		var err error
-		if b, err = (proto.MarshalOptions{}).MarshalAppend(b[:0], ex); err != nil {
+		if b, err = wirecodec.Append(b[:0], ex); err != nil {
 			return nil, nil, fmt.Errorf("marshal exchange %s: %w", ex.GetId(), err)
 		}
 		rows[i], blobs[i] = rowOf(ex), s2.Encode(nil, b)
@@ -80,7 +80,7 @@ func decode(id string, enc int, b []byte) (*reprisev1.Exchange, error) {
 		return nil, fmt.Errorf("exchange %s: unknown encoding %d", id, enc)
 	}
 	ex := &reprisev1.Exchange{}
-	if err := proto.Unmarshal(b, ex); err != nil {
+	if err := wirecodec.Unmarshal(b, ex); err != nil {
 		return nil, fmt.Errorf("unmarshal exchange %s: %w", id, err)
 	}
 	return ex, nil

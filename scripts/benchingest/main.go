@@ -20,6 +20,7 @@ import (
 
 	"github.com/reprise-dev/reprise/internal/ingestload"
 	"github.com/reprise-dev/reprise/internal/sample"
+	_ "github.com/reprise-dev/reprise/internal/wirecodec" // gRPC codec: vtprotobuf code
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
