@@ -116,10 +116,13 @@ type Stats struct {
 	BytesUnavailable uint64
 	// Streamed counts responses emitted before their end (StreamTimeout or
 	// the body cap of an event stream).
-	Streamed  uint64
-	Overflows uint64 // times MaxBuffered was exceeded
-	Expired   uint64 // connections closed by Expire
-	Conns     int    // connections tracked now
+	Streamed uint64
+	// InvalidText counts exchanges with a header, target, host or process
+	// name that was not UTF-8; its invalid bytes were sent as U+FFFD.
+	InvalidText uint64
+	Overflows   uint64 // times MaxBuffered was exceeded
+	Expired     uint64 // connections closed by Expire
+	Conns       int    // connections tracked now
 }
 
 // Tracker follows connections and emits their exchanges.

@@ -568,3 +568,36 @@ func TestFlush(t *testing.T) {
 		t.Fatalf("got %s, stats %+v", s, tr.Stats())
 	}
 }
+
+// Bytes that are not UTF-8 may appear in a target, a header or a process
+// name; a protobuf string may not hold them, and one such exchange would
+// make its whole batch unsendable. They go out as U+FFFD and are counted.
+func TestInvalidUTF8(t *testing.T) {
+	s := server(id1)
+	s.comm = "w\xffrker"
+	s.open().in("GET /caf\xe9 HTTP/1.1\r\nHost: h\xc3\r\nX-Name: Jos\xe9\r\n\r\n").
+		out("HTTP/1.1 200 OK\r\nContent-Disposition: attachment; filename=\"\xfc.txt\"\r\nContent-Length: 0\r\n\r\n").
+		in("GET /ok HTTP/1.1\r\nHost: h\r\n\r\n").out("HTTP/1.1 204 No Content\r\n\r\n").close()
+	tr, got := run(Config{}, s.events)
+	if len(got) != 2 {
+		t.Fatalf("got %d exchanges, want 2: %s", len(got), summaries(got))
+	}
+	for _, x := range got {
+		if _, err := proto.Marshal(x); err != nil {
+			t.Errorf("exchange %s does not marshal: %v", x.Request.Target, err)
+		}
+	}
+	x := got[0]
+	want := []string{x.Request.Target, x.Request.Host, x.Request.Headers[1].Value, x.Response.Headers[0].Value, x.Process.Comm, x.Service}
+	for i, w := range []string{"/caf\uFFFD", "h\uFFFD", "Jos\uFFFD", "attachment; filename=\"\uFFFD.txt\"", "w\uFFFDrker", "w\uFFFDrker:8080"} {
+		if want[i] != w {
+			t.Errorf("got %q, want %q", want[i], w)
+		}
+	}
+	if got[1].Request.Target != "/ok" {
+		t.Errorf("second exchange target %q", got[1].Request.Target)
+	}
+	if n := tr.Stats().InvalidText; n != 2 { // the process name of both
+		t.Errorf("InvalidText = %d, want 2", n)
+	}
+}

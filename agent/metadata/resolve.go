@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 
@@ -69,7 +70,8 @@ func (r *Resolver) Enrich(x *reprisev1.Exchange) {
 func (r *Resolver) read(pid uint32) procInfo {
 	dir := filepath.Join(r.proc, strconv.FormatUint(uint64(pid), 10))
 	var info procInfo
-	info.exe, _ = os.Readlink(filepath.Join(dir, "exe"))
+	exe, _ := os.Readlink(filepath.Join(dir, "exe"))
+	info.exe = strings.ToValidUTF8(exe, "\uFFFD") // a protobuf string must be UTF-8
 	if b, err := os.ReadFile(filepath.Join(dir, "cgroup")); err == nil {
 		info.containerID, info.podUID = ParseCgroup(b)
 	}

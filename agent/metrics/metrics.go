@@ -31,6 +31,7 @@ type collector struct {
 	events, bytes, exchanges, exported                 *prometheus.Desc
 	drops, truncated, streamLost, conns, exportBacklog *prometheus.Desc
 	droppedBytes, unavailable, filtered, streamed      *prometheus.Desc
+	invalidText                                        *prometheus.Desc
 	incomplete, ringUnread, pendingBytes               *prometheus.Desc
 	exportDropped, spooled, spoolDropped, retries      *prometheus.Desc
 	spoolBatches, spoolBytes, spoolExchanges           *prometheus.Desc
@@ -54,6 +55,7 @@ func NewCollector(src Sources) prometheus.Collector {
 		unavailable:    prometheus.NewDesc(name("unavailable_bytes_total"), "Body bytes sent with sendfile: framed and counted, never copied (not a loss).", nil, nil),
 		filtered:       prometheus.NewDesc(name("filtered_exchanges_total"), "Exchanges left out by --methods and --paths.", nil, nil),
 		streamed:       prometheus.NewDesc(name("streamed_responses_total"), "Responses emitted before their end (stream timeout or capped event stream).", nil, nil),
+		invalidText:    prometheus.NewDesc(name("invalid_text_exchanges_total"), "Exchanges with a header, target, host or process name that was not UTF-8; those bytes were sent as U+FFFD.", nil, nil),
 		incomplete:     prometheus.NewDesc(name("incomplete_exchanges_total"), "Exchanges assembled with the request or response missing or cut short.", nil, nil),
 		ringUnread:     prometheus.NewDesc(name("ring_unread_bytes"), "Bytes in the kernel ring buffer the agent has not read yet.", nil, nil),
 		pendingBytes:   prometheus.NewDesc(name("export_pending_bytes"), "Approximate size of the exchanges queued or awaiting the collector's ack.", nil, nil),
@@ -124,6 +126,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.filtered, ts.Filtered)
 	counter(c.incomplete, ts.Incomplete)
 	counter(c.streamed, ts.Streamed)
+	counter(c.invalidText, ts.InvalidText)
 	counter(c.truncated, ks.TruncatedBytes)
 	counter(c.streamLost, ts.BytesLost)
 	ch <- prometheus.MustNewConstMetric(c.conns, prometheus.GaugeValue, float64(ts.Conns))
