@@ -87,7 +87,7 @@ func BenchmarkIngest(b *testing.B) {
 		b.ResetTimer()
 		start := time.Now()
 		for n := 0; n*ingestload.BatchSize < b.N; n++ {
-			if err := st.Put(context.Background(), ingestload.Batch(tmpl, fmt.Sprint(n, "-"), ingestload.BatchSize, start)); err != nil {
+			if err := st.Put(context.Background(), ingestload.Batch(tmpl, ingestload.BatchSize, start)); err != nil {
 				b.Fatal(err)
 			}
 		}

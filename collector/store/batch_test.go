@@ -86,7 +86,7 @@ func TestSameBatchInOneGroupCommit(t *testing.T) {
 	req := func(batchID string) *putRequest {
 		return &putRequest{ctx: context.Background(), batchID: batchID, rows: rows, blobs: blobs}
 	}
-	dups, err := s.insert([]*putRequest{req("b1"), req("b1"), req("")})
+	dups, err := s.in.insert([]*putRequest{req("b1"), req("b1"), req("")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -161,6 +161,7 @@ const groupWait = 5 * time.Millisecond
 // next transaction (group commit), so concurrent streams share one fsync.
 type SQLite struct {
 	db        *sql.DB
+	in        *inserter // used by the writer goroutine only
 	puts      chan *putRequest
 	quit      chan struct{}
 	written   chan struct{} // closed when the writer has returned
@@ -223,6 +224,10 @@ func OpenSQLite(path string) (*SQLite, error) {
 	}
 	s := &SQLite{db: db, puts: make(chan *putRequest), quit: make(chan struct{}), written: make(chan struct{})}
 	if err := s.migrate(context.Background()); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	if s.in, err = newInserter(context.Background(), db); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
@@ -313,6 +318,7 @@ func (s *SQLite) PutBatch(ctx context.Context, b Batch) (bool, error) {
 // writer commits the Puts one group at a time until Close.
 func (s *SQLite) writer() {
 	defer close(s.written)
+	defer s.in.close()
 	for {
 		var group []*putRequest
 		select {
@@ -374,11 +380,11 @@ func (s *SQLite) commitGroup(group []*putRequest) {
 	if len(live) == 0 {
 		return
 	}
-	dups, err := s.insert(live)
+	dups, err := s.in.insert(live)
 	if err != nil && len(live) > 1 {
 		// One bad Put must not fail the others: commit each on its own.
 		for _, r := range live {
-			dups, err := s.insert([]*putRequest{r})
+			dups, err := s.in.insert([]*putRequest{r})
 			r.done <- putResult{duplicate: err == nil && dups[0], err: err}
 		}
 		return
@@ -386,53 +392,6 @@ func (s *SQLite) commitGroup(group []*putRequest) {
 	for i, r := range live {
 		r.done <- putResult{duplicate: err == nil && dups[i], err: err}
 	}
-}
-
-// insert writes the Puts in one transaction and reports which were
-// duplicate batches. It runs on the writer's context, not a caller's: the
-// transaction is shared.
-func (s *SQLite) insert(reqs []*putRequest) ([]bool, error) {
-	ctx := context.Background()
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, fmt.Errorf("begin put: %w", err)
-	}
-	defer tx.Rollback()
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO exchanges
-		(id, start_time, duration_ns, service, direction, method, path, endpoint, status_code, host, agent_id, encoding, exchange)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (id) DO NOTHING`)
-	if err != nil {
-		return nil, fmt.Errorf("prepare put: %w", err)
-	}
-	defer stmt.Close()
-	dups := make([]bool, len(reqs))
-	now := time.Now().UnixNano()
-	for k, req := range reqs {
-		if req.batchID != "" {
-			// Seen by this transaction too, so a batch twice in one group is
-			// stored once.
-			res, err := tx.ExecContext(ctx, `INSERT INTO batches (id, agent_id, committed_at) VALUES (?, ?, ?)
-				ON CONFLICT (id) DO NOTHING`, req.batchID, req.agentID, now)
-			if err != nil {
-				return nil, fmt.Errorf("record batch %s: %w", req.batchID, err)
-			}
-			if n, err := res.RowsAffected(); err != nil || n == 0 {
-				dups[k] = true
-				continue
-			}
-		}
-		for i, r := range req.rows {
-			if _, err := stmt.ExecContext(ctx, r.id, r.startTime, r.durationNs, r.service, r.direction, r.method,
-				r.path, r.endpoint, r.statusCode, r.host, r.agentID, blobEncoding, req.blobs[i]); err != nil {
-				return nil, fmt.Errorf("insert exchange %s: %w", r.id, err)
-			}
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("commit put: %w", err)
-	}
-	return dups, nil
 }
 
 // Get implements Store.

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/google/uuid"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -22,21 +23,22 @@ const (
 	InFlight = 4
 )
 
-// Batch returns n fresh copies of tmpl with the ids prefix+i, starting at
-// start and a microsecond apart.
-func Batch(tmpl *reprisev1.Exchange, prefix string, n int, start time.Time) []*reprisev1.Exchange {
+// Batch returns n fresh copies of tmpl starting at start and a microsecond
+// apart, with time-ordered UUIDv7 ids as agents give them (the id index
+// of the store sees the same order as in production).
+func Batch(tmpl *reprisev1.Exchange, n int, start time.Time) []*reprisev1.Exchange {
 	out := make([]*reprisev1.Exchange, n)
 	for i := range out {
 		ex := proto.CloneOf(tmpl)
-		ex.Id = prefix + strconv.Itoa(i)
+		ex.Id = uuid.Must(uuid.NewV7()).String()
 		ex.StartTime = timestamppb.New(start.Add(time.Duration(i) * time.Microsecond))
 		out[i] = ex
 	}
 	return out
 }
 
-// Send streams count copies of tmpl on one Ingest stream, ids and batch ids
-// under prefix, and returns once all are acknowledged.
+// Send streams count copies of tmpl on one Ingest stream, batch ids under
+// prefix, and returns once all are acknowledged.
 func Send(ctx context.Context, client reprisev1.IngestServiceClient, tmpl *reprisev1.Exchange, prefix string, count int, start time.Time) error {
 	stream, err := client.Ingest(ctx)
 	if err != nil {
@@ -63,7 +65,7 @@ func Send(ctx context.Context, client reprisev1.IngestServiceClient, tmpl *repri
 		}
 		id := prefix + strconv.Itoa(b)
 		at := start.Add(time.Duration(b*BatchSize) * time.Microsecond)
-		req := &reprisev1.IngestRequest{BatchId: id, AgentId: "bench", Exchanges: Batch(tmpl, id+"-", min(BatchSize, count-b*BatchSize), at)}
+		req := &reprisev1.IngestRequest{BatchId: id, AgentId: "bench", Exchanges: Batch(tmpl, min(BatchSize, count-b*BatchSize), at)}
 		if err := stream.Send(req); err != nil {
 			return err
 		}

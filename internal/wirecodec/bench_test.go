@@ -21,7 +21,7 @@ import (
 // machine does not inflate) are per exchange.
 func BenchmarkCodec(b *testing.B) {
 	req := &reprisev1.IngestRequest{BatchId: "b", AgentId: "bench",
-		Exchanges: ingestload.Batch(sample.Checkout(), "b-", ingestload.BatchSize, time.Unix(1e9, 0))}
+		Exchanges: ingestload.Batch(sample.Checkout(), ingestload.BatchSize, time.Unix(1e9, 0))}
 	n := len(req.GetExchanges())
 	b.SetBytes(int64(proto.Size(req) / n))
 	for _, c := range []struct {
