@@ -1,9 +1,8 @@
 //go:build ignore
 
-// Capture of plain TCP traffic at the raw syscall tracepoints (no kprobes,
-// fentry or tp_btf on our kernels). Arguments are stashed at syscall entry
-// and the bytes copied at exit, where the return value says how many really
-// moved.
+// Capture of plain TCP traffic at syscall tracepoints (no kprobes or fentry
+// on our kernels). Arguments are stashed at sys_enter_* and the bytes copied
+// at sys_exit_*, where the return value says how many really moved.
 
 // The kernel and libbpf headers have implicit padding; only our own structs,
 // which Go decodes, must have none.
@@ -669,6 +668,16 @@ static __always_inline int enter_data(__u32 op, int fd, __u64 buf, __u64 count)
 	return 0;
 }
 
+// Stashes the iovecs of the user_msghdr at msg. The msghdr is the caller's
+// and stays put for the syscall, so it can be read at enter.
+static __always_inline int enter_msg(__u32 op, int fd, __u64 msg)
+{
+	struct user_msghdr m = {};
+	if (bpf_probe_read_user(&m, sizeof(m), (void *)msg))
+		m.msg_iov = NULL; // copy fails at exit and is counted
+	return enter_data(op, fd, (__u64)m.msg_iov, m.msg_iov ? m.msg_iovlen : 0);
+}
+
 // Takes the stashed arguments of this thread's syscall, if they are op's.
 // The entry stays with the thread; op 0 marks it empty.
 static __always_inline int unstash(__u32 op, struct args *a)
@@ -780,23 +789,39 @@ static __always_inline int accepted(long ret)
 	return 0;
 }
 
-static __always_inline int enter_connect(int fd)
+// accept needs no enter program: the new fd is the return value.
+SEC("tracepoint/syscalls/sys_exit_accept")
+int exit_accept(struct trace_event_raw_sys_exit *ctx)
+{
+	return accepted(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int exit_accept4(struct trace_event_raw_sys_exit *ctx)
+{
+	return accepted(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_connect")
+int enter_connect(struct trace_event_raw_sys_enter *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
+	int fd = ctx->args[0];
 	if (!process_wanted(id >> 32) || !tcp_sock(fd))
 		return 0;
 	stash_args(&(struct args){ .fd = fd, .op = STASH_CONNECT });
 	return 0;
 }
 
-static __always_inline int exit_connect(long ret)
+SEC("tracepoint/syscalls/sys_exit_connect")
+int exit_connect(struct trace_event_raw_sys_exit *ctx)
 {
 	struct args a;
 	if (unstash(STASH_CONNECT, &a))
 		return 0;
 	__u64 id = bpf_get_current_pid_tgid();
 	// A non-blocking connect is under way with its addresses already set.
-	if (ret != 0 && ret != -EINPROGRESS)
+	if (ctx->ret != 0 && ctx->ret != -EINPROGRESS)
 		return 0;
 	struct sock *sk = tcp_sock(a.fd);
 	if (!sk)
@@ -812,9 +837,10 @@ static __always_inline int exit_connect(long ret)
 // the same number from accept or connect before our exit program runs, and
 // we would drop the new connection's entry. close releases the fd even when
 // it returns an error, so the connection is over either way.
-static __always_inline int enter_close(int fd)
+SEC("tracepoint/syscalls/sys_enter_close")
+int enter_close(struct trace_event_raw_sys_enter *ctx)
 {
-	struct conn_key key = { .tgid = bpf_get_current_pid_tgid() >> 32, .fd = fd };
+	struct conn_key key = { .tgid = bpf_get_current_pid_tgid() >> 32, .fd = ctx->args[0] };
 	struct conn_info *ci = bpf_map_lookup_elem(&conns, &key);
 	if (!ci)
 		return 0;
@@ -824,180 +850,151 @@ static __always_inline int enter_close(int fd)
 	return 0;
 }
 
+SEC("tracepoint/syscalls/sys_enter_read")
+int enter_read(struct trace_event_raw_sys_enter *ctx)
+{
+	return enter_data(STASH_READ, ctx->args[0], ctx->args[1], 0);
+}
+
+SEC("tracepoint/syscalls/sys_exit_read")
+int exit_read(struct trace_event_raw_sys_exit *ctx)
+{
+	return exit_data(STASH_READ, ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_recvfrom")
+int enter_recvfrom(struct trace_event_raw_sys_enter *ctx)
+{
+	// Peeked bytes are read again later; capture them then.
+	if (ctx->args[3] & MSG_PEEK)
+		return 0;
+	return enter_data(STASH_READ, ctx->args[0], ctx->args[1], 0);
+}
+
+SEC("tracepoint/syscalls/sys_exit_recvfrom")
+int exit_recvfrom(struct trace_event_raw_sys_exit *ctx)
+{
+	return exit_data(STASH_READ, ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_write")
+int enter_write(struct trace_event_raw_sys_enter *ctx)
+{
+	return enter_data(STASH_WRITE, ctx->args[0], ctx->args[1], 0);
+}
+
+SEC("tracepoint/syscalls/sys_exit_write")
+int exit_write(struct trace_event_raw_sys_exit *ctx)
+{
+	return exit_data(STASH_WRITE, ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_sendto")
+int enter_sendto(struct trace_event_raw_sys_enter *ctx)
+{
+	return enter_data(STASH_WRITE, ctx->args[0], ctx->args[1], 0);
+}
+
+SEC("tracepoint/syscalls/sys_exit_sendto")
+int exit_sendto(struct trace_event_raw_sys_exit *ctx)
+{
+	return exit_data(STASH_WRITE, ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_readv")
+int enter_readv(struct trace_event_raw_sys_enter *ctx)
+{
+	return enter_data(STASH_READV, ctx->args[0], ctx->args[1], ctx->args[2]);
+}
+
+SEC("tracepoint/syscalls/sys_exit_readv")
+int exit_readv(struct trace_event_raw_sys_exit *ctx)
+{
+	return exit_data(STASH_READV, ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_writev")
+int enter_writev(struct trace_event_raw_sys_enter *ctx)
+{
+	return enter_data(STASH_WRITEV, ctx->args[0], ctx->args[1], ctx->args[2]);
+}
+
+SEC("tracepoint/syscalls/sys_exit_writev")
+int exit_writev(struct trace_event_raw_sys_exit *ctx)
+{
+	return exit_data(STASH_WRITEV, ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_recvmsg")
+int enter_recvmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	if (ctx->args[2] & MSG_PEEK)
+		return 0;
+	return enter_msg(STASH_RECVMSG, ctx->args[0], ctx->args[1]);
+}
+
+SEC("tracepoint/syscalls/sys_exit_recvmsg")
+int exit_recvmsg(struct trace_event_raw_sys_exit *ctx)
+{
+	return exit_data(STASH_RECVMSG, ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_sendmsg")
+int enter_sendmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	return enter_msg(STASH_SENDMSG, ctx->args[0], ctx->args[1]);
+}
+
+SEC("tracepoint/syscalls/sys_exit_sendmsg")
+int exit_sendmsg(struct trace_event_raw_sys_exit *ctx)
+{
+	return exit_data(STASH_SENDMSG, ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_recvmmsg")
+int enter_recvmmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	if (ctx->args[3] & MSG_PEEK)
+		return 0;
+	return enter_data(STASH_RECVMMSG, ctx->args[0], ctx->args[1], ctx->args[2]);
+}
+
+SEC("tracepoint/syscalls/sys_exit_recvmmsg")
+int exit_recvmmsg(struct trace_event_raw_sys_exit *ctx)
+{
+	return exit_mmsg(STASH_RECVMMSG, ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_sendmmsg")
+int enter_sendmmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	return enter_data(STASH_SENDMMSG, ctx->args[0], ctx->args[1], ctx->args[2]);
+}
+
+SEC("tracepoint/syscalls/sys_exit_sendmmsg")
+int exit_sendmmsg(struct trace_event_raw_sys_exit *ctx)
+{
+	return exit_mmsg(STASH_SENDMMSG, ctx->ret);
+}
+
 // sendfile's bytes go from the page cache to the socket without passing
 // through user memory: their count is captured, not their content.
-static __always_inline int exit_sendfile(long ret)
+SEC("tracepoint/syscalls/sys_enter_sendfile64")
+int enter_sendfile(struct trace_event_raw_sys_enter *ctx)
+{
+	return enter_data(STASH_SENDFILE, ctx->args[0], 0, 0);
+}
+
+SEC("tracepoint/syscalls/sys_exit_sendfile64")
+int exit_sendfile(struct trace_event_raw_sys_exit *ctx)
 {
 	struct args a;
-	if (unstash(STASH_SENDFILE, &a) || ret <= 0)
+	if (unstash(STASH_SENDFILE, &a) || ctx->ret <= 0)
 		return 0;
 	__u64 id = bpf_get_current_pid_tgid();
 	struct conn_key key;
-	struct conn_info *ci = exit_conn(id, &a, ret, &key);
+	struct conn_info *ci = exit_conn(id, &a, ctx->ret, &key);
 	if (ci)
-		emit_unavailable(&key, ci, ret);
+		emit_unavailable(&key, ci, ctx->ret);
 	return 0;
-}
-
-// The programs run on raw_syscalls/sys_enter and sys_exit, for every
-// syscall of every process: one program per syscall tracepoint
-// (syscalls/sys_enter_read, ...) went through the perf trace buffer
-// machinery, which cost more than the programs themselves. So the
-// dispatch below must send the syscalls not traced away at once.
-// x86-64 numbers (arch/x86/entry/syscalls/syscall_64.tbl); 32-bit compat
-// syscalls, numbered differently, are not traced (nor were they by the
-// syscall tracepoints).
-#define NR_read 0
-#define NR_write 1
-#define NR_close 3
-#define NR_readv 19
-#define NR_writev 20
-#define NR_sendfile 40
-#define NR_connect 42
-#define NR_accept 43
-#define NR_sendto 44
-#define NR_recvfrom 45
-#define NR_sendmsg 46
-#define NR_recvmsg 47
-#define NR_accept4 288
-#define NR_recvmmsg 299
-#define NR_sendmmsg 307
-
-#define BIT(nr) (1ULL << (nr))
-#define LOW_TRACED                                                                              \
-	(BIT(NR_read) | BIT(NR_write) | BIT(NR_close) | BIT(NR_readv) | BIT(NR_writev) |        \
-	 BIT(NR_sendfile) | BIT(NR_connect) | BIT(NR_accept) | BIT(NR_sendto) | BIT(NR_recvfrom) | \
-	 BIT(NR_sendmsg) | BIT(NR_recvmsg))
-
-// thread_info.status bit of a task in a 32-bit syscall (arch/x86).
-#define TS_COMPAT 0x0002
-
-// Whether syscall id is one of ours: a bit test below 64, three compares
-// above, before anything else is read.
-static __always_inline int traced(__u64 id)
-{
-	if (id < 64)
-		return (LOW_TRACED >> id) & 1;
-	return id == NR_accept4 || id == NR_recvmmsg || id == NR_sendmmsg;
-}
-
-static __always_inline int compat(void)
-{
-	return bpf_get_current_task_btf()->thread_info.status & TS_COMPAT;
-}
-
-static __always_inline struct pt_regs *user_regs(struct bpf_raw_tracepoint_args *ctx)
-{
-	return bpf_rdonly_cast((void *)ctx->args[0], bpf_core_type_id_kernel(struct pt_regs));
-}
-
-// The stash op of a data syscall whose exit returns its byte count, or 0.
-static __always_inline __u32 data_op(__u64 id)
-{
-	switch (id) {
-	case NR_read:
-	case NR_recvfrom:
-		return STASH_READ;
-	case NR_write:
-	case NR_sendto:
-		return STASH_WRITE;
-	case NR_readv:
-		return STASH_READV;
-	case NR_writev:
-		return STASH_WRITEV;
-	case NR_recvmsg:
-		return STASH_RECVMSG;
-	case NR_sendmsg:
-		return STASH_SENDMSG;
-	}
-	return 0;
-}
-
-// args[0] is the user registers, args[1] the syscall number. Arguments are
-// in di, si, dx, r10. Every handler is inlined once, so that clang can
-// share their stack space.
-SEC("raw_tracepoint/sys_enter")
-int sys_enter(struct bpf_raw_tracepoint_args *ctx)
-{
-	__u64 id = ctx->args[1];
-	if (!traced(id) || compat())
-		return 0;
-	struct pt_regs *regs = user_regs(ctx);
-	int fd = regs->di;
-	__u64 buf = regs->si, count = 0;
-	__u32 op = data_op(id);
-	switch (id) {
-	case NR_connect:
-		return enter_connect(fd);
-	case NR_close:
-		return enter_close(fd);
-	case NR_accept:
-	case NR_accept4:
-		return 0;
-	case NR_recvfrom:
-	case NR_recvmmsg:
-		// Peeked bytes are read again later; capture them then.
-		if (regs->r10 & MSG_PEEK)
-			return 0;
-		break;
-	case NR_recvmsg:
-		if (regs->dx & MSG_PEEK)
-			return 0;
-		break;
-	case NR_sendfile:
-		op = STASH_SENDFILE;
-		buf = 0;
-		break;
-	}
-	switch (id) {
-	case NR_readv:
-	case NR_writev:
-		count = regs->dx;
-		break;
-	case NR_recvmmsg:
-	case NR_sendmmsg:
-		op = id == NR_recvmmsg ? STASH_RECVMMSG : STASH_SENDMMSG;
-		count = regs->dx;
-		break;
-	case NR_recvmsg:
-	case NR_sendmsg: {
-		// The iovecs of the user_msghdr at buf. The msghdr is the
-		// caller's and stays put for the syscall, so it can be read here.
-		struct user_msghdr m = {};
-		if (bpf_probe_read_user(&m, sizeof(m), (void *)buf))
-			m.msg_iov = NULL; // copy fails at exit and is counted
-		buf = (__u64)m.msg_iov;
-		count = m.msg_iov ? m.msg_iovlen : 0;
-		break;
-	}
-	}
-	return enter_data(op, fd, buf, count);
-}
-
-// args[0] is the user registers, args[1] the return value; the syscall
-// number is in orig_ax. accept needs nothing at enter: the new fd is the
-// return value.
-SEC("raw_tracepoint/sys_exit")
-int sys_exit(struct bpf_raw_tracepoint_args *ctx)
-{
-	__u64 id = user_regs(ctx)->orig_ax;
-	if (!traced(id) || compat())
-		return 0;
-	long ret = ctx->args[1];
-	switch (id) {
-	case NR_accept:
-	case NR_accept4:
-		return accepted(ret);
-	case NR_connect:
-		return exit_connect(ret);
-	case NR_close:
-		return 0;
-	case NR_recvmmsg:
-		return exit_mmsg(STASH_RECVMMSG, ret);
-	case NR_sendmmsg:
-		return exit_mmsg(STASH_SENDMMSG, ret);
-	case NR_sendfile:
-		return exit_sendfile(ret);
-	}
-	return exit_data(data_op(id), ret);
 }

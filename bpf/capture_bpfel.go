@@ -108,8 +108,33 @@ const (
 	CaptureMapPorts           = "ports"
 	CaptureMapStash           = "stash"
 	CaptureMapStats           = "stats"
-	CaptureProgSysEnter       = "sys_enter"
-	CaptureProgSysExit        = "sys_exit"
+	CaptureProgEnterClose     = "enter_close"
+	CaptureProgEnterConnect   = "enter_connect"
+	CaptureProgEnterRead      = "enter_read"
+	CaptureProgEnterReadv     = "enter_readv"
+	CaptureProgEnterRecvfrom  = "enter_recvfrom"
+	CaptureProgEnterRecvmmsg  = "enter_recvmmsg"
+	CaptureProgEnterRecvmsg   = "enter_recvmsg"
+	CaptureProgEnterSendfile  = "enter_sendfile"
+	CaptureProgEnterSendmmsg  = "enter_sendmmsg"
+	CaptureProgEnterSendmsg   = "enter_sendmsg"
+	CaptureProgEnterSendto    = "enter_sendto"
+	CaptureProgEnterWrite     = "enter_write"
+	CaptureProgEnterWritev    = "enter_writev"
+	CaptureProgExitAccept     = "exit_accept"
+	CaptureProgExitAccept4    = "exit_accept4"
+	CaptureProgExitConnect    = "exit_connect"
+	CaptureProgExitRead       = "exit_read"
+	CaptureProgExitReadv      = "exit_readv"
+	CaptureProgExitRecvfrom   = "exit_recvfrom"
+	CaptureProgExitRecvmmsg   = "exit_recvmmsg"
+	CaptureProgExitRecvmsg    = "exit_recvmsg"
+	CaptureProgExitSendfile   = "exit_sendfile"
+	CaptureProgExitSendmmsg   = "exit_sendmmsg"
+	CaptureProgExitSendmsg    = "exit_sendmsg"
+	CaptureProgExitSendto     = "exit_sendto"
+	CaptureProgExitWrite      = "exit_write"
+	CaptureProgExitWritev     = "exit_writev"
 	CaptureVarFilterCgroups   = "filter_cgroups"
 	CaptureVarFilterPids      = "filter_pids"
 	CaptureVarFilterPorts     = "filter_ports"
@@ -160,8 +185,33 @@ type CaptureSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type CaptureProgramSpecs struct {
-	SysEnter *ebpf.ProgramSpec `ebpf:"sys_enter"`
-	SysExit  *ebpf.ProgramSpec `ebpf:"sys_exit"`
+	EnterClose    *ebpf.ProgramSpec `ebpf:"enter_close"`
+	EnterConnect  *ebpf.ProgramSpec `ebpf:"enter_connect"`
+	EnterRead     *ebpf.ProgramSpec `ebpf:"enter_read"`
+	EnterReadv    *ebpf.ProgramSpec `ebpf:"enter_readv"`
+	EnterRecvfrom *ebpf.ProgramSpec `ebpf:"enter_recvfrom"`
+	EnterRecvmmsg *ebpf.ProgramSpec `ebpf:"enter_recvmmsg"`
+	EnterRecvmsg  *ebpf.ProgramSpec `ebpf:"enter_recvmsg"`
+	EnterSendfile *ebpf.ProgramSpec `ebpf:"enter_sendfile"`
+	EnterSendmmsg *ebpf.ProgramSpec `ebpf:"enter_sendmmsg"`
+	EnterSendmsg  *ebpf.ProgramSpec `ebpf:"enter_sendmsg"`
+	EnterSendto   *ebpf.ProgramSpec `ebpf:"enter_sendto"`
+	EnterWrite    *ebpf.ProgramSpec `ebpf:"enter_write"`
+	EnterWritev   *ebpf.ProgramSpec `ebpf:"enter_writev"`
+	ExitAccept    *ebpf.ProgramSpec `ebpf:"exit_accept"`
+	ExitAccept4   *ebpf.ProgramSpec `ebpf:"exit_accept4"`
+	ExitConnect   *ebpf.ProgramSpec `ebpf:"exit_connect"`
+	ExitRead      *ebpf.ProgramSpec `ebpf:"exit_read"`
+	ExitReadv     *ebpf.ProgramSpec `ebpf:"exit_readv"`
+	ExitRecvfrom  *ebpf.ProgramSpec `ebpf:"exit_recvfrom"`
+	ExitRecvmmsg  *ebpf.ProgramSpec `ebpf:"exit_recvmmsg"`
+	ExitRecvmsg   *ebpf.ProgramSpec `ebpf:"exit_recvmsg"`
+	ExitSendfile  *ebpf.ProgramSpec `ebpf:"exit_sendfile"`
+	ExitSendmmsg  *ebpf.ProgramSpec `ebpf:"exit_sendmmsg"`
+	ExitSendmsg   *ebpf.ProgramSpec `ebpf:"exit_sendmsg"`
+	ExitSendto    *ebpf.ProgramSpec `ebpf:"exit_sendto"`
+	ExitWrite     *ebpf.ProgramSpec `ebpf:"exit_write"`
+	ExitWritev    *ebpf.ProgramSpec `ebpf:"exit_writev"`
 }
 
 // CaptureMapSpecs contains maps before they are loaded into the kernel.
@@ -249,14 +299,64 @@ type CaptureVariables struct {
 //
 // It can be passed to LoadCaptureObjects or ebpf.CollectionSpec.LoadAndAssign.
 type CapturePrograms struct {
-	SysEnter *ebpf.Program `ebpf:"sys_enter"`
-	SysExit  *ebpf.Program `ebpf:"sys_exit"`
+	EnterClose    *ebpf.Program `ebpf:"enter_close"`
+	EnterConnect  *ebpf.Program `ebpf:"enter_connect"`
+	EnterRead     *ebpf.Program `ebpf:"enter_read"`
+	EnterReadv    *ebpf.Program `ebpf:"enter_readv"`
+	EnterRecvfrom *ebpf.Program `ebpf:"enter_recvfrom"`
+	EnterRecvmmsg *ebpf.Program `ebpf:"enter_recvmmsg"`
+	EnterRecvmsg  *ebpf.Program `ebpf:"enter_recvmsg"`
+	EnterSendfile *ebpf.Program `ebpf:"enter_sendfile"`
+	EnterSendmmsg *ebpf.Program `ebpf:"enter_sendmmsg"`
+	EnterSendmsg  *ebpf.Program `ebpf:"enter_sendmsg"`
+	EnterSendto   *ebpf.Program `ebpf:"enter_sendto"`
+	EnterWrite    *ebpf.Program `ebpf:"enter_write"`
+	EnterWritev   *ebpf.Program `ebpf:"enter_writev"`
+	ExitAccept    *ebpf.Program `ebpf:"exit_accept"`
+	ExitAccept4   *ebpf.Program `ebpf:"exit_accept4"`
+	ExitConnect   *ebpf.Program `ebpf:"exit_connect"`
+	ExitRead      *ebpf.Program `ebpf:"exit_read"`
+	ExitReadv     *ebpf.Program `ebpf:"exit_readv"`
+	ExitRecvfrom  *ebpf.Program `ebpf:"exit_recvfrom"`
+	ExitRecvmmsg  *ebpf.Program `ebpf:"exit_recvmmsg"`
+	ExitRecvmsg   *ebpf.Program `ebpf:"exit_recvmsg"`
+	ExitSendfile  *ebpf.Program `ebpf:"exit_sendfile"`
+	ExitSendmmsg  *ebpf.Program `ebpf:"exit_sendmmsg"`
+	ExitSendmsg   *ebpf.Program `ebpf:"exit_sendmsg"`
+	ExitSendto    *ebpf.Program `ebpf:"exit_sendto"`
+	ExitWrite     *ebpf.Program `ebpf:"exit_write"`
+	ExitWritev    *ebpf.Program `ebpf:"exit_writev"`
 }
 
 func (p *CapturePrograms) Close() error {
 	return _CaptureClose(
-		p.SysEnter,
-		p.SysExit,
+		p.EnterClose,
+		p.EnterConnect,
+		p.EnterRead,
+		p.EnterReadv,
+		p.EnterRecvfrom,
+		p.EnterRecvmmsg,
+		p.EnterRecvmsg,
+		p.EnterSendfile,
+		p.EnterSendmmsg,
+		p.EnterSendmsg,
+		p.EnterSendto,
+		p.EnterWrite,
+		p.EnterWritev,
+		p.ExitAccept,
+		p.ExitAccept4,
+		p.ExitConnect,
+		p.ExitRead,
+		p.ExitReadv,
+		p.ExitRecvfrom,
+		p.ExitRecvmmsg,
+		p.ExitRecvmsg,
+		p.ExitSendfile,
+		p.ExitSendmmsg,
+		p.ExitSendmsg,
+		p.ExitSendto,
+		p.ExitWrite,
+		p.ExitWritev,
 	)
 }
 

@@ -1,4 +1,4 @@
-// Package bpf holds reprise's kernel side: eBPF programs on the raw syscall
+// Package bpf holds reprise's kernel side: eBPF programs on syscall
 // tracepoints that capture TCP traffic, compiled and embedded by bpf2go.
 // The generated capture_bpfel.go and capture_bpfel.o are committed so that
 // building the agent needs no clang.

@@ -1,5 +1,5 @@
 // Package capture loads reprise's eBPF programs (package bpf), attaches them
-// to the raw syscall tracepoints and turns the records of their ring buffer into
+// to the syscall tracepoints and turns the records of their ring buffer into
 // event.Event values.
 package capture
 
@@ -33,6 +33,8 @@ const (
 	maxPorts   = 256
 	maxSetSize = 1024
 )
+
+const tracefsPath = "/sys/kernel/tracing"
 
 // Config selects what is captured. The filters combine: a connection is
 // captured when it passes every one that is set.
@@ -93,8 +95,7 @@ type Capture struct {
 var _ event.Source = (*Capture)(nil)
 
 // Open loads and attaches the capture programs. It needs root (or
-// CAP_BPF and CAP_PERFMON). Raw tracepoints are attached by name: tracefs
-// need not be mounted.
+// CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN to mount tracefs).
 func Open(cfg Config) (*Capture, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -111,6 +112,9 @@ func Open(cfg Config) (*Capture, error) {
 	}
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("remove memlock rlimit: %w", err)
+	}
+	if err := ensureTracefs(); err != nil {
+		return nil, err
 	}
 
 	spec, err := bpf.LoadCapture()
@@ -211,14 +215,14 @@ func (c *Capture) start(spec *ebpf.CollectionSpec, cfg Config, cgroups []uint64)
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		// Sections are "raw_tracepoint/<name>" (raw_syscalls/sys_enter, sys_exit).
-		tp, ok := strings.CutPrefix(spec.Programs[name].SectionName, "raw_tracepoint/")
-		if !ok {
+		// Sections are "tracepoint/<group>/<name>".
+		parts := strings.Split(spec.Programs[name].SectionName, "/")
+		if len(parts) != 3 || parts[0] != "tracepoint" {
 			return fmt.Errorf("attach %s: unexpected section %q", name, spec.Programs[name].SectionName)
 		}
-		l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: tp, Program: c.coll.Programs[name]})
+		l, err := link.Tracepoint(parts[1], parts[2], c.coll.Programs[name], nil)
 		if err != nil {
-			return fmt.Errorf("attach %s: %w", tp, err)
+			return fmt.Errorf("attach %s: %w", parts[2], err)
 		}
 		c.links = append(c.links, l)
 	}
@@ -306,6 +310,24 @@ func (c *Capture) Close() error {
 		c.closeErr = errors.Join(errs...)
 	})
 	return c.closeErr
+}
+
+// ensureTracefs mounts tracefs when it is missing: attaching a tracepoint
+// reads its id from there.
+func ensureTracefs() error {
+	if isTracefs(tracefsPath) || isTracefs("/sys/kernel/debug/tracing") {
+		return nil
+	}
+	err := unix.Mount("tracefs", tracefsPath, "tracefs", 0, "")
+	if err != nil && !isTracefs(tracefsPath) { // EBUSY: mounted meanwhile
+		return fmt.Errorf("tracefs is not mounted and mounting it at %s needs CAP_SYS_ADMIN in the host mount namespace: %w", tracefsPath, err)
+	}
+	return nil
+}
+
+func isTracefs(path string) bool {
+	var st unix.Statfs_t
+	return unix.Statfs(path, &st) == nil && st.Type == unix.TRACEFS_MAGIC
 }
 
 // bootTime is the wall clock time of CLOCK_MONOTONIC zero, the clock of
