@@ -10,7 +10,9 @@ package conntrack
 import (
 	"bufio"
 	"crypto/rand"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/reprise-dev/reprise/agent/event"
 	"github.com/reprise-dev/reprise/agent/http1"
@@ -229,8 +231,12 @@ func (t *Tracker) lookup(ev event.Event) *conn {
 		t.conns[ev.Conn] = c
 	}
 	c.lastSeen = ev.Time
-	if ev.Comm != "" {
-		c.comm = ev.Comm
+	if ev.Comm != "" && ev.Comm != c.comm {
+		// A process name may hold any byte; protobuf strings must be UTF-8.
+		c.comm, c.commRepaired = ev.Comm, !utf8.ValidString(ev.Comm)
+		if c.commRepaired {
+			c.comm = strings.ToValidUTF8(c.comm, "\uFFFD")
+		}
 	}
 	if ev.CgroupID != 0 {
 		c.cgroup = ev.CgroupID

@@ -3,9 +3,7 @@ package conntrack
 import (
 	"net/netip"
 	"strconv"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -314,18 +312,12 @@ func (t *Tracker) send(c *conn, e *pending) {
 	x.Local, x.Remote = c.localEP.endpoint(c.local, &a.local), c.remoteEP.endpoint(c.remote, &a.remote)
 	x.Process, x.Service = &a.process, c.service(port)
 	x.Request, x.ConnectionId, x.Sequence, x.Capture = &a.req, c.idString(), c.seq, &a.capture
-	// Protobuf strings must be UTF-8, and the wire may carry any byte
-	// (obs-text in a header, a raw byte in a target or a process name):
-	// one such string would make the whole batch unsendable.
-	repaired := validHeaders(a.req.Headers)
-	for _, s := range []*string{&a.req.Target, &a.req.Host, &a.process.Comm, &x.Service} {
-		repaired = validText(s) || repaired
-	}
+	repaired := e.req.TextRepaired || c.commRepaired
 	if r := e.resp; r != nil {
 		a.capture.ResponseBodyUnavailable = r.BodyUnavailable
 		a.resp.StatusCode, a.resp.Proto = int32(r.StatusCode), r.Proto
 		a.resp.Headers, _ = fill(hs, r.Headers)
-		repaired = validHeaders(a.resp.Headers) || repaired
+		repaired = repaired || r.TextRepaired
 		a.resp.Body, a.resp.BodyTruncated, a.resp.BodySize = r.Body, r.BodyTruncated, r.BodySize
 		x.Response = &a.resp
 	} else {
@@ -370,26 +362,6 @@ func fill(room []*reprisev1.Header, hs []http1.Header) (used, rest []*reprisev1.
 		room[i].Name, room[i].Value = h.Name, h.Value
 	}
 	return room[:len(hs):len(hs)], room[len(hs):]
-}
-
-// validText replaces the bytes of *s that are not UTF-8 with U+FFFD and
-// reports whether there were any.
-func validText(s *string) bool {
-	if utf8.ValidString(*s) {
-		return false
-	}
-	*s = strings.ToValidUTF8(*s, "\uFFFD")
-	return true
-}
-
-// validHeaders does validText for every name and value of hs.
-func validHeaders(hs []*reprisev1.Header) bool {
-	repaired := false
-	for _, h := range hs {
-		repaired = validText(&h.Name) || repaired
-		repaired = validText(&h.Value) || repaired
-	}
-	return repaired
 }
 
 // endpointCache keeps the text of a connection's address: formatting it

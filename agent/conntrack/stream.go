@@ -15,6 +15,7 @@ import (
 type conn struct {
 	id            event.ConnID
 	comm          string
+	commRepaired  bool // comm had bytes that are not UTF-8
 	cgroup        uint64
 	role          event.Role
 	local, remote netip.AddrPort

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // maxStartLine bounds the start lines resynchronisation looks for.
@@ -15,9 +16,14 @@ const maxStartLine = 8 << 10
 func (p *Parser) parseHead(block []byte) error {
 	// One string per head: every name and value is a substring of it.
 	s := string(block)
-	line, rest := nextLine(s)
 	a := &headAlloc{}
 	m := &a.m
+	// Protobuf strings must be UTF-8 and the wire may carry any byte
+	// (obs-text in a value, a raw byte in a target): checked once per head.
+	if !utf8.ValidString(s) {
+		s, m.TextRepaired = strings.ToValidUTF8(s, "\uFFFD"), true
+	}
+	line, rest := nextLine(s)
 	if p.response {
 		if err := parseStatusLine(m, line); err != nil {
 			return fmt.Errorf("parse status line: %w", err)

@@ -79,6 +79,9 @@ type Message struct {
 	Trailers []Header
 	// Incomplete is set on a message the stream ended inside (see Close).
 	Incomplete bool
+	// TextRepaired is set when the head had bytes that are not UTF-8: each
+	// run of them is U+FFFD in the start line and header strings.
+	TextRepaired bool
 }
 
 // Get returns the value of the first header field named name, compared
