@@ -1,8 +1,14 @@
 //go:build ignore
 
-// Capture of plain TCP traffic at syscall tracepoints (no kprobes or fentry
-// on our kernels). Arguments are stashed at sys_enter_* and the bytes copied
-// at sys_exit_*, where the return value says how many really moved.
+// Capture of plain TCP traffic at the socket layer's tracepoints: no kprobes
+// or fentry on our kernels, and no syscall tracepoints either, because
+// enabling any one of those puts every syscall of every task on the host on
+// the slow entry path. sock:sock_send_length and sock:sock_recv_length fire
+// inside the syscall once the bytes have moved, with the socket; which
+// syscall it is and where its user buffers are come from the task's saved
+// user registers (x86-64). Roles come from sock:inet_sock_set_state, the end
+// of a connection from tcp:tcp_destroy_sock. Files and pipes never reach a
+// program.
 
 // The kernel and libbpf headers have implicit padding; only our own structs,
 // which Go decodes, must have none.
@@ -20,22 +26,36 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 #define AF_INET6 10
 #define SOCK_STREAM 1
 #define IPPROTO_TCP 6
-#define S_IFMT 00170000
-#define S_IFSOCK 0140000
-#define EINPROGRESS 115
 #define MSG_PEEK 2
+#define MSG_TRUNC 0x20
+#define MSG_ERRQUEUE 0x2000
+#define RCV_SHUTDOWN 1
+#define TCP_SYN_SENT 2
+#define TCP_SYN_RECV 3
+#define PF_KTHREAD 0x00200000
+#define TS_COMPAT 0x0002 // the task is in a 32-bit syscall
 
-// One event carries at most CHUNK_SIZE bytes; a syscall emits at most
-// MAX_CHUNKS events and the rest is counted as truncated.
+// x86-64 syscall numbers of the data syscalls, as in orig_ax.
+#define NR_READ 0
+#define NR_WRITE 1
+#define NR_READV 19
+#define NR_WRITEV 20
+#define NR_SENDTO 44
+#define NR_RECVFROM 45
+#define NR_SENDMSG 46
+#define NR_RECVMSG 47
+#define NR_RECVMMSG 299
+#define NR_SENDMMSG 307
+#define UIO_MAXIOV 1024
+
+// One event carries at most CHUNK_SIZE bytes; a syscall (or one message of
+// a recvmmsg/sendmmsg) emits at most MAX_CHUNKS events and the rest is
+// counted as truncated.
 #define CHUNK_SIZE (16 * 1024)
 #define MAX_CHUNKS 4
 // Steps of the copy loop: one per iovec entry read or bytes copied. It
 // bounds the iovec entries followed per syscall; the rest is truncated.
 #define MAX_STEPS 128
-// Messages of a recvmmsg/sendmmsg whose iovecs are copied; the lengths of
-// up to MAX_MMSG_LEN messages are read so the stream position stays right.
-#define MAX_MSGS 8
-#define MAX_MMSG_LEN 64
 // Events are written without waking the reader (it polls with a short
 // deadline); the record that takes the data pending past this much wakes
 // it. One wakeup per event halves the throughput of a traced server.
@@ -44,24 +64,12 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 enum kind { KIND_OPEN = 1, KIND_CLOSE = 2, KIND_DATA = 3 };
 enum role { ROLE_UNKNOWN = 0, ROLE_SERVER = 1, ROLE_CLIENT = 2 };
 enum dir { DIR_INGRESS = 0, DIR_EGRESS = 1 };
-// FLAG_AFTER_LOSS: the record before this one in its direction did not fit
-// in the ring, so a gap before pos is a loss, not a record still to come
-// from another CPU; userspace need not wait for it.
+// FLAG_UNAVAILABLE: the bytes moved but not through user memory that can be
+// read here (sendfile, splice, io_uring, 32-bit syscalls): counted, no
+// payload. FLAG_AFTER_LOSS: the record before this one in its direction did
+// not fit in the ring, so a gap before pos is a loss, not a record still to
+// come from another CPU; userspace need not wait for it.
 enum flag { FLAG_UNAVAILABLE = 1, FLAG_AFTER_LOSS = 2 };
-// The syscall an entry in the stash belongs to, so an exit never consumes
-// the arguments of a different syscall (e.g. around attach time).
-enum stash_op {
-	STASH_READ = 1,
-	STASH_WRITE,
-	STASH_CONNECT,
-	STASH_READV,
-	STASH_WRITEV,
-	STASH_RECVMSG,
-	STASH_SENDMSG,
-	STASH_RECVMMSG,
-	STASH_SENDMMSG,
-	STASH_SENDFILE,
-};
 
 // Header of every ring buffer record, followed by len payload bytes.
 // Addresses are IPv6 or v4-mapped IPv4, ports in host order.
@@ -69,9 +77,9 @@ struct event {
 	__u64 ts;    // bpf_ktime_get_ns at the syscall
 	__u64 start; // creation time of the connection, part of its id
 	__u64 pos;   // stream position of the first byte (data)
-	__u32 tgid;
+	__u32 tgid;  // process that first moved data on the connection, part of its id
 	__u32 tid;
-	__s32 fd;
+	__s32 fd;   // its fd then, part of the id; -1 when not known
 	__u32 size; // stream bytes covered (data); more than len when bytes were lost
 	__u32 len;  // payload bytes that follow the header
 	__u16 lport;
@@ -126,40 +134,36 @@ struct event_buf {
 struct counters {
 	__u64 ringbuf_full;       // events lost because the ring buffer was full
 	__u64 ringbuf_full_bytes; // stream bytes those events covered
-	__u64 truncated_bytes;    // bytes past the per-syscall cap (chunks, iovecs, messages)
+	__u64 truncated_bytes;    // bytes past the per-syscall cap (chunks, iovecs)
 	__u64 copy_failed;        // events with bytes that could not be read from user memory
 	__u64 copy_failed_bytes;  // those bytes
-	__u64 stash_failed;       // syscalls lost because their arguments could not be stashed
 	__u64 conn_map_full;      // connections that could not be tracked
-	__u64 conn_lost;          // syscalls whose connection was closed while they ran
-	__u64 conn_lost_bytes;    // bytes those syscalls moved
-	__u64 unavailable_bytes;  // bytes sent with sendfile: counted, never in user memory
+	__u64 unavailable_bytes;  // bytes that moved outside user memory we can read
 };
 
-struct conn_key {
-	__u32 tgid;
-	__s32 fd;
-};
-
+// A tracked connection, keyed by its struct sock. The key is unique while
+// the socket lives; tcp_destroy_sock removes it before the memory is reused.
 struct conn_info {
 	__u64 start;
-	__u64 pos[2]; // next stream position, by enum dir
+	__u64 next[2]; // by enum dir: stream position after the latest event
+	__u32 seq0[2]; // by enum dir: TCP sequence number at stream position 0
+	__u32 tgid;
+	__s32 fd;
 	__u8 laddr[16];
 	__u8 raddr[16];
 	__u16 lport;
 	__u16 rport;
 	__u8 role;
-	__u8 ignored; // filtered out: its syscalls are not stashed
+	__u8 ignored; // filtered out: nothing of it is emitted
 	__u8 lost[2]; // by enum dir: its last data record did not fit in the ring
 };
 
-// buf is the buffer (read, write), the iovec array (readv, writev,
-// recvmsg, sendmsg; count entries) or the mmsghdr array (count messages).
-struct args {
-	__u64 buf;
-	__u64 count;
-	__s32 fd;
-	__u32 op;
+// Where a thread is in its recvmmsg/sendmmsg call: the kernel moves the
+// messages one by one, each through the tracepoint.
+struct mmsg_state {
+	__u64 vec; // the call's mmsghdr array
+	__u32 nr;  // the call's syscall number
+	__u32 next; // index of the message the next tracepoint is for
 };
 
 struct {
@@ -167,25 +171,35 @@ struct {
 	__uint(max_entries, 16 << 20);
 } events SEC(".maps");
 
-// Per thread: a thread is in one syscall at a time, and the entry goes with
-// the thread. Task storage rather than a hash keyed by pid_tgid: every exit
-// of a file or pipe syscall looks here, and for a thread that never touched
-// a tracked socket the lookup is a NULL check instead of a hash probe.
+// Task storage: only threads that use recvmmsg/sendmmsg on a tracked
+// socket get an entry, and it goes with the thread.
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, int);
-	__type(value, struct args);
-} stash SEC(".maps");
+	__type(value, struct mmsg_state);
+} mmsgs SEC(".maps");
 
-// LRU because a process that exits closes its sockets without close(2);
-// stale entries are evicted instead of filling the map.
+// LRU as a safety net: an entry whose destroy was missed (the agent
+// attached while the socket was being torn down) is evicted rather than
+// filling the map.
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
-	__type(key, struct conn_key);
+	__type(key, __u64);
 	__type(value, struct conn_info);
 } conns SEC(".maps");
+
+// Roles of connections opened while the programs are attached, by struct
+// sock: written on the handshake (in softirq, where the process is not
+// known), taken at the connection's first data. LRU: connections of
+// processes that are not captured never take theirs.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u8);
+} roles SEC(".maps");
 
 // Ports to capture (local or remote), used when filter_ports is set.
 struct {
@@ -248,7 +262,7 @@ volatile const __u32 sample_threshold;
 	} while (0)
 
 // Whether the current process is to be captured at all. Checked before
-// anything else so other processes' syscalls cost a lookup or two.
+// anything else so other processes' sockets cost a lookup or two.
 static __always_inline int process_wanted(__u32 tgid)
 {
 	if (tgid == self_tgid)
@@ -263,70 +277,37 @@ static __always_inline int process_wanted(__u32 tgid)
 	return 1;
 }
 
+static __always_inline int port_wanted(__u16 a, __u16 b)
+{
+	return !filter_ports || bpf_map_lookup_elem(&ports, &a) || bpf_map_lookup_elem(&ports, &b);
+}
+
 // Turns a pointer read as a plain value into a read-only BTF pointer, so
 // its fields are read with direct loads instead of helper calls. The
 // verifier turns the call into a register move.
 extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
 
-// The socket behind fd in the current process, or NULL for any other file.
-// It runs on every data syscall of a file or pipe, so it reads through the
-// task's trusted BTF pointer (plain loads, faults read as 0) instead of
-// helper calls; only the variable index into the fd array needs one.
-static __always_inline struct socket *sock_file(int fd)
-{
-	struct fdtable *fdt = bpf_get_current_task_btf()->files->fdt;
-	if ((unsigned int)fd >= fdt->max_fds)
-		return NULL;
-	struct file *f = NULL;
-	bpf_probe_read_kernel(&f, sizeof(f), &fdt->fd[fd]);
-	f = bpf_rdonly_cast(f, bpf_core_type_id_kernel(struct file));
-	if (!f || (f->f_inode->i_mode & S_IFMT) != S_IFSOCK)
-		return NULL;
-	return bpf_rdonly_cast(f->private_data, bpf_core_type_id_kernel(struct socket));
-}
-
-// The sock of a TCP socket over IPv4/IPv6, or NULL (unix, UDP, ...).
-static __always_inline struct sock *tcp_sk(struct socket *sock)
-{
-	if (!sock || sock->type != SOCK_STREAM)
-		return NULL;
-	struct sock *sk = sock->sk;
-	if (!sk)
-		return NULL;
-	__u16 family = sk->__sk_common.skc_family;
-	if (family != AF_INET && family != AF_INET6)
-		return NULL;
-	if (sk->sk_protocol != IPPROTO_TCP)
-		return NULL;
-	return sk;
-}
-
-static __always_inline struct sock *tcp_sock(int fd)
-{
-	return tcp_sk(sock_file(fd));
-}
-
 static __always_inline void read_addrs(struct conn_info *ci, struct sock *sk)
 {
-	ci->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	ci->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	if (BPF_CORE_READ(sk, __sk_common.skc_family) == AF_INET) {
+	ci->lport = sk->__sk_common.skc_num;
+	ci->rport = bpf_ntohs(sk->__sk_common.skc_dport);
+	if (sk->__sk_common.skc_family == AF_INET) {
 		ci->laddr[10] = ci->laddr[11] = 0xff;
 		ci->raddr[10] = ci->raddr[11] = 0xff;
-		bpf_core_read(&ci->laddr[12], 4, &sk->__sk_common.skc_rcv_saddr);
-		bpf_core_read(&ci->raddr[12], 4, &sk->__sk_common.skc_daddr);
+		__builtin_memcpy(&ci->laddr[12], &sk->__sk_common.skc_rcv_saddr, 4);
+		__builtin_memcpy(&ci->raddr[12], &sk->__sk_common.skc_daddr, 4);
 		return;
 	}
 	// IPv6 sockets talking IPv4 hold v4-mapped addresses here already.
-	bpf_core_read(ci->laddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
-	bpf_core_read(ci->raddr, 16, &sk->__sk_common.skc_v6_daddr);
+	__builtin_memcpy(ci->laddr, &sk->__sk_common.skc_v6_rcv_saddr, 16);
+	__builtin_memcpy(ci->raddr, &sk->__sk_common.skc_v6_daddr, 16);
 }
 
-// A 32-bit mix of the connection id (murmur3's finalizer): the sampling
+// A 32-bit mix of the connection (murmur3's finalizer): the sampling
 // decision, made once per connection so it is captured whole or not at all.
-static __always_inline __u32 conn_hash(struct conn_key *key, __u64 start)
+static __always_inline __u32 conn_hash(__u64 key, __u64 start)
 {
-	__u64 h = start ^ ((__u64)key->tgid << 32) ^ (__u32)key->fd;
+	__u64 h = start ^ key;
 	h ^= h >> 33;
 	h *= 0xff51afd7ed558ccdULL;
 	h ^= h >> 33;
@@ -335,22 +316,60 @@ static __always_inline __u32 conn_hash(struct conn_key *key, __u64 start)
 	return (__u32)h;
 }
 
-static __always_inline struct conn_info *track(struct conn_key *key, struct sock *sk, __u8 role)
+// The sequence number after the last byte moved in direction dir.
+static __always_inline __u32 seq_end(struct tcp_sock *tp, __u8 dir)
+{
+	if (dir == DIR_EGRESS)
+		return tp->write_seq;
+	// A read that reaches the peer's FIN consumes it too, and a FIN takes a
+	// sequence number: it is consumed when nothing is left to read.
+	__u32 end = tp->copied_seq;
+	if ((tp->inet_conn.icsk_inet.sk.sk_shutdown & RCV_SHUTDOWN) && end == tp->rcv_nxt)
+		end--;
+	return end;
+}
+
+// The stream position of the n bytes that just moved in direction dir.
+// It comes from the socket's own sequence numbers, so bytes that moved
+// without passing these tracepoints (splice from the socket, TCP zero-copy
+// receive) show as a gap instead of being left out unseen. next extends the
+// 32-bit sequence space: consecutive events are less than 2 GiB apart.
+static __always_inline __u64 stream_pos(struct conn_info *ci, struct tcp_sock *tp, __u8 dir, __u32 n)
+{
+	dir &= 1;
+	__u32 rel = seq_end(tp, dir) - n - ci->seq0[dir];
+	__u64 next = ci->next[dir];
+	__u64 pos = next + (__s32)(rel - (__u32)next);
+	ci->next[dir] = pos + n;
+	return pos;
+}
+
+// Starts tracking the connection of sk at its first data, n bytes in
+// direction dir: both streams start at position 0 here.
+static __always_inline struct conn_info *track(__u64 key, struct sock *sk, struct tcp_sock *tp, __u32 tgid,
+					       int fd, __u8 dir, __u32 n)
 {
 	struct conn_info ci = {};
 	ci.start = bpf_ktime_get_ns();
-	ci.role = role;
+	ci.tgid = tgid;
+	ci.fd = fd;
+	__u8 *role = bpf_map_lookup_elem(&roles, &key);
+	if (role) {
+		ci.role = *role;
+		bpf_map_delete_elem(&roles, &key);
+	}
 	read_addrs(&ci, sk);
-	if (filter_ports && !bpf_map_lookup_elem(&ports, &ci.lport) &&
-	    !bpf_map_lookup_elem(&ports, &ci.rport))
+	ci.seq0[DIR_INGRESS] = seq_end(tp, DIR_INGRESS) - (dir == DIR_INGRESS ? n : 0);
+	ci.seq0[DIR_EGRESS] = seq_end(tp, DIR_EGRESS) - (dir == DIR_EGRESS ? n : 0);
+	if (!port_wanted(ci.lport, ci.rport))
 		ci.ignored = 1;
 	if (sampling && conn_hash(key, ci.start) >= sample_threshold)
 		ci.ignored = 1;
-	if (bpf_map_update_elem(&conns, key, &ci, BPF_ANY)) {
+	if (bpf_map_update_elem(&conns, &key, &ci, BPF_ANY)) {
 		COUNT(conn_map_full, 1);
 		return NULL;
 	}
-	return bpf_map_lookup_elem(&conns, key);
+	return bpf_map_lookup_elem(&conns, &key);
 }
 
 // The wakeup flag for a record of size bytes, given the data pending
@@ -397,15 +416,14 @@ static __always_inline __u8 loss_flag(int lost)
 	return lost ? FLAG_AFTER_LOSS : 0;
 }
 
-static __always_inline void fill_header(struct event *e, __u8 kind, struct conn_key *key,
-					struct conn_info *ci)
+static __always_inline void fill_header(struct event *e, __u8 kind, struct conn_info *ci)
 {
 	e->ts = bpf_ktime_get_ns();
 	e->start = ci->start;
 	e->pos = 0;
-	e->tgid = key->tgid;
+	e->tgid = ci->tgid;
 	e->tid = (__u32)bpf_get_current_pid_tgid();
-	e->fd = key->fd;
+	e->fd = ci->fd;
 	e->size = 0;
 	e->len = 0;
 	e->lport = ci->lport;
@@ -421,23 +439,23 @@ static __always_inline void fill_header(struct event *e, __u8 kind, struct conn_
 	e->cgroup = bpf_get_current_cgroup_id();
 }
 
-static __always_inline struct event_buf *header(__u8 kind, struct conn_key *key, struct conn_info *ci)
+static __always_inline struct event_buf *header(__u8 kind, struct conn_info *ci)
 {
 	__u32 cpu = bpf_get_smp_processor_id();
 	struct event_buf *b = bpf_map_lookup_elem(&bufs, &cpu);
 	if (b)
-		fill_header(&b->hdr, kind, key, ci);
+		fill_header(&b->hdr, kind, ci);
 	return b;
 }
 
-static __always_inline void emit_conn(__u8 kind, struct conn_key *key, struct conn_info *ci)
+static __always_inline void emit_conn(__u8 kind, struct conn_info *ci)
 {
 	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count_full(0);
 		return;
 	}
-	fill_header(e, kind, key, ci);
+	fill_header(e, kind, ci);
 	bpf_ringbuf_submit(e, submit_flags(sizeof(*e)));
 }
 
@@ -491,15 +509,13 @@ static __always_inline int emit_chunk(struct event *h, __u64 buf, __u32 n, __u64
 	return 0;
 }
 
-// Emits total bytes of one flat buffer as chunks copied straight into the
-// ring; past MAX_CHUNKS chunks the last one covers the rest, counted as
-// truncated.
-static __always_inline void emit_flat(struct conn_key *key, struct conn_info *ci, __u8 dir, __u64 buf,
-				      __u64 total)
+// Emits total bytes of one flat buffer, from stream position pos, as
+// chunks copied straight into the ring; past MAX_CHUNKS chunks the last one
+// covers the rest, counted as truncated.
+static __always_inline void emit_flat(struct conn_info *ci, __u8 dir, __u64 pos, __u64 buf, __u64 total)
 {
-	__u64 pos = __sync_fetch_and_add(&ci->pos[dir & 1], total);
 	struct event h;
-	fill_header(&h, KIND_DATA, key, ci);
+	fill_header(&h, KIND_DATA, ci);
 	h.dir = dir;
 	h.flags = loss_flag(ci->lost[dir & 1]);
 	for (int i = 0; i < MAX_CHUNKS && total > 0; i++) {
@@ -582,22 +598,18 @@ static long copy_step(__u32 i, void *ctx)
 // chunk events. The stream position advances by total even when bytes are
 // dropped, so userspace sees the gap; the last event covers what was not
 // copied (per-syscall cap, iovec entries past the loop).
-static __always_inline void emit_data(struct conn_key *key, struct conn_info *ci, __u8 dir,
-				      __u64 buf, __u64 iov, __u64 nseg, __u64 total)
+static __always_inline void emit_data(struct conn_info *ci, __u8 dir, __u64 pos, __u64 iov, __u64 nseg,
+				      __u64 total)
 {
-	if (total == 0)
-		return;
-	// Reserved atomically: threads may share a socket.
-	__u64 pos = __sync_fetch_and_add(&ci->pos[dir & 1], total);
-	struct event_buf *b = header(KIND_DATA, key, ci);
+	struct event_buf *b = header(KIND_DATA, ci);
 	if (!b)
 		return;
 	b->hdr.dir = dir;
 	b->hdr.flags = loss_flag(ci->lost[dir & 1]);
 	struct copy_state *s = &b->st;
 	s->iov = iov;
-	s->base = iov ? 0 : buf;
-	s->seg_left = iov ? 0 : total;
+	s->base = 0;
+	s->seg_left = 0;
 	s->left = total;
 	s->pos = pos;
 	s->nseg = nseg;
@@ -614,387 +626,208 @@ static __always_inline void emit_data(struct conn_key *key, struct conn_info *ci
 	ci->lost[dir & 1] = b->hdr.flags != 0;
 }
 
-// Emits a data event for bytes that never passed through user memory.
-static __always_inline void emit_unavailable(struct conn_key *key, struct conn_info *ci, __u64 total)
+// Emits a data event for bytes that moved outside user memory we can read.
+static __always_inline void emit_unavailable(struct conn_info *ci, __u8 dir, __u64 pos, __u64 total)
 {
-	__u64 pos = __sync_fetch_and_add(&ci->pos[DIR_EGRESS], total);
-	struct event_buf *b = header(KIND_DATA, key, ci);
+	struct event_buf *b = header(KIND_DATA, ci);
 	if (!b)
 		return;
-	b->hdr.dir = DIR_EGRESS;
-	b->hdr.flags = FLAG_UNAVAILABLE | loss_flag(ci->lost[DIR_EGRESS]);
+	b->hdr.dir = dir;
+	b->hdr.flags = FLAG_UNAVAILABLE | loss_flag(ci->lost[dir & 1]);
 	b->hdr.pos = pos;
 	b->hdr.size = total;
 	COUNT(unavailable_bytes, total);
-	ci->lost[DIR_EGRESS] = output(b, 0) != 0;
+	ci->lost[dir & 1] = output(b, 0) != 0;
 }
 
-static __always_inline void stash_args(struct args *a)
+// The index of the message of thread task's recvmmsg/sendmmsg call (nr,
+// mmsghdr array vec of vlen entries) that this tracepoint is for, or -1.
+// The kernel moves the messages in order, one per tracepoint, and a call
+// ends at vlen messages or at the first that fails, which passes here too
+// (mmsg_end). A call that ends otherwise (recvmmsg's timeout) leaves the
+// next call on the same array one message off.
+static __always_inline int mmsg_index(struct task_struct *task, long nr, __u64 vec, __u64 vlen)
 {
-	struct args *p = bpf_task_storage_get(&stash, bpf_get_current_task_btf(), NULL,
-					      BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (p)
-		*p = *a;
-	else
-		COUNT(stash_failed, 1);
+	struct mmsg_state *st = bpf_task_storage_get(&mmsgs, task, NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!st)
+		return -1;
+	__u32 i = 0;
+	if (st->nr == nr && st->vec == vec && st->next < vlen)
+		i = st->next;
+	st->nr = nr;
+	st->vec = vec;
+	st->next = i + 1;
+	return i;
 }
 
-// Stashes the arguments of a data syscall on a tracked (or newly found)
-// TCP socket. Other fds are not stashed, so their exits cost one lookup.
-static __always_inline int enter_data(__u32 op, int fd, __u64 buf, __u64 count)
+static __always_inline void mmsg_end(struct task_struct *task)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct conn_key key = { .tgid = id >> 32, .fd = fd };
-	if (!process_wanted(key.tgid))
+	struct mmsg_state *st = bpf_task_storage_get(&mmsgs, task, NULL, 0);
+	if (st)
+		st->next = 0;
+}
+
+// The x86-64 syscall the current task is in, or -1 (a kernel thread's
+// socket, a 32-bit syscall). regs are its saved user registers.
+static __always_inline long syscall_nr(struct task_struct *task, struct pt_regs **regs)
+{
+	if ((task->flags & PF_KTHREAD) || (task->thread_info.status & TS_COMPAT))
+		return -1;
+	*regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	return (*regs)->orig_ax;
+}
+
+// Emits the bytes of message vec[i] of a recvmmsg/sendmmsg, or counts them
+// as unavailable when its place in the call is not known.
+static __always_inline void emit_mmsg(struct task_struct *task, struct conn_info *ci, __u8 dir, __u64 pos,
+				      long nr, struct pt_regs *regs, __u64 n)
+{
+	__u64 vlen = regs->dx;
+	int i = mmsg_index(task, nr, regs->si, vlen);
+	struct user_msghdr m;
+	if (i < 0 || i >= UIO_MAXIOV ||
+	    bpf_probe_read_user(&m, sizeof(m), &((struct mmsghdr *)regs->si)[i].msg_hdr)) {
+		emit_unavailable(ci, dir, pos, n);
+		return;
+	}
+	emit_data(ci, dir, pos, (__u64)m.msg_iov, m.msg_iovlen, n);
+}
+
+// n bytes (ret > 0) or a failure (ret <= 0) just moved through socket skp
+// in direction dir, inside a syscall of the current task.
+static __always_inline int on_data(struct trace_event_raw_sock_msg_length *ctx, __u8 dir)
+{
+	if (ctx->protocol != IPPROTO_TCP || (ctx->family != AF_INET && ctx->family != AF_INET6))
 		return 0;
-	// Files and pipes leave here, before any map lookup. This also keeps a
-	// stale entry (fd reused without a close we saw) from capturing a file.
-	struct socket *sock = sock_file(fd);
-	if (!sock)
+	// Peeked bytes are read again later; the error queue is not the stream.
+	if (dir == DIR_INGRESS && (ctx->flags & (MSG_PEEK | MSG_ERRQUEUE)))
 		return 0;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	if (!process_wanted(tgid))
+		return 0;
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct pt_regs *regs = NULL;
+	long nr = syscall_nr(task, &regs);
+	long mmsg_nr = dir == DIR_EGRESS ? NR_SENDMMSG : NR_RECVMMSG;
+	int ret = ctx->ret;
+	if (ret <= 0) {
+		if (nr == mmsg_nr)
+			mmsg_end(task);
+		return 0;
+	}
+	struct sock *sk = bpf_rdonly_cast(ctx->sk, bpf_core_type_id_kernel(struct sock));
+	// A raw socket may say IPPROTO_TCP too.
+	if (sk->sk_type != SOCK_STREAM)
+		return 0;
+	struct tcp_sock *tp = bpf_rdonly_cast(ctx->sk, bpf_core_type_id_kernel(struct tcp_sock));
+	__u64 key = (__u64)ctx->sk;
 	struct conn_info *ci = bpf_map_lookup_elem(&conns, &key);
 	if (!ci) {
-		// Opened before the agent started, or not a TCP socket.
-		struct sock *sk = tcp_sk(sock);
-		if (!sk)
+		// All data syscalls take the fd first; others leave it unknown.
+		ci = track(key, sk, tp, tgid, nr >= 0 && regs ? (int)regs->di : -1, dir, ret);
+		if (!ci || ci->ignored)
 			return 0;
-		ci = track(&key, sk, ROLE_UNKNOWN);
-		if (!ci)
-			return 0;
+		if (ci->role != ROLE_UNKNOWN)
+			emit_conn(KIND_OPEN, ci);
 	}
 	if (ci->ignored)
 		return 0;
-	stash_args(&(struct args){ .buf = buf, .count = count, .fd = fd, .op = op });
-	return 0;
-}
-
-// Stashes the iovecs of the user_msghdr at msg. The msghdr is the caller's
-// and stays put for the syscall, so it can be read at enter.
-static __always_inline int enter_msg(__u32 op, int fd, __u64 msg)
-{
-	struct user_msghdr m = {};
-	if (bpf_probe_read_user(&m, sizeof(m), (void *)msg))
-		m.msg_iov = NULL; // copy fails at exit and is counted
-	return enter_data(op, fd, (__u64)m.msg_iov, m.msg_iov ? m.msg_iovlen : 0);
-}
-
-// Takes the stashed arguments of this thread's syscall, if they are op's.
-// The entry stays with the thread; op 0 marks it empty.
-static __always_inline int unstash(__u32 op, struct args *a)
-{
-	struct args *p = bpf_task_storage_get(&stash, bpf_get_current_task_btf(), NULL, 0);
-	if (!p || !p->op)
-		return -1;
-	*a = *p;
-	p->op = 0;
-	return a->op == op ? 0 : -1;
-}
-
-// The tracked connection of the stashed syscall, or NULL (counted as lost
-// when it was closed meanwhile).
-static __always_inline struct conn_info *exit_conn(__u64 id, struct args *a, long ret,
-						   struct conn_key *key)
-{
-	key->tgid = id >> 32;
-	key->fd = a->fd;
-	struct conn_info *ci = bpf_map_lookup_elem(&conns, key);
-	if (!ci) {
-		COUNT(conn_lost, 1);
-		COUNT(conn_lost_bytes, ret);
+	__u64 pos = stream_pos(ci, tp, dir, ret);
+	if (!regs || (ctx->flags & MSG_TRUNC)) {
+		// MSG_TRUNC on TCP discards the bytes instead of copying them.
+		emit_unavailable(ci, dir, pos, ret);
+		return 0;
 	}
-	return ci;
-}
-
-static __always_inline __u8 op_dir(__u32 op)
-{
-	switch (op) {
-	case STASH_WRITE:
-	case STASH_WRITEV:
-	case STASH_SENDMSG:
-	case STASH_SENDMMSG:
-	case STASH_SENDFILE:
-		return DIR_EGRESS;
-	}
-	return DIR_INGRESS;
-}
-
-// Exit of a syscall whose return value is the byte count: buf is a flat
-// buffer (read, write) or an iovec array (readv, writev, *msg).
-static __always_inline int exit_data(__u32 op, long ret)
-{
-	struct args a;
-	if (unstash(op, &a) || ret <= 0)
-		return 0;
-	__u64 id = bpf_get_current_pid_tgid();
-	struct conn_key key;
-	struct conn_info *ci = exit_conn(id, &a, ret, &key);
-	if (!ci)
-		return 0;
-	if (op == STASH_READ || op == STASH_WRITE)
-		emit_flat(&key, ci, op_dir(op), a.buf, ret);
-	else
-		emit_data(&key, ci, op_dir(op), 0, a.buf, a.count, ret);
-	return 0;
-}
-
-// Exit of recvmmsg/sendmmsg: ret is the number of messages, each with its
-// iovecs and its byte count in msg_len.
-static __always_inline int exit_mmsg(__u32 op, long ret)
-{
-	struct args a;
-	if (unstash(op, &a) || ret <= 0)
-		return 0;
-	__u64 id = bpf_get_current_pid_tgid();
-	struct conn_key key;
-	struct conn_info *ci = exit_conn(id, &a, 0, &key);
-	if (!ci)
-		return 0;
-	struct mmsghdr *msgs = (struct mmsghdr *)a.buf;
-	for (int i = 0; i < MAX_MSGS; i++) {
-		if (i >= ret)
-			return 0;
-		struct mmsghdr m;
-		if (bpf_probe_read_user(&m, sizeof(m), &msgs[i])) {
-			// Without msg_len the position cannot advance: count it once.
-			COUNT(copy_failed, 1);
+	switch (nr) {
+	case NR_READ:
+	case NR_RECVFROM:
+		if (dir == DIR_INGRESS) {
+			emit_flat(ci, dir, pos, regs->si, ret);
 			return 0;
 		}
-		emit_data(&key, ci, op_dir(op), 0, (__u64)m.msg_hdr.msg_iov, m.msg_hdr.msg_iovlen,
-			  m.msg_len);
+		break;
+	case NR_WRITE:
+	case NR_SENDTO:
+		if (dir == DIR_EGRESS) {
+			emit_flat(ci, dir, pos, regs->si, ret);
+			return 0;
+		}
+		break;
+	case NR_READV:
+	case NR_WRITEV:
+		if (dir == (nr == NR_WRITEV ? DIR_EGRESS : DIR_INGRESS)) {
+			emit_data(ci, dir, pos, regs->si, regs->dx, ret);
+			return 0;
+		}
+		break;
+	case NR_RECVMSG:
+	case NR_SENDMSG:
+		if (dir == (nr == NR_SENDMSG ? DIR_EGRESS : DIR_INGRESS)) {
+			struct user_msghdr m;
+			if (bpf_probe_read_user(&m, sizeof(m), (void *)regs->si))
+				break;
+			emit_data(ci, dir, pos, (__u64)m.msg_iov, m.msg_iovlen, ret);
+			return 0;
+		}
+		break;
+	case NR_RECVMMSG:
+	case NR_SENDMMSG:
+		if (nr == mmsg_nr) {
+			emit_mmsg(task, ci, dir, pos, nr, regs, ret);
+			return 0;
+		}
+		break;
 	}
-	// Messages past MAX_MSGS: advance the stream by their lengths.
-	__u64 rest = 0;
-	for (int i = MAX_MSGS; i < MAX_MMSG_LEN; i++) {
-		if (i >= ret)
-			break;
-		__u32 len = 0;
-		bpf_probe_read_user(&len, sizeof(len), &msgs[i].msg_len);
-		rest += len;
-	}
-	emit_data(&key, ci, op_dir(op), 0, 0, 0, rest);
+	// sendfile, splice, io_uring, or a user buffer that cannot be read.
+	emit_unavailable(ci, dir, pos, ret);
 	return 0;
 }
 
-static __always_inline int accepted(long ret)
+SEC("tracepoint/sock/sock_send_length")
+int sock_send(struct trace_event_raw_sock_msg_length *ctx)
 {
-	struct conn_key key = { .tgid = bpf_get_current_pid_tgid() >> 32, .fd = ret };
-	if (ret < 0 || !process_wanted(key.tgid))
+	return on_data(ctx, DIR_EGRESS);
+}
+
+SEC("tracepoint/sock/sock_recv_length")
+int sock_recv(struct trace_event_raw_sock_msg_length *ctx)
+{
+	return on_data(ctx, DIR_INGRESS);
+}
+
+// Notes the role of a connection being opened: SYN_SENT is a connect,
+// SYN_RECV a connection a listener accepts (set on the new socket).
+SEC("tracepoint/sock/inet_sock_set_state")
+int set_state(struct trace_event_raw_inet_sock_set_state *ctx)
+{
+	if (ctx->protocol != IPPROTO_TCP)
 		return 0;
-	struct sock *sk = tcp_sock(ret);
-	if (!sk)
+	__u8 role;
+	if (ctx->newstate == TCP_SYN_SENT)
+		role = ROLE_CLIENT;
+	else if (ctx->newstate == TCP_SYN_RECV)
+		role = ROLE_SERVER;
+	else
 		return 0;
-	struct conn_info *ci = track(&key, sk, ROLE_SERVER);
-	if (ci && !ci->ignored)
-		emit_conn(KIND_OPEN, &key, ci);
+	// A connecting socket has no local port yet: the remote one decides.
+	if (!port_wanted(ctx->sport, ctx->dport))
+		return 0;
+	__u64 key = (__u64)ctx->skaddr;
+	bpf_map_update_elem(&roles, &key, &role, BPF_ANY);
 	return 0;
 }
 
-// accept needs no enter program: the new fd is the return value.
-SEC("tracepoint/syscalls/sys_exit_accept")
-int exit_accept(struct trace_event_raw_sys_exit *ctx)
+// The socket is freed: no more data can move through it (its file is
+// gone), and its address may be reused by the next socket.
+SEC("tracepoint/tcp/tcp_destroy_sock")
+int destroy_sock(struct trace_event_raw_tcp_event_sk *ctx)
 {
-	return accepted(ctx->ret);
-}
-
-SEC("tracepoint/syscalls/sys_exit_accept4")
-int exit_accept4(struct trace_event_raw_sys_exit *ctx)
-{
-	return accepted(ctx->ret);
-}
-
-SEC("tracepoint/syscalls/sys_enter_connect")
-int enter_connect(struct trace_event_raw_sys_enter *ctx)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	int fd = ctx->args[0];
-	if (!process_wanted(id >> 32) || !tcp_sock(fd))
-		return 0;
-	stash_args(&(struct args){ .fd = fd, .op = STASH_CONNECT });
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_connect")
-int exit_connect(struct trace_event_raw_sys_exit *ctx)
-{
-	struct args a;
-	if (unstash(STASH_CONNECT, &a))
-		return 0;
-	__u64 id = bpf_get_current_pid_tgid();
-	// A non-blocking connect is under way with its addresses already set.
-	if (ctx->ret != 0 && ctx->ret != -EINPROGRESS)
-		return 0;
-	struct sock *sk = tcp_sock(a.fd);
-	if (!sk)
-		return 0;
-	struct conn_key key = { .tgid = id >> 32, .fd = a.fd };
-	struct conn_info *ci = track(&key, sk, ROLE_CLIENT);
-	if (ci && !ci->ignored)
-		emit_conn(KIND_OPEN, &key, ci);
-	return 0;
-}
-
-// Handled at enter: once close(2) has released the fd, another thread may get
-// the same number from accept or connect before our exit program runs, and
-// we would drop the new connection's entry. close releases the fd even when
-// it returns an error, so the connection is over either way.
-SEC("tracepoint/syscalls/sys_enter_close")
-int enter_close(struct trace_event_raw_sys_enter *ctx)
-{
-	struct conn_key key = { .tgid = bpf_get_current_pid_tgid() >> 32, .fd = ctx->args[0] };
+	__u64 key = (__u64)ctx->skaddr;
 	struct conn_info *ci = bpf_map_lookup_elem(&conns, &key);
 	if (!ci)
 		return 0;
 	if (!ci->ignored)
-		emit_conn(KIND_CLOSE, &key, ci);
+		emit_conn(KIND_CLOSE, ci);
 	bpf_map_delete_elem(&conns, &key);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_read")
-int enter_read(struct trace_event_raw_sys_enter *ctx)
-{
-	return enter_data(STASH_READ, ctx->args[0], ctx->args[1], 0);
-}
-
-SEC("tracepoint/syscalls/sys_exit_read")
-int exit_read(struct trace_event_raw_sys_exit *ctx)
-{
-	return exit_data(STASH_READ, ctx->ret);
-}
-
-SEC("tracepoint/syscalls/sys_enter_recvfrom")
-int enter_recvfrom(struct trace_event_raw_sys_enter *ctx)
-{
-	// Peeked bytes are read again later; capture them then.
-	if (ctx->args[3] & MSG_PEEK)
-		return 0;
-	return enter_data(STASH_READ, ctx->args[0], ctx->args[1], 0);
-}
-
-SEC("tracepoint/syscalls/sys_exit_recvfrom")
-int exit_recvfrom(struct trace_event_raw_sys_exit *ctx)
-{
-	return exit_data(STASH_READ, ctx->ret);
-}
-
-SEC("tracepoint/syscalls/sys_enter_write")
-int enter_write(struct trace_event_raw_sys_enter *ctx)
-{
-	return enter_data(STASH_WRITE, ctx->args[0], ctx->args[1], 0);
-}
-
-SEC("tracepoint/syscalls/sys_exit_write")
-int exit_write(struct trace_event_raw_sys_exit *ctx)
-{
-	return exit_data(STASH_WRITE, ctx->ret);
-}
-
-SEC("tracepoint/syscalls/sys_enter_sendto")
-int enter_sendto(struct trace_event_raw_sys_enter *ctx)
-{
-	return enter_data(STASH_WRITE, ctx->args[0], ctx->args[1], 0);
-}
-
-SEC("tracepoint/syscalls/sys_exit_sendto")
-int exit_sendto(struct trace_event_raw_sys_exit *ctx)
-{
-	return exit_data(STASH_WRITE, ctx->ret);
-}
-
-SEC("tracepoint/syscalls/sys_enter_readv")
-int enter_readv(struct trace_event_raw_sys_enter *ctx)
-{
-	return enter_data(STASH_READV, ctx->args[0], ctx->args[1], ctx->args[2]);
-}
-
-SEC("tracepoint/syscalls/sys_exit_readv")
-int exit_readv(struct trace_event_raw_sys_exit *ctx)
-{
-	return exit_data(STASH_READV, ctx->ret);
-}
-
-SEC("tracepoint/syscalls/sys_enter_writev")
-int enter_writev(struct trace_event_raw_sys_enter *ctx)
-{
-	return enter_data(STASH_WRITEV, ctx->args[0], ctx->args[1], ctx->args[2]);
-}
-
-SEC("tracepoint/syscalls/sys_exit_writev")
-int exit_writev(struct trace_event_raw_sys_exit *ctx)
-{
-	return exit_data(STASH_WRITEV, ctx->ret);
-}
-
-SEC("tracepoint/syscalls/sys_enter_recvmsg")
-int enter_recvmsg(struct trace_event_raw_sys_enter *ctx)
-{
-	if (ctx->args[2] & MSG_PEEK)
-		return 0;
-	return enter_msg(STASH_RECVMSG, ctx->args[0], ctx->args[1]);
-}
-
-SEC("tracepoint/syscalls/sys_exit_recvmsg")
-int exit_recvmsg(struct trace_event_raw_sys_exit *ctx)
-{
-	return exit_data(STASH_RECVMSG, ctx->ret);
-}
-
-SEC("tracepoint/syscalls/sys_enter_sendmsg")
-int enter_sendmsg(struct trace_event_raw_sys_enter *ctx)
-{
-	return enter_msg(STASH_SENDMSG, ctx->args[0], ctx->args[1]);
-}
-
-SEC("tracepoint/syscalls/sys_exit_sendmsg")
-int exit_sendmsg(struct trace_event_raw_sys_exit *ctx)
-{
-	return exit_data(STASH_SENDMSG, ctx->ret);
-}
-
-SEC("tracepoint/syscalls/sys_enter_recvmmsg")
-int enter_recvmmsg(struct trace_event_raw_sys_enter *ctx)
-{
-	if (ctx->args[3] & MSG_PEEK)
-		return 0;
-	return enter_data(STASH_RECVMMSG, ctx->args[0], ctx->args[1], ctx->args[2]);
-}
-
-SEC("tracepoint/syscalls/sys_exit_recvmmsg")
-int exit_recvmmsg(struct trace_event_raw_sys_exit *ctx)
-{
-	return exit_mmsg(STASH_RECVMMSG, ctx->ret);
-}
-
-SEC("tracepoint/syscalls/sys_enter_sendmmsg")
-int enter_sendmmsg(struct trace_event_raw_sys_enter *ctx)
-{
-	return enter_data(STASH_SENDMMSG, ctx->args[0], ctx->args[1], ctx->args[2]);
-}
-
-SEC("tracepoint/syscalls/sys_exit_sendmmsg")
-int exit_sendmmsg(struct trace_event_raw_sys_exit *ctx)
-{
-	return exit_mmsg(STASH_SENDMMSG, ctx->ret);
-}
-
-// sendfile's bytes go from the page cache to the socket without passing
-// through user memory: their count is captured, not their content.
-SEC("tracepoint/syscalls/sys_enter_sendfile64")
-int enter_sendfile(struct trace_event_raw_sys_enter *ctx)
-{
-	return enter_data(STASH_SENDFILE, ctx->args[0], 0, 0);
-}
-
-SEC("tracepoint/syscalls/sys_exit_sendfile64")
-int exit_sendfile(struct trace_event_raw_sys_exit *ctx)
-{
-	struct args a;
-	if (unstash(STASH_SENDFILE, &a) || ctx->ret <= 0)
-		return 0;
-	__u64 id = bpf_get_current_pid_tgid();
-	struct conn_key key;
-	struct conn_info *ci = exit_conn(id, &a, ctx->ret, &key);
-	if (ci)
-		emit_unavailable(&key, ci, ctx->ret);
 	return 0;
 }

@@ -13,18 +13,13 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type CaptureArgs struct {
-	_     structs.HostLayout
-	Buf   uint64
-	Count uint64
-	Fd    int32
-	Op    uint32
-}
-
 type CaptureConnInfo struct {
 	_       structs.HostLayout
 	Start   uint64
-	Pos     [2]uint64
+	Next    [2]uint64
+	Seq0    [2]uint32
+	Tgid    uint32
+	Fd      int32
 	Laddr   [16]uint8
 	Raddr   [16]uint8
 	Lport   uint16
@@ -34,12 +29,6 @@ type CaptureConnInfo struct {
 	Lost    [2]uint8
 }
 
-type CaptureConnKey struct {
-	_    structs.HostLayout
-	Tgid uint32
-	Fd   int32
-}
-
 type CaptureCounters struct {
 	_                structs.HostLayout
 	RingbufFull      uint64
@@ -47,10 +36,7 @@ type CaptureCounters struct {
 	TruncatedBytes   uint64
 	CopyFailed       uint64
 	CopyFailedBytes  uint64
-	StashFailed      uint64
 	ConnMapFull      uint64
-	ConnLost         uint64
-	ConnLostBytes    uint64
 	UnavailableBytes uint64
 }
 
@@ -96,6 +82,13 @@ type CaptureEventBuf struct {
 	}
 }
 
+type CaptureMmsgState struct {
+	_    structs.HostLayout
+	Vec  uint64
+	Nr   uint32
+	Next uint32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -104,37 +97,15 @@ const (
 	CaptureMapCgroups         = "cgroups"
 	CaptureMapConns           = "conns"
 	CaptureMapEvents          = "events"
+	CaptureMapMmsgs           = "mmsgs"
 	CaptureMapPids            = "pids"
 	CaptureMapPorts           = "ports"
-	CaptureMapStash           = "stash"
+	CaptureMapRoles           = "roles"
 	CaptureMapStats           = "stats"
-	CaptureProgEnterClose     = "enter_close"
-	CaptureProgEnterConnect   = "enter_connect"
-	CaptureProgEnterRead      = "enter_read"
-	CaptureProgEnterReadv     = "enter_readv"
-	CaptureProgEnterRecvfrom  = "enter_recvfrom"
-	CaptureProgEnterRecvmmsg  = "enter_recvmmsg"
-	CaptureProgEnterRecvmsg   = "enter_recvmsg"
-	CaptureProgEnterSendfile  = "enter_sendfile"
-	CaptureProgEnterSendmmsg  = "enter_sendmmsg"
-	CaptureProgEnterSendmsg   = "enter_sendmsg"
-	CaptureProgEnterSendto    = "enter_sendto"
-	CaptureProgEnterWrite     = "enter_write"
-	CaptureProgEnterWritev    = "enter_writev"
-	CaptureProgExitAccept     = "exit_accept"
-	CaptureProgExitAccept4    = "exit_accept4"
-	CaptureProgExitConnect    = "exit_connect"
-	CaptureProgExitRead       = "exit_read"
-	CaptureProgExitReadv      = "exit_readv"
-	CaptureProgExitRecvfrom   = "exit_recvfrom"
-	CaptureProgExitRecvmmsg   = "exit_recvmmsg"
-	CaptureProgExitRecvmsg    = "exit_recvmsg"
-	CaptureProgExitSendfile   = "exit_sendfile"
-	CaptureProgExitSendmmsg   = "exit_sendmmsg"
-	CaptureProgExitSendmsg    = "exit_sendmsg"
-	CaptureProgExitSendto     = "exit_sendto"
-	CaptureProgExitWrite      = "exit_write"
-	CaptureProgExitWritev     = "exit_writev"
+	CaptureProgDestroySock    = "destroy_sock"
+	CaptureProgSetState       = "set_state"
+	CaptureProgSockRecv       = "sock_recv"
+	CaptureProgSockSend       = "sock_send"
 	CaptureVarFilterCgroups   = "filter_cgroups"
 	CaptureVarFilterPids      = "filter_pids"
 	CaptureVarFilterPorts     = "filter_ports"
@@ -185,33 +156,10 @@ type CaptureSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type CaptureProgramSpecs struct {
-	EnterClose    *ebpf.ProgramSpec `ebpf:"enter_close"`
-	EnterConnect  *ebpf.ProgramSpec `ebpf:"enter_connect"`
-	EnterRead     *ebpf.ProgramSpec `ebpf:"enter_read"`
-	EnterReadv    *ebpf.ProgramSpec `ebpf:"enter_readv"`
-	EnterRecvfrom *ebpf.ProgramSpec `ebpf:"enter_recvfrom"`
-	EnterRecvmmsg *ebpf.ProgramSpec `ebpf:"enter_recvmmsg"`
-	EnterRecvmsg  *ebpf.ProgramSpec `ebpf:"enter_recvmsg"`
-	EnterSendfile *ebpf.ProgramSpec `ebpf:"enter_sendfile"`
-	EnterSendmmsg *ebpf.ProgramSpec `ebpf:"enter_sendmmsg"`
-	EnterSendmsg  *ebpf.ProgramSpec `ebpf:"enter_sendmsg"`
-	EnterSendto   *ebpf.ProgramSpec `ebpf:"enter_sendto"`
-	EnterWrite    *ebpf.ProgramSpec `ebpf:"enter_write"`
-	EnterWritev   *ebpf.ProgramSpec `ebpf:"enter_writev"`
-	ExitAccept    *ebpf.ProgramSpec `ebpf:"exit_accept"`
-	ExitAccept4   *ebpf.ProgramSpec `ebpf:"exit_accept4"`
-	ExitConnect   *ebpf.ProgramSpec `ebpf:"exit_connect"`
-	ExitRead      *ebpf.ProgramSpec `ebpf:"exit_read"`
-	ExitReadv     *ebpf.ProgramSpec `ebpf:"exit_readv"`
-	ExitRecvfrom  *ebpf.ProgramSpec `ebpf:"exit_recvfrom"`
-	ExitRecvmmsg  *ebpf.ProgramSpec `ebpf:"exit_recvmmsg"`
-	ExitRecvmsg   *ebpf.ProgramSpec `ebpf:"exit_recvmsg"`
-	ExitSendfile  *ebpf.ProgramSpec `ebpf:"exit_sendfile"`
-	ExitSendmmsg  *ebpf.ProgramSpec `ebpf:"exit_sendmmsg"`
-	ExitSendmsg   *ebpf.ProgramSpec `ebpf:"exit_sendmsg"`
-	ExitSendto    *ebpf.ProgramSpec `ebpf:"exit_sendto"`
-	ExitWrite     *ebpf.ProgramSpec `ebpf:"exit_write"`
-	ExitWritev    *ebpf.ProgramSpec `ebpf:"exit_writev"`
+	DestroySock *ebpf.ProgramSpec `ebpf:"destroy_sock"`
+	SetState    *ebpf.ProgramSpec `ebpf:"set_state"`
+	SockRecv    *ebpf.ProgramSpec `ebpf:"sock_recv"`
+	SockSend    *ebpf.ProgramSpec `ebpf:"sock_send"`
 }
 
 // CaptureMapSpecs contains maps before they are loaded into the kernel.
@@ -222,9 +170,10 @@ type CaptureMapSpecs struct {
 	Cgroups *ebpf.MapSpec `ebpf:"cgroups"`
 	Conns   *ebpf.MapSpec `ebpf:"conns"`
 	Events  *ebpf.MapSpec `ebpf:"events"`
+	Mmsgs   *ebpf.MapSpec `ebpf:"mmsgs"`
 	Pids    *ebpf.MapSpec `ebpf:"pids"`
 	Ports   *ebpf.MapSpec `ebpf:"ports"`
-	Stash   *ebpf.MapSpec `ebpf:"stash"`
+	Roles   *ebpf.MapSpec `ebpf:"roles"`
 	Stats   *ebpf.MapSpec `ebpf:"stats"`
 }
 
@@ -264,9 +213,10 @@ type CaptureMaps struct {
 	Cgroups *ebpf.Map `ebpf:"cgroups"`
 	Conns   *ebpf.Map `ebpf:"conns"`
 	Events  *ebpf.Map `ebpf:"events"`
+	Mmsgs   *ebpf.Map `ebpf:"mmsgs"`
 	Pids    *ebpf.Map `ebpf:"pids"`
 	Ports   *ebpf.Map `ebpf:"ports"`
-	Stash   *ebpf.Map `ebpf:"stash"`
+	Roles   *ebpf.Map `ebpf:"roles"`
 	Stats   *ebpf.Map `ebpf:"stats"`
 }
 
@@ -276,9 +226,10 @@ func (m *CaptureMaps) Close() error {
 		m.Cgroups,
 		m.Conns,
 		m.Events,
+		m.Mmsgs,
 		m.Pids,
 		m.Ports,
-		m.Stash,
+		m.Roles,
 		m.Stats,
 	)
 }
@@ -299,64 +250,18 @@ type CaptureVariables struct {
 //
 // It can be passed to LoadCaptureObjects or ebpf.CollectionSpec.LoadAndAssign.
 type CapturePrograms struct {
-	EnterClose    *ebpf.Program `ebpf:"enter_close"`
-	EnterConnect  *ebpf.Program `ebpf:"enter_connect"`
-	EnterRead     *ebpf.Program `ebpf:"enter_read"`
-	EnterReadv    *ebpf.Program `ebpf:"enter_readv"`
-	EnterRecvfrom *ebpf.Program `ebpf:"enter_recvfrom"`
-	EnterRecvmmsg *ebpf.Program `ebpf:"enter_recvmmsg"`
-	EnterRecvmsg  *ebpf.Program `ebpf:"enter_recvmsg"`
-	EnterSendfile *ebpf.Program `ebpf:"enter_sendfile"`
-	EnterSendmmsg *ebpf.Program `ebpf:"enter_sendmmsg"`
-	EnterSendmsg  *ebpf.Program `ebpf:"enter_sendmsg"`
-	EnterSendto   *ebpf.Program `ebpf:"enter_sendto"`
-	EnterWrite    *ebpf.Program `ebpf:"enter_write"`
-	EnterWritev   *ebpf.Program `ebpf:"enter_writev"`
-	ExitAccept    *ebpf.Program `ebpf:"exit_accept"`
-	ExitAccept4   *ebpf.Program `ebpf:"exit_accept4"`
-	ExitConnect   *ebpf.Program `ebpf:"exit_connect"`
-	ExitRead      *ebpf.Program `ebpf:"exit_read"`
-	ExitReadv     *ebpf.Program `ebpf:"exit_readv"`
-	ExitRecvfrom  *ebpf.Program `ebpf:"exit_recvfrom"`
-	ExitRecvmmsg  *ebpf.Program `ebpf:"exit_recvmmsg"`
-	ExitRecvmsg   *ebpf.Program `ebpf:"exit_recvmsg"`
-	ExitSendfile  *ebpf.Program `ebpf:"exit_sendfile"`
-	ExitSendmmsg  *ebpf.Program `ebpf:"exit_sendmmsg"`
-	ExitSendmsg   *ebpf.Program `ebpf:"exit_sendmsg"`
-	ExitSendto    *ebpf.Program `ebpf:"exit_sendto"`
-	ExitWrite     *ebpf.Program `ebpf:"exit_write"`
-	ExitWritev    *ebpf.Program `ebpf:"exit_writev"`
+	DestroySock *ebpf.Program `ebpf:"destroy_sock"`
+	SetState    *ebpf.Program `ebpf:"set_state"`
+	SockRecv    *ebpf.Program `ebpf:"sock_recv"`
+	SockSend    *ebpf.Program `ebpf:"sock_send"`
 }
 
 func (p *CapturePrograms) Close() error {
 	return _CaptureClose(
-		p.EnterClose,
-		p.EnterConnect,
-		p.EnterRead,
-		p.EnterReadv,
-		p.EnterRecvfrom,
-		p.EnterRecvmmsg,
-		p.EnterRecvmsg,
-		p.EnterSendfile,
-		p.EnterSendmmsg,
-		p.EnterSendmsg,
-		p.EnterSendto,
-		p.EnterWrite,
-		p.EnterWritev,
-		p.ExitAccept,
-		p.ExitAccept4,
-		p.ExitConnect,
-		p.ExitRead,
-		p.ExitReadv,
-		p.ExitRecvfrom,
-		p.ExitRecvmmsg,
-		p.ExitRecvmsg,
-		p.ExitSendfile,
-		p.ExitSendmmsg,
-		p.ExitSendmsg,
-		p.ExitSendto,
-		p.ExitWrite,
-		p.ExitWritev,
+		p.DestroySock,
+		p.SetState,
+		p.SockRecv,
+		p.SockSend,
 	)
 }
 

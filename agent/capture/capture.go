@@ -1,6 +1,6 @@
 // Package capture loads reprise's eBPF programs (package bpf), attaches them
-// to the syscall tracepoints and turns the records of their ring buffer into
-// event.Event values.
+// to the socket layer's tracepoints and turns the records of their ring
+// buffer into event.Event values.
 package capture
 
 import (
@@ -66,14 +66,11 @@ type Config struct {
 type Stats struct {
 	RingbufFull      uint64 // kernel: events lost because the ring buffer was full
 	RingbufFullBytes uint64 // kernel: stream bytes those events covered
-	TruncatedBytes   uint64 // kernel: bytes past the 64 KiB, 128 iovec steps or 64 messages copied per syscall
+	TruncatedBytes   uint64 // kernel: bytes past the 64 KiB or 128 iovec steps copied per syscall (or message of a mmsg call)
 	CopyFailed       uint64 // kernel: events with bytes that could not be read from user memory
 	CopyFailedBytes  uint64 // kernel: those bytes
-	StashFailed      uint64 // kernel: syscalls lost because their arguments could not be stashed
 	ConnMapFull      uint64 // kernel: connections that could not be tracked
-	ConnLost         uint64 // kernel: syscalls whose connection was closed while they ran
-	ConnLostBytes    uint64 // kernel: bytes those syscalls moved
-	UnavailableBytes uint64 // kernel: bytes sent with sendfile, counted but never copied (not a loss)
+	UnavailableBytes uint64 // kernel: bytes that moved outside user memory (sendfile, splice, io_uring, 32-bit syscalls): counted, never copied
 	Malformed        uint64 // agent: records that did not decode
 }
 
@@ -279,10 +276,7 @@ func (c *Capture) Stats() (Stats, error) {
 		s.TruncatedBytes += v.TruncatedBytes
 		s.CopyFailed += v.CopyFailed
 		s.CopyFailedBytes += v.CopyFailedBytes
-		s.StashFailed += v.StashFailed
 		s.ConnMapFull += v.ConnMapFull
-		s.ConnLost += v.ConnLost
-		s.ConnLostBytes += v.ConnLostBytes
 		s.UnavailableBytes += v.UnavailableBytes
 	}
 	s.Malformed = c.malformed.Load()

@@ -91,10 +91,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for reason, v := range map[string]uint64{
 		"ringbuf_full":       ks.RingbufFull,
 		"copy_failed":        ks.CopyFailed,
-		"stash_failed":       ks.StashFailed,
 		"conn_map_full":      ks.ConnMapFull,
 		"malformed_event":    ks.Malformed,
-		"conn_lost":          ks.ConnLost,
 		"max_conns":          ts.DroppedConns,
 		"parse_error":        ts.ParseErrors,
 		"buffer_overflow":    ts.Overflows,
@@ -108,7 +106,6 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for reason, v := range map[string]uint64{
 		"ringbuf_full":     ks.RingbufFullBytes,
 		"copy_failed":      ks.CopyFailedBytes,
-		"conn_lost":        ks.ConnLostBytes,
 		"kernel_truncated": ks.TruncatedBytes,
 	} {
 		counter(c.droppedBytes, v, reason)

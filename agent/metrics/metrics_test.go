@@ -33,7 +33,6 @@ func TestCollector(t *testing.T) {
 # HELP reprise_agent_drops_total Things lost, by reason.
 # TYPE reprise_agent_drops_total counter
 reprise_agent_drops_total{reason="buffer_overflow"} 0
-reprise_agent_drops_total{reason="conn_lost"} 0
 reprise_agent_drops_total{reason="conn_map_full"} 0
 reprise_agent_drops_total{reason="copy_failed"} 0
 reprise_agent_drops_total{reason="export_backlog"} 1
@@ -41,13 +40,11 @@ reprise_agent_drops_total{reason="malformed_event"} 0
 reprise_agent_drops_total{reason="max_conns"} 0
 reprise_agent_drops_total{reason="parse_error"} 0
 reprise_agent_drops_total{reason="ringbuf_full"} 3
-reprise_agent_drops_total{reason="stash_failed"} 0
 reprise_agent_drops_total{reason="stream_resync"} 2
 reprise_agent_drops_total{reason="unanswered_request"} 0
 reprise_agent_drops_total{reason="unmatched_response"} 0
 # HELP reprise_agent_dropped_bytes_total Stream bytes lost, by reason.
 # TYPE reprise_agent_dropped_bytes_total counter
-reprise_agent_dropped_bytes_total{reason="conn_lost"} 0
 reprise_agent_dropped_bytes_total{reason="copy_failed"} 0
 reprise_agent_dropped_bytes_total{reason="kernel_truncated"} 7
 reprise_agent_dropped_bytes_total{reason="ringbuf_full"} 3000
