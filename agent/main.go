@@ -249,7 +249,8 @@ func serve(cfg config) error {
 	}
 	resolver := metadata.NewResolver("/proc", metadata.DefaultCacheSize, pods)
 	expCfg := export.Config{AgentID: cfg.agentID, Hostname: cfg.agentID, MaxPending: cfg.maxPending,
-		MaxPendingBytes: int64(cfg.maxPendingBytes), Compression: cfg.compression}
+		MaxPendingBytes: int64(cfg.maxPendingBytes), Compression: cfg.compression,
+		Acked: conntrack.Release} // the bodies' buffers serve later exchanges
 	if cfg.spoolDir != "" {
 		if expCfg.Spool, expCfg.Sanitizer, err = openSpool(cfg); err != nil {
 			return err

@@ -39,7 +39,8 @@ func BenchmarkTracker(b *testing.B) {
 			var n int
 			// The exporter holds exchanges until the collector acknowledges
 			// them: up to 8 batches of 256 in flight, and 16 MiB. Hold as
-			// many, so that the GC sees a live heap like the agent's.
+			// many, so that the GC sees a live heap like the agent's, and
+			// release them as the agent does once acknowledged.
 			var held []*reprisev1.Exchange
 			var heldBytes int
 			tr := New(Config{}, func(x *reprisev1.Exchange) {
@@ -51,6 +52,7 @@ func BenchmarkTracker(b *testing.B) {
 				heldBytes += len(x.Request.Body) + len(x.Response.Body) + 512
 				for heldBytes > 16<<20 || len(held) > 8*256 {
 					heldBytes -= len(held[0].Request.Body) + len(held[0].Response.Body) + 512
+					Release(held[0])
 					held[0] = nil
 					held = held[1:]
 				}

@@ -8,8 +8,6 @@
 package conntrack
 
 import (
-	"bufio"
-	"crypto/rand"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -136,9 +134,7 @@ type Tracker struct {
 	// once; bounded like conns.
 	refused map[event.ConnID]struct{}
 	stats   Stats
-	// random feeds the exchange ids: one getrandom call per 256 of them
-	// instead of one each.
-	random *bufio.Reader
+	ids     idSource
 }
 
 // New returns a Tracker that calls emit, on the goroutine calling Handle or
@@ -149,7 +145,6 @@ func New(cfg Config, emit func(*reprisev1.Exchange)) *Tracker {
 		emit:    emit,
 		conns:   make(map[event.ConnID]*conn),
 		refused: make(map[event.ConnID]struct{}),
-		random:  bufio.NewReaderSize(rand.Reader, 4096),
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/google/uuid"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -204,14 +203,24 @@ func (t *Tracker) stream(c *conn, m *http1.Message) {
 }
 
 // flush emits the exchanges at the head of the queue that are complete.
-// The queue's array and one pending are kept for the next requests: on a
-// keep-alive connection each exchange otherwise allocated both again.
+// The queue's array, one pending and the messages sent are kept for the
+// next requests: on a keep-alive connection each exchange otherwise
+// allocated them all again.
 func (t *Tracker) flush(c *conn) {
 	i := 0
 	for i < len(c.queue) && c.queue[i].answered && c.queue[i].reqDone {
 		e := c.queue[i]
 		if !e.placeholder {
 			t.send(c, e)
+		}
+		// The exchange holds copies of the messages' fields, and the
+		// queue held their only pointers, but for a response emitted
+		// while its parser still reads it.
+		if e.req != nil {
+			c.dirs[c.reqDir].parser.Recycle(e.req)
+		}
+		if e.resp != nil && e.resp != c.streaming {
+			c.dirs[c.reqDir^1].parser.Recycle(e.resp)
 		}
 		*e = pending{}
 		c.free = e
@@ -285,14 +294,24 @@ func (t *Tracker) send(c *conn, e *pending) {
 	if c.reqDir == event.Ingress {
 		dir, port = reprisev1.Direction_DIRECTION_INBOUND, c.local.Port()
 	}
-	// One allocation for the messages of the exchange, two for the
-	// headers: they were most of the agent's allocations under small GETs.
-	a := &exchangeAlloc{}
+	// One allocation for the messages of the exchange and, up to eight of
+	// them, the header fields: they were most of the agent's allocations
+	// under small GETs.
 	nh := len(e.req.Headers)
 	if e.resp != nil {
 		nh += len(e.resp.Headers)
 	}
-	hs := headers(nh)
+	var a *exchangeAlloc
+	var hs []*reprisev1.Header
+	if nh <= len(smallExchange{}.vals) {
+		sa := &smallExchange{}
+		a, hs = &sa.exchangeAlloc, sa.ptrs[:nh]
+		for i := range hs {
+			hs[i] = &sa.vals[i]
+		}
+	} else {
+		a, hs = &exchangeAlloc{}, headers(nh)
+	}
 	a.start.Seconds, a.start.Nanos = e.start.Unix(), int32(e.start.Nanosecond())
 	d := max(e.end.Sub(e.start), 0)
 	a.duration.Seconds, a.duration.Nanos = int64(d/time.Second), int32(d%time.Second)
@@ -307,7 +326,7 @@ func (t *Tracker) send(c *conn, e *pending) {
 	a.capture.ResponseStreaming = e.streaming
 	a.capture.RequestBodyUnavailable = e.req.BodyUnavailable
 	x := &a.x
-	x.Id = uuid.Must(uuid.NewV7FromReader(t.random)).String()
+	x.Id = t.ids.next(time.Now())
 	x.StartTime, x.Duration, x.Direction = &a.start, &a.duration, dir
 	x.Local, x.Remote = c.localEP.endpoint(c.local, &a.local), c.remoteEP.endpoint(c.remote, &a.remote)
 	x.Process, x.Service = &a.process, c.service(port)
@@ -334,6 +353,18 @@ func (t *Tracker) send(c *conn, e *pending) {
 	t.emit(x)
 }
 
+// Release gives the bodies of x, an exchange a Tracker emitted, back to the
+// parsers once nothing refers to x any more (the collector acknowledged
+// it). The bodies of exchanges emitted incomplete or streaming are left to
+// the GC: a parser may still write to them.
+func Release(x *reprisev1.Exchange) {
+	if c := x.GetCapture(); c == nil || c.RequestIncomplete || c.ResponseIncomplete {
+		return
+	}
+	http1.ReleaseBody(x.GetRequest().GetBody())
+	http1.ReleaseBody(x.GetResponse().GetBody())
+}
+
 // exchangeAlloc holds the messages of one exchange, allocated together.
 type exchangeAlloc struct {
 	x             reprisev1.Exchange
@@ -344,6 +375,13 @@ type exchangeAlloc struct {
 	req           reprisev1.HttpRequest
 	resp          reprisev1.HttpResponse
 	capture       reprisev1.Capture
+}
+
+// smallExchange is an exchange with room for a few header fields.
+type smallExchange struct {
+	exchangeAlloc
+	vals [8]reprisev1.Header
+	ptrs [8]*reprisev1.Header
 }
 
 // headers returns room for n header fields: the fields of both messages

@@ -90,6 +90,9 @@ type Config struct {
 	// Sanitizer sanitizes every exchange before it is spooled (default
 	// sanitize.Default()); the collector sanitizes again.
 	Sanitizer *sanitize.Sanitizer
+	// Acked, when set, is called with each exchange Add queued once the
+	// collector acknowledged it; the exporter no longer refers to it then.
+	Acked func(*reprisev1.Exchange)
 }
 
 func (c *Config) setDefaults() {
@@ -660,6 +663,11 @@ func (s *sender) acknowledge(ack *reprisev1.IngestResponse) error {
 	s.e.acked.Add(uint64(n))
 	s.e.batchesAcked.Add(1)
 	s.progress = true
+	if f := s.e.cfg.Acked; f != nil && !b.fromSpool {
+		for _, ex := range b.req.Exchanges {
+			f(ex)
+		}
+	}
 	return nil
 }
 

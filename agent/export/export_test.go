@@ -97,7 +97,18 @@ func TestDeliversEverythingBeforeReturning(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fc := &fakeCollector{ids: map[string]int{}, failFirst: tc.failFirst}
-			e := New(dial(t, fc), Config{AgentID: "node-1", Hostname: "h", BatchSize: 7, Backoff: 10 * time.Millisecond})
+			// Acked must come once per exchange, after the collector has it.
+			var ackMu sync.Mutex
+			acked := map[string]int{}
+			onAck := func(ex *reprisev1.Exchange) {
+				ackMu.Lock()
+				defer ackMu.Unlock()
+				if fc.received()[ex.Id] == 0 {
+					t.Errorf("%s reported acked before the collector had it", ex.Id)
+				}
+				acked[ex.Id]++
+			}
+			e := New(dial(t, fc), Config{AgentID: "node-1", Hostname: "h", BatchSize: 7, Backoff: 10 * time.Millisecond, Acked: onAck})
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			done := make(chan error, 1)
@@ -119,6 +130,11 @@ func TestDeliversEverythingBeforeReturning(t *testing.T) {
 			}
 			if tc.failFirst && st.Retries == 0 {
 				t.Fatalf("expected a retry after the broken stream, stats %+v", st)
+			}
+			for _, ex := range exchanges(100) {
+				if acked[ex.Id] != 1 {
+					t.Errorf("%s reported acked %d times, want once", ex.Id, acked[ex.Id])
+				}
 			}
 		})
 	}

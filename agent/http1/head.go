@@ -16,8 +16,15 @@ const maxStartLine = 8 << 10
 func (p *Parser) parseHead(block []byte) error {
 	// One string per head: every name and value is a substring of it.
 	s := string(block)
-	a := &headAlloc{}
-	m := &a.m
+	m, room := p.spare, []Header(nil)
+	if m != nil {
+		p.spare, room = nil, m.Headers[:cap(m.Headers)]
+		clear(room) // let the old head's string go
+		*m = Message{}
+	} else {
+		a := &headAlloc{}
+		m, room = &a.m, a.headers[:]
+	}
 	// Protobuf strings must be UTF-8 and the wire may carry any byte
 	// (obs-text in a value, a raw byte in a target): checked once per head.
 	if !utf8.ValidString(s) {
@@ -32,7 +39,7 @@ func (p *Parser) parseHead(block []byte) error {
 		return fmt.Errorf("parse request line: %w", err)
 	}
 	var err error
-	if m.Headers, err = p.parseFields(rest, a.headers[:]); err != nil {
+	if m.Headers, err = p.parseFields(rest, room); err != nil {
 		return fmt.Errorf("parse header: %w", err)
 	}
 	p.msg = m
@@ -73,7 +80,7 @@ func (p *Parser) frame() error {
 	case err != nil:
 		return err
 	case ok && n > 0:
-		m.Body = make([]byte, 0, min(n, int64(p.cfg.BodyCap)))
+		m.Body = newBody(int(min(n, int64(p.cfg.BodyCap))))
 		p.state, p.remain = stBody, n
 	case ok || !p.response:
 		p.state = stIdle
@@ -178,7 +185,11 @@ func (p *Parser) parseFields(s string, room []Header) ([]Header, error) {
 			if len(hs) == 0 {
 				return nil, fmt.Errorf("%w: continuation line first", ErrMalformed)
 			}
-			hs[len(hs)-1].Value += " " + trimOWS(line)
+			v, ok := fieldValue(line)
+			if !ok {
+				return nil, ErrMalformed
+			}
+			hs[len(hs)-1].Value += " " + v
 			continue
 		}
 		colon := 0

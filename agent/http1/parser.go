@@ -130,6 +130,8 @@ type Parser struct {
 	lineStart int
 	remain    int64 // bytes left in a Content-Length body or a chunk
 	sawCR     bool  // in stChunkEnd
+	// spare is a message given back with Recycle, for the next head.
+	spare *Message
 }
 
 // NewRequestParser returns a parser for the requests of a connection.
@@ -196,6 +198,16 @@ func (p *Parser) Skip(n int64) (*Message, bool) {
 	}
 	p.state = stChunkEnd
 	return nil, true
+}
+
+// Recycle gives back a message Feed returned, once nothing refers to it or
+// to its Headers array: the next head is parsed into them instead of a new
+// allocation. Its strings, Body and Trailers are not reused, so they may be
+// kept. The message in progress (Head) is never taken back.
+func (p *Parser) Recycle(m *Message) {
+	if m != p.msg {
+		p.spare = m
+	}
 }
 
 // Head returns the message whose head has been read and whose body is still
