@@ -337,6 +337,13 @@ static __always_inline __u32 seq_end(struct tcp_sock *tp, __u8 dir)
 static __always_inline __u64 stream_pos(struct conn_info *ci, struct tcp_sock *tp, __u8 dir, __u32 n)
 {
 	dir &= 1;
+	// Under an upper layer protocol (kernel TLS) the sequence numbers count
+	// its records, not the bytes the user moved: count those instead.
+	if (tp->inet_conn.icsk_ulp_ops) {
+		__u64 pos = ci->next[dir];
+		ci->next[dir] = pos + n;
+		return pos;
+	}
 	__u32 rel = seq_end(tp, dir) - n - ci->seq0[dir];
 	__u64 next = ci->next[dir];
 	__u64 pos = next + (__s32)(rel - (__u32)next);

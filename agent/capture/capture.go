@@ -79,7 +79,7 @@ type Capture struct {
 	coll  *ebpf.Collection
 	links []link.Link
 	ring  *ring
-	boot  time.Time
+	dec   *decoder // guarded by mu
 
 	mu        sync.Mutex // serialises Read
 	malformed atomic.Uint64
@@ -151,7 +151,7 @@ func Open(cfg Config) (*Capture, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load capture programs: %w", err)
 	}
-	c := &Capture{coll: coll, boot: bootTime(), roles: newRoles()}
+	c := &Capture{coll: coll, dec: newDecoder(bootTime()), roles: newRoles()}
 	if err := c.start(spec, cfg, cgroups); err != nil {
 		c.Close()
 		return nil, err
@@ -243,7 +243,7 @@ func (c *Capture) Read() (event.Event, error) {
 		case err != nil:
 			return event.Event{}, fmt.Errorf("read ring buffer: %w", err)
 		}
-		ev, err := decode(raw, c.boot)
+		ev, err := c.dec.decode(raw)
 		if err != nil {
 			c.malformed.Add(1)
 			continue

@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -43,11 +44,26 @@ const (
 
 var errMalformed = errors.New("malformed record")
 
-// decode turns one ring buffer record into an event. boot is the wall clock
-// time of kernel monotonic time zero. Data points into raw, which the reader
-// reuses at the next read. A record may be longer than its header and
-// payload: the kernel reserves records in a few size classes.
-func decode(raw []byte, boot time.Time) (event.Event, error) {
+// maxComms bounds the process names a decoder keeps.
+const maxComms = 1024
+
+// decoder turns ring buffer records into events. It is not safe for
+// concurrent use.
+type decoder struct {
+	boot time.Time // wall clock time of kernel monotonic time zero
+	// comms interns process names: every event carries one, and a few
+	// processes make most of them.
+	comms map[string]string
+}
+
+func newDecoder(boot time.Time) *decoder {
+	return &decoder{boot: boot, comms: make(map[string]string)}
+}
+
+// decode turns one ring buffer record into an event. Data points into raw,
+// which the reader reuses at the next read. A record may be longer than its
+// header and payload: the kernel reserves records in a few size classes.
+func (d *decoder) decode(raw []byte) (event.Event, error) {
 	if len(raw) < headerLen {
 		return event.Event{}, fmt.Errorf("%w: %d bytes, header is %d", errMalformed, len(raw), headerLen)
 	}
@@ -64,9 +80,9 @@ func decode(raw []byte, boot time.Time) (event.Event, error) {
 			Start: le.Uint64(raw[offStart:]),
 		},
 		TID:      le.Uint32(raw[offTID:]),
-		Comm:     comm(raw[offComm : offComm+16]),
+		Comm:     d.comm(raw[offComm : offComm+16]),
 		CgroupID: le.Uint64(raw[offCgroup:]),
-		Time:     boot.Add(time.Duration(le.Uint64(raw[offTS:]))),
+		Time:     d.boot.Add(time.Duration(le.Uint64(raw[offTS:]))),
 		Role:     event.Role(raw[offRole]),
 		Local:    addrPort(raw[offLAddr:offLAddr+16], le.Uint16(raw[offLPort:])),
 		Remote:   addrPort(raw[offRAddr:offRAddr+16], le.Uint16(raw[offRPort:])),
@@ -109,11 +125,18 @@ func addrPort(b []byte, port uint16) netip.AddrPort {
 	return netip.AddrPortFrom(netip.AddrFrom16([16]byte(b)).Unmap(), port)
 }
 
-func comm(b []byte) string {
-	for i, c := range b {
-		if c == 0 {
-			return string(b[:i])
-		}
+// comm returns the NUL-terminated name in b, interned.
+func (d *decoder) comm(b []byte) string {
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		b = b[:i]
 	}
-	return string(b)
+	if s, ok := d.comms[string(b)]; ok {
+		return s
+	}
+	if len(d.comms) >= maxComms {
+		clear(d.comms)
+	}
+	s := string(b)
+	d.comms[s] = s
+	return s
 }

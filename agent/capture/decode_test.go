@@ -3,6 +3,7 @@ package capture
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net/netip"
 	"reflect"
 	"testing"
@@ -218,7 +219,7 @@ func TestDecode(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := decode(tt.rec.bytes(), boot)
+			got, err := newDecoder(boot).decode(tt.rec.bytes())
 			if tt.err {
 				if !errors.Is(err, errMalformed) {
 					t.Fatalf("decode: got %+v, %v; want errMalformed", got, err)
@@ -239,12 +240,39 @@ func TestDecode(t *testing.T) {
 // the consumer cannot write over the rest of the reader's buffer.
 func TestDecodeDataIsThePayloadInPlace(t *testing.T) {
 	raw := record{kind: uint8(event.KindData), size: 3, data: []byte("abcpad"), lenField: u32(3)}.bytes()
-	ev, err := decode(raw, time.Time{})
+	ev, err := newDecoder(time.Time{}).decode(raw)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if string(ev.Data) != "abc" || cap(ev.Data) != 3 || &ev.Data[0] != &raw[headerLen] {
 		t.Fatalf("Data = %q (cap %d), want abc in place with cap 3", ev.Data, cap(ev.Data))
+	}
+}
+
+// Process names are interned: the same name decodes to the same string
+// (one allocation per name, not per event), and names past the bound still
+// decode right.
+func TestDecodeInternsComm(t *testing.T) {
+	d := newDecoder(time.Time{})
+	name := func(comm string) string {
+		ev, err := d.decode(record{kind: uint8(event.KindOpen), comm: comm}.bytes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ev.Comm
+	}
+	a, b := name("nginx"), name("nginx")
+	if a != "nginx" || unsafe.StringData(a) != unsafe.StringData(b) {
+		t.Errorf("comm %q and %q: want one interned \"nginx\"", a, b)
+	}
+	for i := range maxComms + 10 {
+		want := fmt.Sprintf("p%d", i)
+		if got := name(want); got != want {
+			t.Fatalf("comm %q, want %q", got, want)
+		}
+	}
+	if len(d.comms) > maxComms {
+		t.Errorf("%d names kept, bound %d", len(d.comms), maxComms)
 	}
 }
 
@@ -254,7 +282,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(record{kind: uint8(event.KindData), size: 4, data: []byte("GET "), lenField: u32(3)}.bytes())
 	f.Add(record{kind: uint8(event.KindData), size: 9000, flags: flagUnavailable, cgroup: 1}.bytes())
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		ev, err := decode(raw, time.Unix(0, 0))
+		ev, err := newDecoder(time.Unix(0, 0)).decode(raw)
 		if err != nil {
 			if !errors.Is(err, errMalformed) {
 				t.Fatalf("error does not wrap errMalformed: %v", err)

@@ -41,6 +41,7 @@ var rawScenarios = map[string]func(dial func() (rawConn, error), r *rawReport) e
 	"iovec":  iovecScenario,
 	"many":   manyScenario,
 	"simple": simpleScenario,
+	"splice": spliceScenario,
 }
 
 func runRawChild(f func(func() (rawConn, error), *rawReport) error) error {
@@ -240,6 +241,45 @@ func exchange(c rawConn, r *rawReport) error {
 	return errorsJoin(unix.Close(c.client), unix.Close(c.server))
 }
 
+// spliceLen is how many bytes spliceScenario's server takes out of the
+// socket with splice(2), between two reads of spliceLen bytes.
+const spliceLen = 100
+
+// spliceScenario: the client writes three parts of spliceLen bytes; the
+// server reads the first, splices the second into a pipe (no tracepoint
+// sees that) and reads the third.
+func spliceScenario(dial func() (rawConn, error), r *rawReport) error {
+	c, err := dial()
+	if err != nil {
+		return err
+	}
+	r.Conns = 1
+	r.ClientSent = bytes.Join([][]byte{pattern("a", spliceLen), pattern("b", spliceLen), pattern("c", spliceLen)}, nil)
+	if _, err := unix.Write(c.client, r.ClientSent); err != nil {
+		return err
+	}
+	if err := readAll(c.server, spliceLen); err != nil {
+		return err
+	}
+	var p [2]int
+	if err := unix.Pipe(p[:]); err != nil {
+		return err
+	}
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	for got := 0; got < spliceLen; {
+		n, err := unix.Splice(c.server, nil, p[1], nil, spliceLen-got, 0)
+		if err != nil || n == 0 {
+			return fmt.Errorf("splice: %d, %v", n, err)
+		}
+		got += int(n)
+	}
+	if err := readAll(c.server, spliceLen); err != nil {
+		return err
+	}
+	return errorsJoin(unix.Close(c.client), unix.Close(c.server))
+}
+
 // manyScenario: 200 connections with one exchange each, for sampling.
 func manyScenario(dial func() (rawConn, error), r *rawReport) error {
 	for range 200 {
@@ -424,6 +464,27 @@ func TestCaptureIovecAndSendfile(t *testing.T) {
 }
 
 func head(b []byte) []byte { return b[:min(len(b), 80)] }
+
+// Bytes spliced out of a socket pass no tracepoint: they must show as a gap
+// in the stream, with what follows in its place, never as bytes left out.
+func TestCaptureSplicedBytesAreAGap(t *testing.T) {
+	run := runRaw(t, "splice", "tcp4", "127.0.0.1:0", "127.0.0.1", portFilter, nil, 2)
+	server, _ := sides(t, run)
+	type span struct {
+		pos  uint64
+		data string
+	}
+	var got []span
+	for _, ev := range server {
+		if ev.Kind == event.KindData && ev.Dir == event.Ingress {
+			got = append(got, span{ev.Pos, string(ev.Data)})
+		}
+	}
+	want := []span{{0, string(pattern("a", spliceLen))}, {2 * spliceLen, string(pattern("c", spliceLen))}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("server ingress: %v\nwant %v", got, want)
+	}
+}
 
 // Sampling keeps or drops whole connections, about half of them at 0.5.
 func TestCaptureSampling(t *testing.T) {
