@@ -700,14 +700,19 @@ static __always_inline void emit_mmsg(struct task_struct *task, struct conn_info
 	emit_data(ci, dir, pos, (__u64)m.msg_iov, m.msg_iovlen, n);
 }
 
-// n bytes (ret > 0) or a failure (ret <= 0) just moved through socket skp
-// in direction dir, inside a syscall of the current task.
-static __always_inline int on_data(struct trace_event_raw_sock_msg_length *ctx, __u8 dir)
+// ret bytes (ret > 0), or a failure (ret <= 0), just moved through socket
+// skp in direction dir, inside a syscall of the current task; flags are a
+// receive's.
+static __always_inline int on_data(void *skp, int ret, int flags, __u8 dir)
 {
-	if (ctx->protocol != IPPROTO_TCP || (ctx->family != AF_INET && ctx->family != AF_INET6))
+	struct sock *sk = bpf_rdonly_cast(skp, bpf_core_type_id_kernel(struct sock));
+	__u16 family = sk->__sk_common.skc_family;
+	// A raw socket may say IPPROTO_TCP too, hence the type.
+	if (sk->sk_protocol != IPPROTO_TCP || sk->sk_type != SOCK_STREAM ||
+	    (family != AF_INET && family != AF_INET6))
 		return 0;
 	// Peeked bytes are read again later; the error queue is not the stream.
-	if (dir == DIR_INGRESS && (ctx->flags & (MSG_PEEK | MSG_ERRQUEUE)))
+	if (dir == DIR_INGRESS && (flags & (MSG_PEEK | MSG_ERRQUEUE)))
 		return 0;
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	if (!process_wanted(tgid))
@@ -716,18 +721,13 @@ static __always_inline int on_data(struct trace_event_raw_sock_msg_length *ctx, 
 	struct pt_regs *regs = NULL;
 	long nr = syscall_nr(task, &regs);
 	long mmsg_nr = dir == DIR_EGRESS ? NR_SENDMMSG : NR_RECVMMSG;
-	int ret = ctx->ret;
 	if (ret <= 0) {
 		if (nr == mmsg_nr)
 			mmsg_end(task);
 		return 0;
 	}
-	struct sock *sk = bpf_rdonly_cast(ctx->sk, bpf_core_type_id_kernel(struct sock));
-	// A raw socket may say IPPROTO_TCP too.
-	if (sk->sk_type != SOCK_STREAM)
-		return 0;
-	struct tcp_sock *tp = bpf_rdonly_cast(ctx->sk, bpf_core_type_id_kernel(struct tcp_sock));
-	__u64 key = (__u64)ctx->sk;
+	struct tcp_sock *tp = bpf_rdonly_cast(skp, bpf_core_type_id_kernel(struct tcp_sock));
+	__u64 key = (__u64)skp;
 	struct conn_info *ci = bpf_map_lookup_elem(&conns, &key);
 	if (!ci) {
 		// All data syscalls take the fd first; others leave it unknown.
@@ -740,7 +740,7 @@ static __always_inline int on_data(struct trace_event_raw_sock_msg_length *ctx, 
 	if (ci->ignored)
 		return 0;
 	__u64 pos = stream_pos(ci, tp, dir, ret);
-	if (!regs || (ctx->flags & MSG_TRUNC)) {
+	if (!regs || (flags & MSG_TRUNC)) {
 		// MSG_TRUNC on TCP discards the bytes instead of copying them.
 		emit_unavailable(ci, dir, pos, ret);
 		return 0;
@@ -790,46 +790,54 @@ static __always_inline int on_data(struct trace_event_raw_sock_msg_length *ctx, 
 	return 0;
 }
 
-SEC("tracepoint/sock/sock_send_length")
-int sock_send(struct trace_event_raw_sock_msg_length *ctx)
+// Raw tracepoints: the programs get the tracepoint's arguments as they are,
+// without the trace record a classic tracepoint fills first for every call
+// on every socket of the host.
+SEC("raw_tracepoint/sock_send_length")
+int sock_send(struct bpf_raw_tracepoint_args *ctx)
 {
-	return on_data(ctx, DIR_EGRESS);
+	// (struct sock *sk, int ret, int flags)
+	return on_data((void *)ctx->args[0], (int)ctx->args[1], 0, DIR_EGRESS);
 }
 
-SEC("tracepoint/sock/sock_recv_length")
-int sock_recv(struct trace_event_raw_sock_msg_length *ctx)
+SEC("raw_tracepoint/sock_recv_length")
+int sock_recv(struct bpf_raw_tracepoint_args *ctx)
 {
-	return on_data(ctx, DIR_INGRESS);
+	return on_data((void *)ctx->args[0], (int)ctx->args[1], (int)ctx->args[2], DIR_INGRESS);
 }
 
 // Notes the role of a connection being opened: SYN_SENT is a connect,
 // SYN_RECV a connection a listener accepts (set on the new socket).
-SEC("tracepoint/sock/inet_sock_set_state")
-int set_state(struct trace_event_raw_inet_sock_set_state *ctx)
+SEC("raw_tracepoint/inet_sock_set_state")
+int set_state(struct bpf_raw_tracepoint_args *ctx)
 {
-	if (ctx->protocol != IPPROTO_TCP)
+	// (const struct sock *sk, int oldstate, int newstate)
+	struct sock *sk = bpf_rdonly_cast((void *)ctx->args[0], bpf_core_type_id_kernel(struct sock));
+	int newstate = (int)ctx->args[2];
+	if (sk->sk_protocol != IPPROTO_TCP)
 		return 0;
 	__u8 role;
-	if (ctx->newstate == TCP_SYN_SENT)
+	if (newstate == TCP_SYN_SENT)
 		role = ROLE_CLIENT;
-	else if (ctx->newstate == TCP_SYN_RECV)
+	else if (newstate == TCP_SYN_RECV)
 		role = ROLE_SERVER;
 	else
 		return 0;
 	// A connecting socket has no local port yet: the remote one decides.
-	if (!port_wanted(ctx->sport, ctx->dport))
+	if (!port_wanted(sk->__sk_common.skc_num, bpf_ntohs(sk->__sk_common.skc_dport)))
 		return 0;
-	__u64 key = (__u64)ctx->skaddr;
+	__u64 key = ctx->args[0];
 	bpf_map_update_elem(&roles, &key, &role, BPF_ANY);
 	return 0;
 }
 
 // The socket is freed: no more data can move through it (its file is
 // gone), and its address may be reused by the next socket.
-SEC("tracepoint/tcp/tcp_destroy_sock")
-int destroy_sock(struct trace_event_raw_tcp_event_sk *ctx)
+SEC("raw_tracepoint/tcp_destroy_sock")
+int destroy_sock(struct bpf_raw_tracepoint_args *ctx)
 {
-	__u64 key = (__u64)ctx->skaddr;
+	// (struct sock *sk)
+	__u64 key = ctx->args[0];
 	struct conn_info *ci = bpf_map_lookup_elem(&conns, &key);
 	if (!ci)
 		return 0;

@@ -34,8 +34,6 @@ const (
 	maxSetSize = 1024
 )
 
-const tracefsPath = "/sys/kernel/tracing"
-
 // Config selects what is captured. The filters combine: a connection is
 // captured when it passes every one that is set.
 type Config struct {
@@ -92,7 +90,8 @@ type Capture struct {
 var _ event.Source = (*Capture)(nil)
 
 // Open loads and attaches the capture programs. It needs root (or
-// CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN to mount tracefs).
+// CAP_BPF and CAP_PERFMON). Raw tracepoints are attached by name: tracefs
+// need not be mounted.
 func Open(cfg Config) (*Capture, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -109,9 +108,6 @@ func Open(cfg Config) (*Capture, error) {
 	}
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("remove memlock rlimit: %w", err)
-	}
-	if err := ensureTracefs(); err != nil {
-		return nil, err
 	}
 
 	spec, err := bpf.LoadCapture()
@@ -212,14 +208,14 @@ func (c *Capture) start(spec *ebpf.CollectionSpec, cfg Config, cgroups []uint64)
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		// Sections are "tracepoint/<group>/<name>".
-		parts := strings.Split(spec.Programs[name].SectionName, "/")
-		if len(parts) != 3 || parts[0] != "tracepoint" {
+		// Sections are "raw_tracepoint/<tracepoint>".
+		tp, ok := strings.CutPrefix(spec.Programs[name].SectionName, "raw_tracepoint/")
+		if !ok {
 			return fmt.Errorf("attach %s: unexpected section %q", name, spec.Programs[name].SectionName)
 		}
-		l, err := link.Tracepoint(parts[1], parts[2], c.coll.Programs[name], nil)
+		l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: tp, Program: c.coll.Programs[name]})
 		if err != nil {
-			return fmt.Errorf("attach %s: %w", parts[2], err)
+			return fmt.Errorf("attach %s: %w", tp, err)
 		}
 		c.links = append(c.links, l)
 	}
@@ -304,24 +300,6 @@ func (c *Capture) Close() error {
 		c.closeErr = errors.Join(errs...)
 	})
 	return c.closeErr
-}
-
-// ensureTracefs mounts tracefs when it is missing: attaching a tracepoint
-// reads its id from there.
-func ensureTracefs() error {
-	if isTracefs(tracefsPath) || isTracefs("/sys/kernel/debug/tracing") {
-		return nil
-	}
-	err := unix.Mount("tracefs", tracefsPath, "tracefs", 0, "")
-	if err != nil && !isTracefs(tracefsPath) { // EBUSY: mounted meanwhile
-		return fmt.Errorf("tracefs is not mounted and mounting it at %s needs CAP_SYS_ADMIN in the host mount namespace: %w", tracefsPath, err)
-	}
-	return nil
-}
-
-func isTracefs(path string) bool {
-	var st unix.Statfs_t
-	return unix.Statfs(path, &st) == nil && st.Type == unix.TRACEFS_MAGIC
 }
 
 // bootTime is the wall clock time of CLOCK_MONOTONIC zero, the clock of
