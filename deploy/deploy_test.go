@@ -124,7 +124,7 @@ func TestManifests(t *testing.T) {
 		for _, m := range c.VolumeMounts {
 			mounts[m.MountPath] = true
 		}
-		for _, want := range []string{"/sys/kernel/tracing", "/sys/fs/bpf", "/sys/fs/cgroup"} {
+		for _, want := range []string{"/sys/fs/bpf", "/sys/fs/cgroup"} {
 			if !mounts[want] {
 				t.Errorf("mount %s missing", want)
 			}
