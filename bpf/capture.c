@@ -651,8 +651,9 @@ static __always_inline void emit_unavailable(struct conn_info *ci, __u8 dir, __u
 // mmsghdr array vec of vlen entries) that this tracepoint is for, or -1.
 // The kernel moves the messages in order, one per tracepoint, and a call
 // ends at vlen messages or at the first that fails, which passes here too
-// (mmsg_end). A call that ends otherwise (recvmmsg's timeout) leaves the
-// next call on the same array one message off.
+// (mmsg_empty). A call that ends otherwise (recvmmsg's timeout, a sendmmsg
+// cut short by a partial send) leaves the next call on the same array, if
+// it starts at the same address, off by the messages moved.
 static __always_inline int mmsg_index(struct task_struct *task, long nr, __u64 vec, __u64 vlen)
 {
 	struct mmsg_state *st = bpf_task_storage_get(&mmsgs, task, NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
@@ -667,13 +668,6 @@ static __always_inline int mmsg_index(struct task_struct *task, long nr, __u64 v
 	return i;
 }
 
-static __always_inline void mmsg_end(struct task_struct *task)
-{
-	struct mmsg_state *st = bpf_task_storage_get(&mmsgs, task, NULL, 0);
-	if (st)
-		st->next = 0;
-}
-
 // The x86-64 syscall the current task is in, or -1 (a kernel thread's
 // socket, a 32-bit syscall). regs are its saved user registers.
 static __always_inline long syscall_nr(struct task_struct *task, struct pt_regs **regs)
@@ -682,6 +676,21 @@ static __always_inline long syscall_nr(struct task_struct *task, struct pt_regs 
 		return -1;
 	*regs = (struct pt_regs *)bpf_task_pt_regs(task);
 	return (*regs)->orig_ax;
+}
+
+// A message of the thread's recvmmsg/sendmmsg call, if it is in one, moved
+// nothing (ret 0: the call goes on to the next message) or failed (ret < 0:
+// the call ends). Other threads have no state and leave at once.
+static __always_inline void mmsg_empty(struct task_struct *task, int ret)
+{
+	struct mmsg_state *st = bpf_task_storage_get(&mmsgs, task, NULL, 0);
+	if (!st || !st->next)
+		return;
+	struct pt_regs *regs = NULL;
+	if (ret == 0 && syscall_nr(task, &regs) == st->nr && regs && regs->si == st->vec)
+		st->next++;
+	else
+		st->next = 0;
 }
 
 // Emits the bytes of message vec[i] of a recvmmsg/sendmmsg, or counts them
@@ -714,18 +723,19 @@ static __always_inline int on_data(void *skp, int ret, int flags, __u8 dir)
 	// Peeked bytes are read again later; the error queue is not the stream.
 	if (dir == DIR_INGRESS && (flags & (MSG_PEEK | MSG_ERRQUEUE)))
 		return 0;
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (ret <= 0) {
+		// Nothing moved (a read that found nothing, an error): only a
+		// recvmmsg/sendmmsg of this thread needs to know.
+		mmsg_empty(task, ret);
+		return 0;
+	}
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	if (!process_wanted(tgid))
 		return 0;
-	struct task_struct *task = bpf_get_current_task_btf();
 	struct pt_regs *regs = NULL;
 	long nr = syscall_nr(task, &regs);
 	long mmsg_nr = dir == DIR_EGRESS ? NR_SENDMMSG : NR_RECVMMSG;
-	if (ret <= 0) {
-		if (nr == mmsg_nr)
-			mmsg_end(task);
-		return 0;
-	}
 	struct tcp_sock *tp = bpf_rdonly_cast(skp, bpf_core_type_id_kernel(struct tcp_sock));
 	__u64 key = (__u64)skp;
 	struct conn_info *ci = bpf_map_lookup_elem(&conns, &key);

@@ -139,10 +139,11 @@ func iovecScenario(dial func() (rawConn, error), r *rawReport) error {
 	if m, _, _, _, err := unix.Recvmsg(c.client, buf, nil, unix.MSG_WAITALL); err != nil || m != n {
 		return fmt.Errorf("recvmsg: %d of %d, %v", m, n, err)
 	}
-	// sendmmsg with two messages of two entries; recvmmsg of both.
+	// sendmmsg with two messages of two entries and an empty one between
+	// (the call goes on past it); recvmmsg of all.
 	m1 := [][]byte{[]byte("POST /m HTTP/1.1\r\n"), []byte("Content-Length: 3\r\n\r\n")}
 	m2 := [][]byte{[]byte("one"), []byte("")}
-	sent, err := mmsg(unix.SYS_SENDMMSG, c.client, [][][]byte{m1, m2}, 0)
+	sent, err := mmsg(unix.SYS_SENDMMSG, c.client, [][][]byte{m1, {nil}, m2}, 0)
 	if err != nil {
 		return fmt.Errorf("sendmmsg: %w", err)
 	}
