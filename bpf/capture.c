@@ -668,11 +668,11 @@ static __always_inline int mmsg_index(struct task_struct *task, long nr, __u64 v
 	return i;
 }
 
-// The x86-64 syscall the current task is in, or -1 (a kernel thread's
-// socket, a 32-bit syscall). regs are its saved user registers.
+// The x86-64 syscall the current user task is in, or -1 (a 32-bit
+// syscall). regs are its saved user registers.
 static __always_inline long syscall_nr(struct task_struct *task, struct pt_regs **regs)
 {
-	if ((task->flags & PF_KTHREAD) || (task->thread_info.status & TS_COMPAT))
+	if (task->thread_info.status & TS_COMPAT)
 		return -1;
 	*regs = (struct pt_regs *)bpf_task_pt_regs(task);
 	return (*regs)->orig_ax;
@@ -730,6 +730,9 @@ static __always_inline int on_data(void *skp, int ret, int flags, __u8 dir)
 		mmsg_empty(task, ret);
 		return 0;
 	}
+	// In-kernel socket users (NFS, iSCSI) are no process's traffic.
+	if (task->flags & PF_KTHREAD)
+		return 0;
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	if (!process_wanted(tgid))
 		return 0;
