@@ -678,6 +678,20 @@ static __always_inline long syscall_nr(struct task_struct *task, struct pt_regs 
 	return (*regs)->orig_ax;
 }
 
+// The direction in which data syscall nr moves bytes.
+static __always_inline __u8 nr_dir(long nr)
+{
+	switch (nr) {
+	case NR_WRITE:
+	case NR_SENDTO:
+	case NR_WRITEV:
+	case NR_SENDMSG:
+	case NR_SENDMMSG:
+		return DIR_EGRESS;
+	}
+	return DIR_INGRESS;
+}
+
 // A message of the thread's recvmmsg/sendmmsg call, if it is in one, moved
 // nothing (ret 0: the call goes on to the next message) or failed (ret < 0:
 // the call ends). Other threads have no state and leave at once.
@@ -738,7 +752,6 @@ static __always_inline int on_data(void *skp, int ret, int flags, __u8 dir)
 		return 0;
 	struct pt_regs *regs = NULL;
 	long nr = syscall_nr(task, &regs);
-	long mmsg_nr = dir == DIR_EGRESS ? NR_SENDMMSG : NR_RECVMMSG;
 	struct tcp_sock *tp = bpf_rdonly_cast(skp, bpf_core_type_id_kernel(struct tcp_sock));
 	__u64 key = (__u64)skp;
 	struct conn_info *ci = bpf_map_lookup_elem(&conns, &key);
@@ -758,45 +771,31 @@ static __always_inline int on_data(void *skp, int ret, int flags, __u8 dir)
 		emit_unavailable(ci, dir, pos, ret);
 		return 0;
 	}
-	switch (nr) {
+	// A syscall that moves bytes the other way cannot have moved these: they
+	// are counted rather than copied from a buffer that does not hold them.
+	switch (dir == nr_dir(nr) ? nr : -1) {
 	case NR_READ:
 	case NR_RECVFROM:
-		if (dir == DIR_INGRESS) {
-			emit_flat(ci, dir, pos, regs->si, ret);
-			return 0;
-		}
-		break;
 	case NR_WRITE:
 	case NR_SENDTO:
-		if (dir == DIR_EGRESS) {
-			emit_flat(ci, dir, pos, regs->si, ret);
-			return 0;
-		}
-		break;
+		emit_flat(ci, dir, pos, regs->si, ret);
+		return 0;
 	case NR_READV:
 	case NR_WRITEV:
-		if (dir == (nr == NR_WRITEV ? DIR_EGRESS : DIR_INGRESS)) {
-			emit_data(ci, dir, pos, regs->si, regs->dx, ret);
-			return 0;
-		}
-		break;
+		emit_data(ci, dir, pos, regs->si, regs->dx, ret);
+		return 0;
 	case NR_RECVMSG:
-	case NR_SENDMSG:
-		if (dir == (nr == NR_SENDMSG ? DIR_EGRESS : DIR_INGRESS)) {
-			struct user_msghdr m;
-			if (bpf_probe_read_user(&m, sizeof(m), (void *)regs->si))
-				break;
-			emit_data(ci, dir, pos, (__u64)m.msg_iov, m.msg_iovlen, ret);
-			return 0;
-		}
-		break;
+	case NR_SENDMSG: {
+		struct user_msghdr m;
+		if (bpf_probe_read_user(&m, sizeof(m), (void *)regs->si))
+			break;
+		emit_data(ci, dir, pos, (__u64)m.msg_iov, m.msg_iovlen, ret);
+		return 0;
+	}
 	case NR_RECVMMSG:
 	case NR_SENDMMSG:
-		if (nr == mmsg_nr) {
-			emit_mmsg(task, ci, dir, pos, nr, regs, ret);
-			return 0;
-		}
-		break;
+		emit_mmsg(task, ci, dir, pos, nr, regs, ret);
+		return 0;
 	}
 	// sendfile, splice, io_uring, or a user buffer that cannot be read.
 	emit_unavailable(ci, dir, pos, ret);
