@@ -35,6 +35,7 @@ import (
 	"github.com/reprise-dev/reprise/agent/pipeline"
 	"github.com/reprise-dev/reprise/agent/spool"
 	"github.com/reprise-dev/reprise/internal/grpcclient"
+	"github.com/reprise-dev/reprise/internal/s2compress"
 	"github.com/reprise-dev/reprise/internal/sanitize"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
@@ -96,7 +97,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&cfg.maxPendingBytes, "max-pending-bytes", export.DefaultMaxPendingBytes, "approximate bytes of the exchanges held for the collector; more are dropped and counted (bounds memory with large bodies)")
 	fs.BoolVar(&cfg.pprof, "pprof", false, "serve Go profiles under /debug/pprof/ on --http-listen")
 	fs.DurationVar(&cfg.drain, "drain-timeout", 10*time.Second, "on shutdown, how long to wait for the collector to acknowledge what is pending; the rest is spooled (--spool-dir) or dropped and counted")
-	fs.StringVar(&cfg.compression, "compression", "gzip", "compression of the batches sent to the collector: "+strings.Join(export.Compressions, " or "))
+	fs.StringVar(&cfg.compression, "compression", s2compress.Name, "compression of the batches sent to the collector: "+strings.Join(export.Compressions, ", ")+" (a collector that refuses one gets the next)")
 	fs.StringVar(&cfg.spoolDir, "spool-dir", "", "directory of the disk spool that holds batches, sanitized, while the collector is down or slow (default: no spool, memory only)")
 	fs.Int64Var(&cfg.spoolMaxBytes, "spool-max-bytes", 1<<30, "bound of the disk spool; past it the oldest batches are dropped and counted")
 	fs.StringVar(&cfg.sanitizeConfig, "sanitize-config", "", "YAML sanitize rules applied before anything is spooled (default: the built-in rules; use the collector's)")

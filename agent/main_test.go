@@ -30,7 +30,7 @@ func TestParseFlags(t *testing.T) {
 		{args: []string{"--pids", "12,x"}, wantErr: `--pids: "x" is not a process id`},
 		{args: []string{"--paths", "api/"}, wantErr: "--paths"},
 		{args: []string{"--paths", "/a/["}, wantErr: "--paths"},
-		{args: []string{"--compression", "zstd"}, wantErr: "--compression must be one of gzip, none"},
+		{args: []string{"--compression", "zstd"}, wantErr: "--compression must be one of s2, gzip, none"},
 		{args: []string{"--spool-max-bytes", "0"}, wantErr: "--spool-max-bytes must be positive"},
 		{args: []string{"extra"}, wantErr: `unexpected argument "extra"`},
 	}

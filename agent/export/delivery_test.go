@@ -237,8 +237,8 @@ func (w *wireStats) HandleRPC(_ context.Context, s stats.RPCStats) {
 	}
 }
 
-func TestGzipOnTheWire(t *testing.T) {
-	for _, c := range []string{"gzip", "none"} {
+func TestCompressionOnTheWire(t *testing.T) {
+	for _, c := range Compressions {
 		ws := &wireStats{}
 		lis := bufconn.Listen(1 << 20)
 		srv := grpc.NewServer(grpc.StatsHandler(ws))
@@ -258,13 +258,49 @@ func TestGzipOnTheWire(t *testing.T) {
 		}
 		conn.Close()
 		srv.Stop()
-		want := map[string]string{"gzip": "[gzip]", "none": "[]"}[c]
+		want := map[string]string{"s2": "[s2]", "gzip": "[gzip]", "none": "[]"}[c]
 		if got := fmt.Sprint(ws.compression); got != want || e.Stats().Acked != 1 {
 			t.Fatalf("compression %s: stream encoding %s, %d acked; want %s, 1", c, got, e.Stats().Acked, want)
 		}
-		if compressed := ws.wire < ws.length/4; compressed != (c == "gzip") {
+		if compressed := ws.wire < ws.length/4; compressed != (c != "none") {
 			t.Fatalf("compression %s: %d payload bytes took %d on the wire", c, ws.length, ws.wire)
 		}
+	}
+}
+
+// A collector that does not know the agent's compression (an older one)
+// refuses every stream with Unimplemented, as gRPC does for a compressor it
+// has not registered; the exporter falls back to the next one and delivers.
+func TestCompressionFallsBack(t *testing.T) {
+	ws := &wireStats{}
+	lis := bufconn.Listen(1 << 20)
+	refuseS2 := func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		if ts, ok := grpc.ServerTransportStreamFromContext(ss.Context()).(interface{ RecvCompress() string }); ok && ts.RecvCompress() == "s2" {
+			return status.Error(codes.Unimplemented, `grpc: Decompressor is not installed for grpc-encoding "s2"`)
+		}
+		return handler(srv, ss)
+	}
+	srv := grpc.NewServer(grpc.StatsHandler(ws), grpc.StreamInterceptor(refuseS2))
+	reprisev1.RegisterIngestServiceServer(srv, newHeld(true))
+	go func() { _ = srv.Serve(lis) }()
+	defer srv.Stop()
+	conn, err := grpc.NewClient("passthrough:///bufnet",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	e := New(conn, Config{Compression: "s2", Backoff: time.Millisecond})
+	e.Add(&reprisev1.Exchange{Id: "a", Response: &reprisev1.HttpResponse{Body: bytes.Repeat([]byte("x"), 4096)}})
+	e.Close()
+	if err := e.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if got := fmt.Sprint(ws.compression); got != "[s2 gzip]" || e.Stats().Acked != 1 {
+		t.Fatalf("stream encodings %s, %d acked; want [s2 gzip] (refused, then the fallback), 1", got, e.Stats().Acked)
 	}
 }
 

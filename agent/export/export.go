@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/reprise-dev/reprise/agent/spool"
+	"github.com/reprise-dev/reprise/internal/s2compress"
 	"github.com/reprise-dev/reprise/internal/sanitize"
 	_ "github.com/reprise-dev/reprise/internal/wirecodec" // gRPC codec: vtprotobuf code
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
@@ -49,8 +50,9 @@ func DialOptions() []grpc.DialOption {
 	})}
 }
 
-// Compressions are the values Config.Compression accepts.
-var Compressions = []string{"gzip", "none"}
+// Compressions are the values Config.Compression accepts, in the order the
+// exporter falls back through when a collector refuses one.
+var Compressions = []string{s2compress.Name, gzip.Name, "none"}
 
 // Config of an Exporter. Zero fields take the defaults.
 type Config struct {
@@ -79,7 +81,7 @@ type Config struct {
 	MaxInFlight int
 	// Backoff after a failed stream, doubled up to 5s (default 100ms).
 	Backoff time.Duration
-	// Compression is the stream's gRPC compressor: "gzip", or "" or
+	// Compression is the stream's gRPC compressor: "s2", "gzip", or "" or
 	// "none" for none.
 	Compression string
 	// Spool, when set, takes the oldest batches once the memory backlog
@@ -421,8 +423,16 @@ func (e *Exporter) Run(ctx context.Context) error {
 	return err
 }
 
+// compressorName is the gRPC compressor of a Config.Compression value.
+func compressorName(c string) string {
+	if c == "none" {
+		return ""
+	}
+	return c
+}
+
 func (e *Exporter) deliver(ctx context.Context) error {
-	s := &sender{e: e, compress: e.cfg.Compression == "gzip"}
+	s := &sender{e: e, compressor: compressorName(e.cfg.Compression)}
 	backoff := e.cfg.Backoff
 	for {
 		err := s.session(ctx)
@@ -436,10 +446,12 @@ func (e *Exporter) deliver(ctx context.Context) error {
 		if s.progress {
 			backoff, s.progress = e.cfg.Backoff, false
 		}
-		if status.Code(err) == codes.Unimplemented && s.compress {
-			// A collector without the gzip decompressor refuses every stream.
-			e.log.Warn("collector does not accept gzip; sending uncompressed", "err", err)
-			s.compress = false
+		if status.Code(err) == codes.Unimplemented && s.compressor != "" {
+			// A collector without this decompressor (an older one) refuses
+			// every stream: try the next.
+			next := Compressions[slices.Index(Compressions, s.compressor)+1]
+			e.log.Warn("collector does not accept this compression; falling back", "compression", s.compressor, "next", next, "err", err)
+			s.compressor = compressorName(next)
 		}
 		e.retries.Add(1)
 		switch status.Code(err) {
@@ -464,12 +476,12 @@ func (e *Exporter) deliver(ctx context.Context) error {
 
 // sender holds the state of delivery that outlives one stream.
 type sender struct {
-	e        *Exporter
-	compress bool
-	progress bool     // an ack came since the last backoff
-	wire     []*batch // sent on the current stream, not yet acknowledged, in send order
-	wireN    int
-	wireB    int64
+	e          *Exporter
+	compressor string   // gRPC compressor of the stream, "" for none
+	progress   bool     // an ack came since the last backoff
+	wire       []*batch // sent on the current stream, not yet acknowledged, in send order
+	wireN      int
+	wireB      int64
 }
 
 var errStreamDone = errors.New("ingest stream closed by collector")
@@ -482,8 +494,8 @@ func (s *sender) session(ctx context.Context) error {
 	defer cancel()
 	defer s.requeue()
 	var opts []grpc.CallOption
-	if s.compress {
-		opts = append(opts, grpc.UseCompressor(gzip.Name))
+	if s.compressor != "" {
+		opts = append(opts, grpc.UseCompressor(s.compressor))
 	}
 	stream, err := e.client.Ingest(sctx, opts...)
 	if err != nil {

@@ -21,9 +21,11 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	_ "google.golang.org/grpc/encoding/gzip" // as a collector does: the agent pays for its compression
 	"google.golang.org/grpc/status"
 
-	_ "github.com/reprise-dev/reprise/internal/wirecodec" // gRPC codec: vtprotobuf code
+	_ "github.com/reprise-dev/reprise/internal/s2compress" // as a collector does
+	_ "github.com/reprise-dev/reprise/internal/wirecodec"  // gRPC codec: vtprotobuf code
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
