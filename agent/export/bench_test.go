@@ -3,14 +3,9 @@ package export
 import (
 	"context"
 	"fmt"
-	"net"
 	"syscall"
 	"testing"
 	"time"
-
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/test/bufconn"
 
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
@@ -55,19 +50,7 @@ func processCPU() time.Duration {
 func BenchmarkExport(b *testing.B) {
 	for _, c := range Compressions {
 		b.Run(c, func(b *testing.B) {
-			ws := &wireStats{}
-			lis := bufconn.Listen(4 << 20)
-			srv := grpc.NewServer(grpc.StatsHandler(ws))
-			reprisev1.RegisterIngestServiceServer(srv, newHeld(true))
-			go func() { _ = srv.Serve(lis) }()
-			defer srv.Stop()
-			conn, err := grpc.NewClient("passthrough:///bufnet",
-				grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-				grpc.WithTransportCredentials(insecure.NewCredentials()))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer conn.Close()
+			conn, ws := ackingServer(b)
 			exs := make([]*reprisev1.Exchange, b.N)
 			for i := range exs {
 				exs[i] = benchExchange(i)

@@ -237,27 +237,45 @@ func (w *wireStats) HandleRPC(_ context.Context, s stats.RPCStats) {
 	}
 }
 
-func TestCompressionOnTheWire(t *testing.T) {
-	for _, c := range Compressions {
-		ws := &wireStats{}
-		lis := bufconn.Listen(1 << 20)
-		srv := grpc.NewServer(grpc.StatsHandler(ws))
-		reprisev1.RegisterIngestServiceServer(srv, newHeld(true))
-		go func() { _ = srv.Serve(lis) }()
-		conn, err := grpc.NewClient("passthrough:///bufnet",
-			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-			grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		e := New(conn, Config{Compression: c})
-		e.Add(&reprisev1.Exchange{Id: "a", Response: &reprisev1.HttpResponse{Body: bytes.Repeat([]byte("x"), 4096)}})
-		e.Close()
-		if err := e.Run(context.Background()); err != nil {
-			t.Fatal(err)
-		}
+// ackingServer serves an acking collector on an in-memory listener, ws
+// counting what reaches it, and returns a connection to it.
+func ackingServer(tb testing.TB, opts ...grpc.ServerOption) (*grpc.ClientConn, *wireStats) {
+	tb.Helper()
+	ws := &wireStats{}
+	lis := bufconn.Listen(4 << 20)
+	srv := grpc.NewServer(append([]grpc.ServerOption{grpc.StatsHandler(ws)}, opts...)...)
+	reprisev1.RegisterIngestServiceServer(srv, newHeld(true))
+	go func() { _ = srv.Serve(lis) }()
+	conn, err := grpc.NewClient("passthrough:///bufnet",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
 		conn.Close()
 		srv.Stop()
+	})
+	return conn, ws
+}
+
+// sendOne delivers one compressible exchange through an exporter on conn.
+func sendOne(t *testing.T, conn *grpc.ClientConn, cfg Config) *Exporter {
+	t.Helper()
+	e := New(conn, cfg)
+	e.Add(&reprisev1.Exchange{Id: "a", Response: &reprisev1.HttpResponse{Body: bytes.Repeat([]byte("x"), 4096)}})
+	e.Close()
+	if err := e.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func TestCompressionOnTheWire(t *testing.T) {
+	for _, c := range Compressions {
+		conn, ws := ackingServer(t)
+		e := sendOne(t, conn, Config{Compression: c})
+		ws.mu.Lock()
 		want := map[string]string{"s2": "[s2]", "gzip": "[gzip]", "none": "[]"}[c]
 		if got := fmt.Sprint(ws.compression); got != want || e.Stats().Acked != 1 {
 			t.Fatalf("compression %s: stream encoding %s, %d acked; want %s, 1", c, got, e.Stats().Acked, want)
@@ -265,6 +283,7 @@ func TestCompressionOnTheWire(t *testing.T) {
 		if compressed := ws.wire < ws.length/4; compressed != (c != "none") {
 			t.Fatalf("compression %s: %d payload bytes took %d on the wire", c, ws.length, ws.wire)
 		}
+		ws.mu.Unlock()
 	}
 }
 
@@ -272,31 +291,14 @@ func TestCompressionOnTheWire(t *testing.T) {
 // refuses every stream with Unimplemented, as gRPC does for a compressor it
 // has not registered; the exporter falls back to the next one and delivers.
 func TestCompressionFallsBack(t *testing.T) {
-	ws := &wireStats{}
-	lis := bufconn.Listen(1 << 20)
 	refuseS2 := func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		if ts, ok := grpc.ServerTransportStreamFromContext(ss.Context()).(interface{ RecvCompress() string }); ok && ts.RecvCompress() == "s2" {
 			return status.Error(codes.Unimplemented, `grpc: Decompressor is not installed for grpc-encoding "s2"`)
 		}
 		return handler(srv, ss)
 	}
-	srv := grpc.NewServer(grpc.StatsHandler(ws), grpc.StreamInterceptor(refuseS2))
-	reprisev1.RegisterIngestServiceServer(srv, newHeld(true))
-	go func() { _ = srv.Serve(lis) }()
-	defer srv.Stop()
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	e := New(conn, Config{Compression: "s2", Backoff: time.Millisecond})
-	e.Add(&reprisev1.Exchange{Id: "a", Response: &reprisev1.HttpResponse{Body: bytes.Repeat([]byte("x"), 4096)}})
-	e.Close()
-	if err := e.Run(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	conn, ws := ackingServer(t, grpc.StreamInterceptor(refuseS2))
+	e := sendOne(t, conn, Config{Compression: "s2", Backoff: time.Millisecond})
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	if got := fmt.Sprint(ws.compression); got != "[s2 gzip]" || e.Stats().Acked != 1 {
