@@ -337,16 +337,13 @@ static __always_inline __u32 seq_end(struct tcp_sock *tp, __u8 dir)
 static __always_inline __u64 stream_pos(struct conn_info *ci, struct tcp_sock *tp, __u8 dir, __u32 n)
 {
 	dir &= 1;
+	__u64 pos = ci->next[dir];
 	// Under an upper layer protocol (kernel TLS) the sequence numbers count
-	// its records, not the bytes the user moved: count those instead.
-	if (tp->inet_conn.icsk_ulp_ops) {
-		__u64 pos = ci->next[dir];
-		ci->next[dir] = pos + n;
-		return pos;
+	// its records, not the bytes the user moved: those are counted instead.
+	if (!tp->inet_conn.icsk_ulp_ops) {
+		__u32 rel = seq_end(tp, dir) - n - ci->seq0[dir];
+		pos += (__s32)(rel - (__u32)pos);
 	}
-	__u32 rel = seq_end(tp, dir) - n - ci->seq0[dir];
-	__u64 next = ci->next[dir];
-	__u64 pos = next + (__s32)(rel - (__u32)next);
 	ci->next[dir] = pos + n;
 	return pos;
 }
@@ -758,9 +755,9 @@ static __always_inline int on_data(void *skp, int ret, int flags, __u8 dir)
 	if (!ci) {
 		// All data syscalls take the fd first; others leave it unknown.
 		ci = track(key, sk, tp, tgid, nr >= 0 && regs ? (int)regs->di : -1, dir, ret);
-		if (!ci || ci->ignored)
+		if (!ci)
 			return 0;
-		if (ci->role != ROLE_UNKNOWN)
+		if (!ci->ignored && ci->role != ROLE_UNKNOWN)
 			emit_conn(KIND_OPEN, ci);
 	}
 	if (ci->ignored)

@@ -226,9 +226,9 @@ func (t *Tracker) lookup(ev event.Event) *conn {
 		t.conns[ev.Conn] = c
 	}
 	c.lastSeen = ev.Time
-	if ev.Comm != "" && ev.Comm != c.comm {
+	if ev.Comm != "" && ev.Comm != c.rawComm {
 		// A process name may hold any byte; protobuf strings must be UTF-8.
-		c.comm, c.commRepaired = ev.Comm, !utf8.ValidString(ev.Comm)
+		c.rawComm, c.comm, c.commRepaired = ev.Comm, ev.Comm, !utf8.ValidString(ev.Comm)
 		if c.commRepaired {
 			c.comm = strings.ToValidUTF8(c.comm, "\uFFFD")
 		}

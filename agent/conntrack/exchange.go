@@ -305,12 +305,9 @@ func (t *Tracker) send(c *conn, e *pending) {
 	var hs []*reprisev1.Header
 	if nh <= len(smallExchange{}.vals) {
 		sa := &smallExchange{}
-		a, hs = &sa.exchangeAlloc, sa.ptrs[:nh]
-		for i := range hs {
-			hs[i] = &sa.vals[i]
-		}
+		a, hs = &sa.exchangeAlloc, headers(sa.ptrs[:nh], sa.vals[:nh])
 	} else {
-		a, hs = &exchangeAlloc{}, headers(nh)
+		a, hs = &exchangeAlloc{}, headers(make([]*reprisev1.Header, nh), make([]reprisev1.Header, nh))
 	}
 	a.start.Seconds, a.start.Nanos = e.start.Unix(), int32(e.start.Nanosecond())
 	d := max(e.end.Sub(e.start), 0)
@@ -384,10 +381,10 @@ type smallExchange struct {
 	ptrs [8]*reprisev1.Header
 }
 
-// headers returns room for n header fields: the fields of both messages
-// share two allocations instead of two each.
-func headers(n int) []*reprisev1.Header {
-	ptrs, vals := make([]*reprisev1.Header, n), make([]reprisev1.Header, n)
+// headers points ptrs at vals, as room for the header fields of both
+// messages: they share two allocations (or the exchange's) instead of two
+// each.
+func headers(ptrs []*reprisev1.Header, vals []reprisev1.Header) []*reprisev1.Header {
 	for i := range ptrs {
 		ptrs[i] = &vals[i]
 	}

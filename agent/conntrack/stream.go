@@ -14,8 +14,9 @@ import (
 // conn is one tracked connection.
 type conn struct {
 	id            event.ConnID
-	comm          string
-	commRepaired  bool // comm had bytes that are not UTF-8
+	rawComm       string // the process name as events carry it, to see it change
+	comm          string // rawComm as exported: valid UTF-8
+	commRepaired  bool   // rawComm had bytes that are not UTF-8
 	cgroup        uint64
 	role          event.Role
 	local, remote netip.AddrPort

@@ -256,14 +256,12 @@ func isToken(s string) bool {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		if !isTokenByte(s[i]) {
+		if !tokenBytes[s[i]] {
 			return false
 		}
 	}
 	return true
 }
-
-func isTokenByte(c byte) bool { return tokenBytes[c] }
 
 // tokenBytes marks the bytes of RFC 9110 tokens.
 var tokenBytes = func() (t [256]bool) {
