@@ -24,6 +24,15 @@ func SkipOrFail(t testing.TB, reason string) {
 	t.Skip(reason)
 }
 
+// SkipMissingFeature skips t because the machine truly lacks a kernel or
+// CPU feature the test exercises (32-bit syscalls, the kTLS module). It
+// skips in CI too, with the reason printed: machines differ between runs,
+// and only missing root or missing basic eBPF support may fail a run.
+func SkipMissingFeature(t testing.TB, reason string) {
+	t.Helper()
+	t.Skip("machine lacks a feature: " + reason)
+}
+
 // RequireRoot skips (or fails) t unless it runs as root.
 func RequireRoot(t testing.TB) {
 	t.Helper()
