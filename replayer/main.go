@@ -13,6 +13,7 @@ import (
 	"math"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -98,6 +99,10 @@ Flags of run:
 	fs.SetOutput(w)
 	fs.PrintDefaults()
 }
+
+// defaultNoiseFile is where --learn-noise writes when no noise file is
+// named; the path is printed.
+const defaultNoiseFile = "reprise-noise.yaml"
 
 // config is the configuration of the run command: flags, then the file
 // named by --config.
@@ -222,7 +227,7 @@ func newRunFlags() (*flag.FlagSet, *config) {
 	fs.StringVar(&c.runID, "run-id", "", "id of this run, sent in the "+replay.RunHeader+" header (default: random)")
 	fs.BoolVar(&c.learnNoise, "learn-noise", false, "send each request twice to the --reference build and learn the fields that differ as noise")
 	fs.StringVar(&c.reference, "reference", "", "with --learn-noise: base URL of the known-good build, or two comma-separated URLs of two fresh instances of it (each request goes once to each, so ids a stateful service makes are not mistaken for noise)")
-	fs.StringVar(&c.noiseFile, "noise-file", "", "learned noise file (default: compare.noise_file of the config)")
+	fs.StringVar(&c.noiseFile, "noise-file", "", "learned noise file (default: compare.noise_file of the config; with --learn-noise and neither, "+defaultNoiseFile+")")
 	fs.DurationVar(&c.progressTick, "progress", 5*time.Second, "print progress to stderr this often when it is not a terminal (0: never)")
 	c.filters = filterflag.Register(fs)
 	c.conn = grpcclient.Register(fs)
@@ -400,7 +405,7 @@ func replayRun(ctx context.Context, cfg *config, stdout, stderr io.Writer) (*rep
 		fc.Compare.NoiseFile = cfg.noiseFile
 	}
 	if cfg.learnNoise && fc.Compare.NoiseFile == "" {
-		return nil, errors.New("--learn-noise needs --noise-file or compare.noise_file in the config")
+		fc.Compare.NoiseFile = defaultNoiseFile
 	}
 	verifier, err := verify.New(fc.Compare)
 	if err != nil {
@@ -472,6 +477,11 @@ func replayRun(ctx context.Context, cfg *config, stdout, stderr io.Writer) (*rep
 		if err := verifier.SaveNoise(fc.Compare.NoiseFile); err != nil {
 			return nil, err
 		}
+		path, err := filepath.Abs(fc.Compare.NoiseFile)
+		if err != nil {
+			path = fc.Compare.NoiseFile
+		}
+		fmt.Fprintf(stdout, "learned noise written to %s (replay with --noise-file %s)\n", path, path)
 	}
 	if runErr != nil {
 		return nil, fmt.Errorf("replay stopped after %d exchanges: %w", rep.Total, runErr)

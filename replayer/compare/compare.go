@@ -16,6 +16,8 @@
 //   - When a body was truncated on either side (the capture keeps only a
 //     prefix), only the common prefix of the decoded bodies is compared, as
 //     bytes: a truncated JSON document cannot be parsed.
+//   - A Context says what the replayer changed and what the recording does
+//     not hold (see Context); docs/verify.md lists every rule.
 package compare
 
 import (
@@ -79,6 +81,9 @@ type Options struct {
 	// IgnoreCookieExpiry leaves the Expires and Max-Age attributes of
 	// Set-Cookie out, as they are relative to the time of the response.
 	IgnoreCookieExpiry bool
+	// ExactTimes lists the paths where times are compared as written, not
+	// by their offset from their exchange's time (see Context).
+	ExactTimes []string
 }
 
 // Comparer compares responses under a set of Options. It is immutable and
@@ -87,6 +92,7 @@ type Comparer struct {
 	headers    []string
 	allHeaders bool
 	ignore     []pattern
+	exactTimes []pattern
 	sets       []setRule
 	cookies    bool
 }
@@ -116,6 +122,13 @@ func New(o Options) (*Comparer, error) {
 		}
 		c.ignore = append(c.ignore, p)
 	}
+	for _, s := range o.ExactTimes {
+		p, err := ParsePath(s)
+		if err != nil {
+			return nil, err
+		}
+		c.exactTimes = append(c.exactTimes, p)
+	}
 	for _, s := range slices.Sorted(maps.Keys(o.Sets)) {
 		p, err := ParsePath(s)
 		if err != nil {
@@ -140,7 +153,18 @@ func Compare(recorded, replayed *reprisev1.HttpResponse) []Difference {
 // Compare returns the differences between the recorded and the replayed
 // response that no ignore rule covers; none means they match.
 func (c *Comparer) Compare(recorded, replayed *reprisev1.HttpResponse) []Difference {
-	d := &differ{c: c}
+	return c.CompareIn(Context{}, recorded, replayed)
+}
+
+// CompareIn is Compare in the context of one replay: what the replayer
+// changed, what the recording does not hold, and when each side was made.
+func (c *Comparer) CompareIn(ctx Context, recorded, replayed *reprisev1.HttpResponse) []Difference {
+	d := &differ{c: c, ctx: ctx, replace: ctx.replacer()}
+	for _, u := range ctx.Unknown {
+		if p, err := ParsePath(u); err == nil {
+			d.unknown = append(d.unknown, p)
+		}
+	}
 	if recorded.GetStatusCode() != replayed.GetStatusCode() && !d.ignoredTop("status") {
 		return []Difference{{
 			Path:     "status",
@@ -166,9 +190,12 @@ func (c *Comparer) Bodies(recContentType string, rec []byte, repContentType stri
 }
 
 type differ struct {
-	c     *Comparer
-	diffs []Difference
-	more  int
+	c       *Comparer
+	ctx     Context
+	replace *strings.Replacer // nil: nothing to replace
+	unknown []pattern         // the redacted paths of ctx
+	diffs   []Difference
+	more    int
 }
 
 func (d *differ) result() []Difference {
@@ -190,8 +217,16 @@ func (d *differ) add(diff Difference) {
 	d.more++
 }
 
+// rules are the ignore rules and the redacted paths.
+func (d *differ) rules() []pattern {
+	if len(d.unknown) == 0 {
+		return d.c.ignore
+	}
+	return slices.Concat(d.c.ignore, d.unknown)
+}
+
 func (d *differ) ignoredTop(top string) bool {
-	for _, p := range d.c.ignore {
+	for _, p := range d.rules() {
 		if p.top == top {
 			return true
 		}
@@ -200,7 +235,10 @@ func (d *differ) ignoredTop(top string) bool {
 }
 
 func (d *differ) ignoredHeader(name string) bool {
-	for _, p := range d.c.ignore {
+	if d.ctx.own(name) {
+		return true
+	}
+	for _, p := range d.rules() {
 		if p.matchHeader(name) {
 			return true
 		}
@@ -209,7 +247,7 @@ func (d *differ) ignoredHeader(name string) bool {
 }
 
 func (d *differ) ignoredJSON(segs []segment) bool {
-	for _, p := range d.c.ignore {
+	for _, p := range d.rules() {
 		if p.matchJSON(segs) {
 			return true
 		}
@@ -245,7 +283,7 @@ func (d *differ) headers(rec, rep []*reprisev1.Header) {
 			d.add(Difference{Path: path, Kind: KindMissing, Recorded: truncate(rv)})
 		case !rok && pok:
 			d.add(Difference{Path: path, Kind: KindAdded, Replayed: truncate(pv)})
-		case rv != pv:
+		case !d.sameText(path, d.replaced(rv), pv):
 			d.add(Difference{Path: path, Kind: KindChanged, Recorded: truncate(rv), Replayed: truncate(pv)})
 		}
 	}
@@ -282,17 +320,22 @@ func withoutExpiry(v string) string {
 }
 
 func (d *differ) body(recorded, replayed *reprisev1.HttpResponse) {
-	if d.ignoredTop("body") {
+	if d.ignoredTop("body") || d.ctx.NoBody {
 		return
 	}
-	rec := decodedBody(recorded)
-	rep := decodedBody(replayed)
-	if recorded.GetBodyTruncated() || replayed.GetBodyTruncated() {
+	partial := d.ctx.Partial || recorded.GetBodyTruncated()
+	rec := decodedBody(recorded, partial)
+	rep := decodedBody(replayed, replayed.GetBodyTruncated())
+	switch {
+	case partial:
+		// The replayed body must begin with the recorded head.
+		d.text(rec, rep, true)
+	case replayed.GetBodyTruncated():
 		n := min(len(rec), len(rep))
 		d.bytes(rec[:n], rep[:n])
-		return
+	default:
+		d.bodyBytes(rec, rep, isJSON(recorded.GetHeaders()) || isJSON(replayed.GetHeaders()))
 	}
-	d.bodyBytes(rec, rep, isJSON(recorded.GetHeaders()) || isJSON(replayed.GetHeaders()))
 }
 
 func (d *differ) bodyBytes(rec, rep []byte, asJSON bool) {
@@ -304,7 +347,67 @@ func (d *differ) bodyBytes(rec, rep []byte, asJSON bool) {
 			return
 		}
 	}
+	d.text(rec, rep, false)
+}
+
+// text compares bodies as bytes after the context's rewrites: replacements
+// in the recorded body, the replayer's own headers out of the replayed one,
+// markers matching any text. With head, rep need only begin with rec.
+func (d *differ) text(rec, rep []byte, head bool) {
+	if d.replace != nil && utf8.Valid(rec) {
+		rec = []byte(d.replace.Replace(string(rec)))
+	}
+	rep = d.ctx.withoutOwnLines(rec, rep)
+	if head && len(rep) > len(rec) && !d.ctx.Markers {
+		rep = rep[:len(rec)]
+	}
+	if d.ctx.Markers {
+		if pieces := splitMarkers(string(rec)); len(pieces) > 1 {
+			if !wildcardMatch(pieces, string(rep), head) {
+				d.bytes(rec, rep)
+			}
+			return
+		}
+	}
 	d.bytes(rec, rep)
+}
+
+// replaced is a recorded value with the context's replacements applied.
+func (d *differ) replaced(s string) string {
+	if d.replace == nil {
+		return s
+	}
+	return d.replace.Replace(s)
+}
+
+// sameText reports whether a recorded value (replacements applied) and a
+// replayed one at path match: equal, equal but for markers, or times at
+// the same offset from their exchange's time.
+func (d *differ) sameText(path string, rec, rep string) bool {
+	if rec == rep {
+		return true
+	}
+	if d.ctx.Markers {
+		if pieces := splitMarkers(rec); len(pieces) > 1 && wildcardMatch(pieces, rep, false) {
+			return true
+		}
+	}
+	return !d.exactTime(path) && d.ctx.sameTime(rec, rep)
+}
+
+func (d *differ) exactTime(path string) bool {
+	for _, p := range d.c.exactTimes {
+		if p.top == "$" && strings.HasPrefix(path, "$") {
+			if q, err := ParsePath(path); err == nil && p.matchJSON(q.segs) {
+				return true
+			}
+			continue
+		}
+		if p.top == "headers" && p.matchHeader(strings.TrimPrefix(path, "headers.")) {
+			return true
+		}
+	}
+	return false
 }
 
 // bytes reports one difference at "body", showing both sides from a little
@@ -347,7 +450,7 @@ func (d *differ) json(segs []segment, rec, rep any) {
 		}
 		for _, k := range slices.Sorted(maps.Keys(p)) {
 			cs := child(segs, segment{kind: segMember, name: k})
-			if _, ok := r[k]; !ok && !d.ignoredJSON(cs) {
+			if _, ok := r[k]; !ok && !d.ignoredJSON(cs) && !d.ctx.own(k) {
 				d.add(Difference{Path: pathString(cs), Kind: KindAdded, Replayed: short(p[k])})
 			}
 		}
@@ -379,12 +482,18 @@ func (d *differ) json(segs []segment, rec, rep any) {
 			d.typeChange(path, rec, rep)
 			return
 		}
-		if canonicalNumber(r) != canonicalNumber(p) {
+		if canonicalNumber(r) != canonicalNumber(p) && (d.exactTime(path) || !d.ctx.sameTime(r.String(), p.String())) {
 			d.add(Difference{Path: path, Kind: KindChanged, Recorded: r.String(), Replayed: p.String()})
 		}
 	default: // string, bool, nil
 		if typeName(rec) != typeName(rep) {
 			d.typeChange(path, rec, rep)
+			return
+		}
+		if rs, ok := rec.(string); ok {
+			if !d.sameText(path, d.replaced(rs), rep.(string)) {
+				d.add(Difference{Path: path, Kind: KindChanged, Recorded: short(rec), Replayed: short(rep)})
+			}
 			return
 		}
 		if rec != rep {

@@ -11,9 +11,9 @@ import (
 const maxDecoded = 64 << 20
 
 // decodedBody returns the body with its Content-Encoding removed, or the raw
-// body when it cannot be decoded.
-func decodedBody(r *reprisev1.HttpResponse) []byte {
-	b, err := contentcoding.Decode(r.GetBody(), header.Get(r.GetHeaders(), "Content-Encoding"), maxDecoded, r.GetBodyTruncated())
+// body when it cannot be decoded; a partial body decodes as far as it goes.
+func decodedBody(r *reprisev1.HttpResponse, partial bool) []byte {
+	b, err := contentcoding.Decode(r.GetBody(), header.Get(r.GetHeaders(), "Content-Encoding"), maxDecoded, partial)
 	if err != nil {
 		return r.GetBody()
 	}

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -59,6 +60,14 @@ type Result struct {
 	Err error
 	// Skipped says why the exchange was not sent; empty when it was.
 	Skipped string
+	// NeedsCredentials is set when the replay got 401 or 403 while the
+	// request carried a credential the sanitizer had removed at record
+	// time: the location of that credential (request.headers.Authorization).
+	// The exchange is neither passed nor failed: it needs an auth transform.
+	NeedsCredentials string
+	// Partial says what of the recorded response was compared when the
+	// recording is incomplete; empty when all of it was.
+	Partial string
 	// Dropped is set, with Skipped, when the send was due but the bound of
 	// requests in flight was reached (open-model load only).
 	Dropped         bool
@@ -73,18 +82,21 @@ type Result struct {
 
 // Passed reports whether the exchange was replayed and matched.
 func (r Result) Passed() bool {
-	return r.Err == nil && r.Skipped == "" && len(r.Differences) == 0
+	return r.Err == nil && r.Skipped == "" && r.NeedsCredentials == "" && len(r.Differences) == 0
 }
 
-// Checker compares a replayed response with the recorded exchange.
+// Checker compares a replayed response with the recorded exchange in the
+// context of its replay (see compare.Context).
 type Checker interface {
-	Check(rec *reprisev1.Exchange, got *reprisev1.HttpResponse) []compare.Difference
+	Check(rec *reprisev1.Exchange, got *reprisev1.HttpResponse, c compare.Context) []compare.Difference
 }
 
-// NoiseLearner learns, from two responses of the reference build to the
-// same request, which fields vary on their own.
+// NoiseLearner learns which fields vary on their own from the reference
+// build's two answers a and b to the request of rec: what differs between
+// the recording and a (in the context recA), and between a and b (in the
+// context ab, a taken as the recorded side).
 type NoiseLearner interface {
-	Learn(rec *reprisev1.Exchange, a, b *reprisev1.HttpResponse)
+	Learn(rec *reprisev1.Exchange, a, b *reprisev1.HttpResponse, recA, ab compare.Context)
 }
 
 // Transformer rewrites recorded requests before they are sent and learns
@@ -107,7 +119,8 @@ type Options struct {
 	Checker Checker
 	// References, with Learner, are the known-good build: each request is
 	// sent twice first (to the one reference, or once to each of two) and
-	// Learner is told both responses.
+	// Learner is told both responses, to compare with the recording and
+	// with each other.
 	References []*url.URL
 	Learner    NoiseLearner
 }
@@ -193,8 +206,10 @@ func New(opts Options) (*Replayer, error) {
 
 type compareChecker struct{}
 
-func (compareChecker) Check(rec *reprisev1.Exchange, got *reprisev1.HttpResponse) []compare.Difference {
-	return compare.Compare(rec.GetResponse(), got)
+var plainComparer, _ = compare.New(compare.Options{})
+
+func (compareChecker) Check(rec *reprisev1.Exchange, got *reprisev1.HttpResponse, c compare.Context) []compare.Difference {
+	return plainComparer.CompareIn(c, rec.GetResponse(), got)
 }
 
 // Stats returns the counts so far; safe to call while Run runs.
@@ -440,8 +455,11 @@ func (r *Replayer) newResult(ex *reprisev1.Exchange) Result {
 		RecordedLatency: ex.GetDuration().AsDuration(),
 	}
 	res.Skipped = skipReason(ex)
+	_, _, targetErr := OriginForm(rec.GetTarget())
 	switch {
 	case res.Skipped != "":
+	case targetErr != nil:
+		res.Skipped = "refused, not sent: " + targetErr.Error()
 	case r.opts.Targets.For(ex) == nil:
 		res.Skipped = fmt.Sprintf("no target for service %q or host %q", ex.GetService(), rec.GetHost())
 	case !r.opts.Safety.allows(rec.GetMethod(), rec.GetTarget()):
@@ -481,7 +499,11 @@ func (r *Replayer) replay(ctx context.Context, res *Result, session string, due 
 			res.Err = fmt.Errorf("reference: %w", firstErr(errA, errB))
 			return
 		}
-		r.opts.Learner.Learn(ex, a, b)
+		ab := compare.Context{
+			Own: []string{RunHeader}, RecordedAt: a.at, ReplayedAt: b.at, Tolerance: a.took + b.took,
+			Replace: changes(&reprisev1.HttpRequest{Host: refs[0].Host}, req, refs[len(refs)-1]),
+		}
+		r.opts.Learner.Learn(ex, a.resp, b.resp, comparison(ex, req, refs[0], a), ab)
 		// The reference's time is not the target's latency.
 		if now := time.Now(); !due.IsZero() && now.After(due) {
 			due = now
@@ -495,18 +517,37 @@ func (r *Replayer) replay(ctx context.Context, res *Result, session string, due 
 	if res.Late = start.Sub(due); res.Late >= LateThreshold {
 		r.late.Add(1)
 	}
-	got, err := r.send(ctx, r.opts.Targets.For(ex), req)
+	base := r.opts.Targets.For(ex)
+	a, err := r.send(ctx, base, req)
 	res.Latency = time.Since(due)
 	if err != nil {
 		res.Err = err
 		return
 	}
+	got := a.resp
 	res.Replayed = got
 	res.ReplayedStatus = int(got.GetStatusCode())
 	if r.opts.Transform != nil {
 		r.opts.Transform.Learn(session, ex.GetResponse(), got)
 	}
-	res.Differences = r.opts.Checker.Check(ex, got)
+	c := comparison(ex, req, base, a)
+	res.Partial = partial(ex, c)
+	res.Differences = r.opts.Checker.Check(ex, got, c)
+	if deny := got.GetStatusCode() == 401 || got.GetStatusCode() == 403; deny && res.RecordedStatus != int(got.GetStatusCode()) {
+		res.NeedsCredentials = missingCredential(ex, req)
+	}
+}
+
+// partial says what of the recorded response c compares, when not all.
+func partial(ex *reprisev1.Exchange, c compare.Context) string {
+	switch {
+	case c.NoBody:
+		return "recorded response body not captured: compared status and headers only"
+	case c.Partial:
+		return fmt.Sprintf("recorded response incomplete: compared status, headers and the first %d of %d body bytes",
+			len(ex.GetResponse().GetBody()), max(ex.GetResponse().GetBodySize(), int64(len(ex.GetResponse().GetBody()))))
+	}
+	return ""
 }
 
 func firstErr(errs ...error) error {
@@ -548,16 +589,16 @@ func skipReason(ex *reprisev1.Exchange) string {
 	return ""
 }
 
-func (r *Replayer) send(ctx context.Context, base *url.URL, rec *reprisev1.HttpRequest) (*reprisev1.HttpResponse, error) {
+func (r *Replayer) send(ctx context.Context, base *url.URL, rec *reprisev1.HttpRequest) (answer, error) {
 	u, err := requestURL(base, rec.GetTarget())
 	if err != nil {
-		return nil, err
+		return answer{}, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, rec.GetMethod(), u, bytes.NewReader(rec.GetBody()))
 	if err != nil {
-		return nil, fmt.Errorf("build request: %w", err)
+		return answer{}, fmt.Errorf("build request: %w", err)
 	}
 	if len(rec.GetBody()) == 0 {
 		req.Body = http.NoBody
@@ -565,14 +606,15 @@ func (r *Replayer) send(ctx context.Context, base *url.URL, rec *reprisev1.HttpR
 	copyHeaders(req.Header, rec.GetHeaders())
 	req.Header.Set(RunHeader, r.opts.RunID)
 
+	at := time.Now()
 	resp, err := r.client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("send %s %s: %w", rec.GetMethod(), u, err)
+		return answer{}, fmt.Errorf("send %s %s: %w", rec.GetMethod(), u, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody+1))
 	if err != nil {
-		return nil, fmt.Errorf("read response of %s %s: %w", rec.GetMethod(), u, err)
+		return answer{}, fmt.Errorf("read response of %s %s: %w", rec.GetMethod(), u, err)
 	}
 	out := &reprisev1.HttpResponse{StatusCode: int32(resp.StatusCode), Proto: resp.Proto, Body: body}
 	if len(body) > maxResponseBody {
@@ -583,30 +625,14 @@ func (r *Replayer) send(ctx context.Context, base *url.URL, rec *reprisev1.HttpR
 			out.Headers = append(out.Headers, &reprisev1.Header{Name: name, Value: v})
 		}
 	}
-	return out, nil
+	return answer{resp: out, at: at, took: time.Since(at)}, nil
 }
 
-// requestURL joins the base URL and a recorded request-target, keeping the
-// target's escaping as recorded.
-func requestURL(baseURL *url.URL, target string) (string, error) {
-	if !strings.HasPrefix(target, "/") {
-		// Absolute form, as sent to a proxy: keep its path and query.
-		t, err := url.Parse(target)
-		if err != nil || !t.IsAbs() {
-			return "", fmt.Errorf("unsupported request-target %q", target)
-		}
-		target = t.RequestURI()
-	}
-	base := *baseURL
-	base.Path, base.RawPath = "", ""
-	return base.String() + strings.TrimSuffix(baseURL.EscapedPath(), "/") + target, nil
-}
-
-// hopByHop are the headers that belong to one connection, not to the
-// request; Content-Length and Host are set for the new request instead.
-var hopByHop = map[string]bool{
-	"Connection":        true,
-	"Keep-Alive":        true,
+// notSent are the recorded headers the replayer cannot send as recorded
+// (docs/replay.md lists every change): Host and Content-Length are those
+// of the new request, the body goes with a Content-Length rather than
+// chunked, and a protocol upgrade or trailers are not replayed.
+var notSent = map[string]bool{
 	"Transfer-Encoding": true,
 	"Te":                true,
 	"Upgrade":           true,
@@ -614,22 +640,37 @@ var hopByHop = map[string]bool{
 	"Host":              true,
 }
 
-// copyHeaders adds the recorded headers in recorded order, leaving out the
-// hop-by-hop ones and those the Connection header names as hop-by-hop.
+// copyHeaders adds the recorded headers, the values of one name in their
+// recorded order. Connection and Keep-Alive are sent as recorded, unless
+// Connection names other headers (an upgrade): then it and they are left
+// out. Proxy-* headers were meant for a proxy and are left out too. A
+// request recorded without User-Agent is sent without one.
 func copyHeaders(dst http.Header, recorded []*reprisev1.Header) {
 	skip := map[string]bool{}
 	for _, h := range recorded {
-		if textproto.CanonicalMIMEHeaderKey(h.GetName()) == "Connection" {
-			for _, name := range strings.Split(h.GetValue(), ",") {
-				skip[textproto.CanonicalMIMEHeaderKey(strings.TrimSpace(name))] = true
+		if textproto.CanonicalMIMEHeaderKey(h.GetName()) != "Connection" {
+			continue
+		}
+		names := strings.Split(h.GetValue(), ",")
+		for i, name := range names {
+			names[i] = textproto.CanonicalMIMEHeaderKey(strings.TrimSpace(name))
+		}
+		if slices.ContainsFunc(names, func(n string) bool { return n != "Keep-Alive" && n != "Close" }) {
+			skip["Connection"] = true
+			for _, n := range names {
+				skip[n] = true
 			}
 		}
 	}
 	for _, h := range recorded {
 		name := textproto.CanonicalMIMEHeaderKey(h.GetName())
-		if hopByHop[name] || skip[name] || strings.HasPrefix(name, "Proxy-") {
+		if notSent[name] || skip[name] || strings.HasPrefix(name, "Proxy-") {
 			continue
 		}
 		dst.Add(name, h.GetValue())
+	}
+	if _, ok := dst["User-Agent"]; !ok {
+		// Present but empty: Go's client then sends none of its own.
+		dst["User-Agent"] = []string{""}
 	}
 }

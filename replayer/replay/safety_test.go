@@ -10,6 +10,7 @@ import (
 	"time"
 
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
+	"github.com/reprise-dev/reprise/replayer/compare"
 )
 
 func TestWritesAreSkippedUnlessAllowed(t *testing.T) {
@@ -122,7 +123,7 @@ type learner struct {
 	pairs [][2]string
 }
 
-func (l *learner) Learn(rec *reprisev1.Exchange, a, b *reprisev1.HttpResponse) {
+func (l *learner) Learn(rec *reprisev1.Exchange, a, b *reprisev1.HttpResponse, _, _ compare.Context) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.pairs = append(l.pairs, [2]string{string(a.GetBody()), string(b.GetBody())})

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -36,6 +37,10 @@ type Config struct {
 	// Endpoints adds rules for one endpoint, keyed "/orders/{id}" (any
 	// method) or "GET /orders/{id}".
 	Endpoints map[string]Rules `yaml:"endpoints"`
+	// TimeTolerance is how far the offsets of a recorded and a replayed
+	// time from their exchanges' times may differ (default
+	// compare.DefaultTolerance); both latencies are added to it.
+	TimeTolerance time.Duration `yaml:"time_tolerance"`
 }
 
 // Rules say what to compare for all endpoints or one; an endpoint's rules
@@ -49,6 +54,10 @@ type Rules struct {
 	Ignore []string `yaml:"ignore"`
 	// Arrays are compared in order unless listed here as sets.
 	Arrays []Array `yaml:"arrays"`
+	// ExactTimes lists paths where times must be equal as written rather
+	// than at the same offset from their exchange's time; "$" and
+	// "headers.*" turn time-aware comparison off for a whole endpoint.
+	ExactTimes []string `yaml:"exact_times"`
 }
 
 // Array says how to compare the JSON arrays at one path.
@@ -93,6 +102,12 @@ type Verifier struct {
 func New(cfg Config) (*Verifier, error) {
 	v := &Verifier{cfg: cfg, builtin: cfg.BuiltinNoise == nil || *cfg.BuiltinNoise,
 		learned: map[string][]string{}, cache: map[string]*compare.Comparer{}}
+	if cfg.TimeTolerance < 0 {
+		return nil, fmt.Errorf("compare.time_tolerance: must not be negative, got %s", cfg.TimeTolerance)
+	}
+	if cfg.TimeTolerance == 0 {
+		v.cfg.TimeTolerance = compare.DefaultTolerance
+	}
 	if _, err := v.options(cfg.Rules); err != nil {
 		return nil, fmt.Errorf("compare: %w", err)
 	}
@@ -138,8 +153,14 @@ func (v *Verifier) options(rs ...Rules) (compare.Options, error) {
 				return o, fmt.Errorf("ignore[%d]: %w", i, err)
 			}
 		}
+		for i, p := range r.ExactTimes {
+			if _, err := compare.ParsePath(p); err != nil {
+				return o, fmt.Errorf("exact_times[%d]: %w", i, err)
+			}
+		}
 		o.Headers = append(o.Headers, r.Headers...)
 		o.Ignore = append(o.Ignore, r.Ignore...)
+		o.ExactTimes = append(o.ExactTimes, r.ExactTimes...)
 		for i, a := range r.Arrays {
 			switch a.As {
 			case "", "ordered":
@@ -193,22 +214,32 @@ func (v *Verifier) rules(key string) []Rules {
 }
 
 // Check returns the differences between the recorded response of rec and
-// got that no rule ignores.
-func (v *Verifier) Check(rec *reprisev1.Exchange, got *reprisev1.HttpResponse) []compare.Difference {
-	return v.comparer(Key(rec)).Compare(rec.GetResponse(), got)
+// got, in the context c of the replay, that no rule ignores.
+func (v *Verifier) Check(rec *reprisev1.Exchange, got *reprisev1.HttpResponse, c compare.Context) []compare.Difference {
+	c.Tolerance += v.cfg.TimeTolerance
+	return v.comparer(Key(rec)).CompareIn(c, rec.GetResponse(), got)
 }
 
-// Learn marks what differs between two responses of the reference build to
-// the request of rec as noise of its endpoint: every header and JSON path
-// that differs, with array positions generalized to [*], or "body" for
-// bodies compared as bytes. Responses with different statuses teach
-// nothing: the bodies are different documents.
-func (v *Verifier) Learn(rec *reprisev1.Exchange, a, b *reprisev1.HttpResponse) {
-	if a.GetStatusCode() != b.GetStatusCode() {
-		return
-	}
+// Learn marks as noise of rec's endpoint what differs between the
+// recording and the reference build's answer a (in the context recA), and
+// between the reference's two answers a and b (in the context ab): every
+// header and JSON path that differs, with array positions generalized to
+// [*], or "body" for bodies compared as bytes. The first finds fields that
+// change from run to run even with one reference answering the same twice
+// (a creation time, a random id); the second, fields that change from call
+// to call. Responses with different statuses teach nothing: the bodies are
+// different documents.
+func (v *Verifier) Learn(rec *reprisev1.Exchange, a, b *reprisev1.HttpResponse, recA, ab compare.Context) {
 	key := Key(rec)
-	diffs := v.learner(key).Compare(a, b)
+	var diffs []compare.Difference
+	if rec.GetResponse().GetStatusCode() == a.GetStatusCode() {
+		recA.Tolerance += v.cfg.TimeTolerance
+		diffs = v.learner(key).CompareIn(recA, rec.GetResponse(), a)
+	}
+	if a.GetStatusCode() == b.GetStatusCode() {
+		ab.Tolerance += v.cfg.TimeTolerance
+		diffs = append(diffs, v.learner(key).CompareIn(ab, a, b)...)
+	}
 	if len(diffs) == 0 {
 		return
 	}
@@ -262,7 +293,8 @@ type noiseFile struct {
 }
 
 const noiseHeader = `# Noise learned by "replayer run --learn-noise": paths that differed between
-# two responses of the reference build, per endpoint. Review, then commit.
+# the recording and the reference build's answers, or between two of its
+# answers, per endpoint. Review, then commit.
 # Each path uses the syntax of compare.ignore in the replay config.
 `
 

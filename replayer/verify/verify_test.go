@@ -81,7 +81,7 @@ func replay(t *testing.T, v *Verifier, recorded []*reprisev1.Exchange, base stri
 	out := map[string][]compare.Difference{}
 	for _, ex := range recorded {
 		got := send(t, base, ex.Request.Method, ex.Request.Target, string(ex.Request.Body))
-		if d := v.Check(ex, got); len(d) > 0 {
+		if d := v.Check(ex, got, compare.Context{}); len(d) > 0 {
 			out[ex.Id] = d
 		}
 	}
@@ -113,7 +113,7 @@ func TestNoisyServiceEndToEnd(t *testing.T) {
 	for _, ex := range recorded {
 		a := send(t, refA, ex.Request.Method, ex.Request.Target, string(ex.Request.Body))
 		b := send(t, refB, ex.Request.Method, ex.Request.Target, string(ex.Request.Body))
-		learner.Learn(ex, a, b)
+		learner.Learn(ex, a, b, compare.Context{}, compare.Context{})
 	}
 	if err := learner.SaveNoise(noiseFile); err != nil {
 		t.Fatal(err)
@@ -165,7 +165,7 @@ func TestBuiltinNoise(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := on.Check(ex, got); len(d) != 0 {
+	if d := on.Check(ex, got, compare.Context{}); len(d) != 0 {
 		t.Errorf("built-in noise on: %+v", d)
 	}
 	off := false
@@ -173,7 +173,7 @@ func TestBuiltinNoise(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := v.Check(ex, got); len(d) != 7 {
+	if d := v.Check(ex, got, compare.Context{}); len(d) != 7 {
 		t.Errorf("built-in noise off: want all 7 headers to differ, got %+v", d)
 	}
 }
@@ -194,7 +194,7 @@ func TestEndpointRules(t *testing.T) {
 	check := func(method, target, rec, got string) []compare.Difference {
 		ex := &reprisev1.Exchange{Request: &reprisev1.HttpRequest{Method: method, Target: target},
 			Response: &reprisev1.HttpResponse{StatusCode: 200, Body: []byte(rec), Headers: []*reprisev1.Header{{Name: "Content-Type", Value: "application/json"}}}}
-		return v.Check(ex, &reprisev1.HttpResponse{StatusCode: 200, Body: []byte(got), Headers: []*reprisev1.Header{{Name: "Content-Type", Value: "application/json"}}})
+		return v.Check(ex, &reprisev1.HttpResponse{StatusCode: 200, Body: []byte(got), Headers: []*reprisev1.Header{{Name: "Content-Type", Value: "application/json"}}}, compare.Context{})
 	}
 	if d := check("GET", "/items/7?x=1", `{"stock":1,"served_at":1}`, `{"stock":2,"served_at":2}`); len(d) != 0 {
 		t.Errorf("global and path rule: %+v", d)
@@ -252,9 +252,9 @@ func TestConcurrentCheckAndLearn(t *testing.T) {
 		go func() {
 			for range 50 {
 				if i%2 == 0 {
-					v.Learn(ex, resp("1"), resp("2"))
+					v.Learn(ex, resp("1"), resp("2"), compare.Context{}, compare.Context{})
 				} else {
-					v.Check(ex, resp("3"))
+					v.Check(ex, resp("3"), compare.Context{})
 				}
 			}
 			done <- true
@@ -263,7 +263,7 @@ func TestConcurrentCheckAndLearn(t *testing.T) {
 	for range 4 {
 		<-done
 	}
-	if d := v.Check(ex, resp("3")); len(d) != 0 {
+	if d := v.Check(ex, resp("3"), compare.Context{}); len(d) != 0 {
 		t.Errorf("after learning $.n: %+v", d)
 	}
 }
