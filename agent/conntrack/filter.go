@@ -2,9 +2,10 @@ package conntrack
 
 import (
 	"fmt"
-	"path"
 	"slices"
 	"strings"
+
+	"github.com/reprise-dev/reprise/internal/pathglob"
 )
 
 // Filter selects the exchanges a Tracker emits by request method and path.
@@ -12,13 +13,15 @@ import (
 type Filter struct {
 	methods []string
 	// prefixes are plain paths, matched as prefixes; globs contain a
-	// wildcard and are matched with path.Match against the whole path.
-	prefixes, globs []string
+	// wildcard and match the whole path in the pathglob dialect.
+	prefixes []string
+	globs    []*pathglob.Glob
 }
 
 // NewFilter builds a filter from method names (any case) and path patterns:
-// a pattern with *, ? or [ is a glob on the whole path (without the query),
-// any other pattern a prefix. Empty lists select everything.
+// a pattern with *, ? or [ is a glob (internal/pathglob: * crosses
+// slashes) on the whole path without the query, any other pattern a
+// prefix. Empty lists select everything.
 func NewFilter(methods, paths []string) (Filter, error) {
 	var f Filter
 	for _, m := range methods {
@@ -28,14 +31,15 @@ func NewFilter(methods, paths []string) (Filter, error) {
 		if !strings.HasPrefix(p, "/") {
 			return Filter{}, fmt.Errorf("path pattern %q: must start with /", p)
 		}
-		if !strings.ContainsAny(p, "*?[") {
+		if !pathglob.HasWildcard(p) {
 			f.prefixes = append(f.prefixes, p)
 			continue
 		}
-		if _, err := path.Match(p, ""); err != nil {
-			return Filter{}, fmt.Errorf("path pattern %q: %w", p, err)
+		g, err := pathglob.Compile(p)
+		if err != nil {
+			return Filter{}, err
 		}
-		f.globs = append(f.globs, p)
+		f.globs = append(f.globs, g)
 	}
 	return f, nil
 }
@@ -55,7 +59,7 @@ func (f Filter) Match(method, target string) bool {
 		}
 	}
 	for _, g := range f.globs {
-		if ok, _ := path.Match(g, p); ok {
+		if g.Match(p) {
 			return true
 		}
 	}

@@ -16,7 +16,8 @@ func TestFilter(t *testing.T) {
 		{nil, []string{"/api/"}, "GET", "/api/orders?id=1", true},
 		{nil, []string{"/api/"}, "GET", "/health", false},
 		{nil, []string{"/api/*/items"}, "GET", "/api/v2/items?x=/y", true},
-		{nil, []string{"/api/*/items"}, "GET", "/api/v2/x/items", false},
+		{nil, []string{"/api/*/items"}, "GET", "/api/v2/x/items", true}, // internal/pathglob: * crosses slashes
+		{nil, []string{"/api/*/items"}, "GET", "/api/v2/x/items/1", false},
 		{[]string{"GET"}, []string{"/healthz", "/orders/[0-9]*"}, "GET", "/orders/42", true},
 		{[]string{"GET"}, []string{"/healthz", "/orders/[0-9]*"}, "DELETE", "/orders/42", false},
 	}

@@ -1,11 +1,10 @@
 package store
 
 import (
-	"fmt"
 	"regexp"
 	"strings"
-	"unicode/utf8"
 
+	"github.com/reprise-dev/reprise/internal/pathglob"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
@@ -56,65 +55,16 @@ func (m *Matcher) Match(ex *reprisev1.Exchange) bool {
 	return true
 }
 
-// globRegexp translates SQLite's GLOB syntax, which the store evaluates, so
-// both agree: * any run, ? one character, [set] and [^set].
+// globRegexp is the regular expression of a path glob (internal/pathglob,
+// SQLite's GLOB dialect, which the SQLite store evaluates itself), for the
+// Matcher and for PostgreSQL, which has no GLOB.
 func globRegexp(g string) (*regexp.Regexp, error) {
-	if !utf8.ValidString(g) {
-		return nil, fmt.Errorf("%q is not valid UTF-8", g)
+	pg, err := pathglob.Compile(g)
+	if err != nil {
+		return nil, err
 	}
-	var b strings.Builder
-	b.WriteString(`^`)
-	for i := 0; i < len(g); i++ {
-		switch c := g[i]; c {
-		case '*':
-			b.WriteString(`.*`)
-		case '?':
-			b.WriteString(`.`)
-		case '[':
-			j := i + 1
-			neg := j < len(g) && g[j] == '^'
-			if neg {
-				j++
-			}
-			k := j
-			if k < len(g) && g[k] == ']' {
-				k++ // a leading ] is a member of the set
-			}
-			end := strings.IndexByte(g[k:], ']')
-			if end < 0 {
-				return nil, fmt.Errorf("unclosed [ at offset %d in %q", i, g)
-			}
-			b.WriteByte('[')
-			if neg {
-				b.WriteByte('^')
-			}
-			for _, r := range g[j : k+end] {
-				if r == '\\' || r == '[' || r == ']' || r == '^' {
-					b.WriteByte('\\')
-				}
-				b.WriteRune(r)
-			}
-			b.WriteByte(']')
-			i = k + end
-		default:
-			// The literal run up to the next wildcard, whole, so multi-byte
-			// characters stay intact.
-			n := strings.IndexAny(g[i:], "*?[")
-			if n < 0 {
-				n = len(g) - i
-			}
-			b.WriteString(regexp.QuoteMeta(g[i : i+n]))
-			i += n - 1
-		}
-	}
-	b.WriteString(`$`)
-	return regexp.Compile(b.String())
+	return pg.Regexp(), nil
 }
 
 // globPrefix is the literal start of a glob, which bounds an index range.
-func globPrefix(g string) string {
-	if i := strings.IndexAny(g, "*?["); i >= 0 {
-		return g[:i]
-	}
-	return g
-}
+func globPrefix(g string) string { return pathglob.Prefix(g) }

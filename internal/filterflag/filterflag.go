@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/reprise-dev/reprise/internal/pathglob"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
@@ -34,8 +35,8 @@ type Flags struct {
 func Register(fs *flag.FlagSet) *Flags {
 	f := &Flags{}
 	fs.StringVar(&f.method, "method", "", "only this HTTP method")
-	fs.StringVar(&f.pathPrefix, "path-prefix", "", "only request paths starting with this prefix")
-	fs.StringVar(&f.pathGlob, "path-glob", "", "only request paths matching this glob (* any run, slashes too; ? one character; [set])")
+	fs.StringVar(&f.pathPrefix, "path-prefix", "", "only request paths (without the query) starting with this prefix")
+	fs.StringVar(&f.pathGlob, "path-glob", "", "only request paths (without the query) matching this glob: * any run, slashes too; ? one character; [set] (docs/verify.md)")
 	fs.DurationVar(&f.since, "since", 0, "only exchanges started within this duration before now (e.g. 15m)")
 	fs.StringVar(&f.start, "start", "", "only exchanges started at or after this time (RFC 3339)")
 	fs.StringVar(&f.end, "end", "", "only exchanges started before this time (RFC 3339)")
@@ -63,6 +64,16 @@ func (f *Flags) Filter(now time.Time) (*reprisev1.ExchangeFilter, error) {
 	code, class, err := parseStatus(f.status)
 	if err != nil {
 		return nil, fmt.Errorf("--status: %w", err)
+	}
+	// Paths are stored and matched without their query: a filter naming
+	// one would silently select nothing.
+	if strings.ContainsAny(f.pathPrefix, "?#") {
+		return nil, fmt.Errorf("--path-prefix %q: the prefix is matched against the path only, never the query; drop what follows ? (e.g. --path-prefix %q)", f.pathPrefix, strings.SplitN(f.pathPrefix, "?", 2)[0])
+	}
+	if f.pathGlob != "" {
+		if _, err := pathglob.Compile(f.pathGlob); err != nil {
+			return nil, fmt.Errorf("--path-glob: %w", err)
+		}
 	}
 	filter := &reprisev1.ExchangeFilter{
 		Method:      strings.ToUpper(f.method),

@@ -41,6 +41,8 @@ func TestFilter(t *testing.T) {
 		{[]string{"--start", "yesterday"}, nil, "--start"},
 		{[]string{"--since", "1m", "--start", "2026-11-24T10:00:00Z"}, nil, "--since"},
 		{[]string{"--min-duration", "-1s"}, nil, "--min-duration"},
+		{[]string{"--path-prefix", "/json?x=1"}, nil, `--path-prefix "/json?x=1": the prefix is matched against the path only, never the query; drop what follows ? (e.g. --path-prefix "/json")`},
+		{[]string{"--path-glob", "/orders/[0-9"}, nil, `--path-glob: path glob "/orders/[0-9": unclosed [ at offset 8`},
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

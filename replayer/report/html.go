@@ -43,7 +43,7 @@ type htmlPage struct {
 func (r *Report) WriteHTML(w io.Writer) error {
 	p := htmlPage{Report: r, Width: chartLabelW + chartBarW + 80}
 	for _, e := range r.Exchanges {
-		if s := e.Status(); s == StatusFailed || s == StatusError {
+		if s := e.Status(); s == StatusFailed || s == StatusError || s == StatusNeedsCredentials || e.Partial != "" && s != StatusSkipped {
 			p.Failing = append(p.Failing, e)
 		}
 	}
@@ -99,13 +99,13 @@ pre { background: #f6f6f6; padding: 6px; margin: 2px 0 12px; white-space: pre-wr
 <body>
 <h1>Replay {{.RunID}}</h1>
 <p>Target {{.Target}}, started {{.StartedAt.Format "2006-01-02 15:04:05 UTC"}}, {{.DurationMS}} ms.</p>
-<p class="{{if .OK}}pass{{else}}fail{{end}}"><strong>{{.Total}} exchanges: {{.Passed}} passed, {{.Failed}} failed, {{.Errors}} errors, {{.Skipped}} skipped{{if .Late}}, {{.Late}} sent late{{end}}.</strong></p>
+<p class="{{if .OK}}pass{{else}}fail{{end}}"><strong>{{.Total}} exchanges: {{.Passed}} passed, {{.Failed}} failed, {{.Errors}} errors,{{if .NeedsCredentials}} {{.NeedsCredentials}} need credentials,{{end}} {{.Skipped}} skipped{{if .Partial}}, {{.Partial}} compared in part (incomplete recording){{end}}{{if .Late}}, {{.Late}} sent late{{end}}.</strong></p>
 {{if .Violations}}<h2>Goals missed</h2>
 <ul>{{range .Violations}}<li class="fail">{{.}}</li>{{end}}</ul>{{end}}
 <h2>Endpoints</h2>
 <table>
-<tr><th>endpoint</th><th>count</th><th>passed</th><th>failed</th><th>errors</th><th>skipped</th><th>p50 rec / rep</th><th>p95 rec / rep</th><th>p99 rec / rep</th></tr>
-{{range .Endpoints}}<tr><td>{{.Name}}</td><td>{{.Count}}</td><td>{{.Passed}}</td><td>{{.Failed}}</td><td>{{.Errors}}</td><td>{{.Skipped}}</td><td>{{ms .Recorded.P50}} / {{ms .Replayed.P50}}</td><td>{{ms .Recorded.P95}} / {{ms .Replayed.P95}}</td><td>{{ms .Recorded.P99}} / {{ms .Replayed.P99}}</td></tr>
+<tr><th>endpoint</th><th>count</th><th>passed</th><th>failed</th><th>need credentials</th><th>errors</th><th>skipped</th><th>p50 rec / rep</th><th>p95 rec / rep</th><th>p99 rec / rep</th></tr>
+{{range .Endpoints}}<tr><td>{{.Name}}</td><td>{{.Count}}</td><td>{{.Passed}}</td><td>{{.Failed}}</td><td>{{.NeedsCredentials}}</td><td>{{.Errors}}</td><td>{{.Skipped}}</td><td>{{ms .Recorded.P50}} / {{ms .Replayed.P50}}</td><td>{{ms .Recorded.P95}} / {{ms .Replayed.P95}}</td><td>{{ms .Recorded.P99}} / {{ms .Replayed.P99}}</td></tr>
 {{end}}</table>
 <h2>Latency</h2>
 <p>Grey: recorded; blue: replayed (from the scheduled start of each request).</p>
@@ -113,11 +113,11 @@ pre { background: #f6f6f6; padding: 6px; margin: 2px 0 12px; white-space: pre-wr
 {{range .Groups}}<text x="0" y="{{.Y}}" font-weight="bold" font-size="12">{{.Name}}</text>
 {{range .Bars}}<text x="10" y="{{add .Y 10}}" font-size="10">{{.Label}}</text><rect class="{{if .Replayed}}rep{{else}}rec{{end}}" x="260" y="{{.Y}}" width="{{printf "%.1f" .W}}" height="11"/><text x="{{add .W 264}}" y="{{add .Y 10}}" font-size="10">{{ms .Value}}</text>
 {{end}}{{end}}</svg>
-<h2>Differences</h2>
+<h2>Differences and notes</h2>
 {{if not .Failing}}<p class="pass">None.</p>{{end}}
-{{range .Failing}}<h3 class="fail">{{.Method}} {{.Target}} <small>({{.ID}}, {{.Endpoint}})</small></h3>
-{{if .Error}}<pre>error: {{.Error}}</pre>{{else}}<pre>{{range .Differences}}{{describe .}}
-{{end}}</pre>{{end}}
+{{range .Failing}}<h3 class="{{if .Passed}}pass{{else}}fail{{end}}">{{.Method}} {{.Target}} <small>({{.ID}}, {{.Endpoint}})</small></h3>
+{{if .Error}}<pre>error: {{.Error}}</pre>{{else if .NeedsCredentials}}<p class="fail">Needs credentials: got {{.ReplayedStatus}}, recorded {{.RecordedStatus}}. {{.Hint}}</p>{{else}}<pre>{{range .Differences}}{{describe .}}
+{{end}}</pre>{{end}}{{if .Partial}}<p>Note: {{.Partial}}.</p>{{end}}
 {{end}}</body>
 </html>
 `))

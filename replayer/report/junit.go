@@ -36,6 +36,8 @@ type junitCase struct {
 	Failure   *junitProblem `xml:"failure,omitempty"`
 	Error     *junitProblem `xml:"error,omitempty"`
 	Skipped   *junitProblem `xml:"skipped,omitempty"`
+	// SystemOut notes what a passed case compared of a partial recording.
+	SystemOut string `xml:"system-out,omitempty"`
 }
 
 type junitProblem struct {
@@ -52,13 +54,13 @@ const goalsSuite = "goals"
 // "goals" suite with a failed case per missed goal. Call Finish first.
 func (r *Report) WriteJUnit(w io.Writer) error {
 	doc := junitSuites{
-		Name: "reprise replay " + r.RunID, Tests: r.Total, Failures: r.Failed,
+		Name: "reprise replay " + r.RunID, Tests: r.Total, Failures: r.Failed + r.NeedsCredentials,
 		Errors: r.Errors, Skipped: r.Skipped, Time: seconds(float64(r.DurationMS)),
 	}
 	index := map[string]int{}
 	for _, s := range r.Endpoints {
 		index[s.Name] = len(doc.Suites)
-		doc.Suites = append(doc.Suites, junitSuite{Name: s.Name, Tests: s.Count, Failures: s.Failed, Errors: s.Errors, Skipped: s.Skipped})
+		doc.Suites = append(doc.Suites, junitSuite{Name: s.Name, Tests: s.Count, Failures: s.Failed + s.NeedsCredentials, Errors: s.Errors, Skipped: s.Skipped})
 	}
 	for _, e := range r.Exchanges {
 		i, ok := index[e.Endpoint]
@@ -77,16 +79,28 @@ func (r *Report) WriteJUnit(w io.Writer) error {
 			c.Skipped = &junitProblem{Message: e.Skipped}
 		case StatusError:
 			c.Error = &junitProblem{Message: e.Error, Type: "error"}
+		case StatusNeedsCredentials:
+			c.Failure = &junitProblem{
+				Message: fmt.Sprintf("needs credentials: got %d, recorded %d", e.ReplayedStatus, e.RecordedStatus),
+				Type:    StatusNeedsCredentials,
+				Text:    e.Hint,
+			}
 		case StatusFailed:
-			lines := make([]string, len(e.Differences))
-			for j, d := range e.Differences {
-				lines[j] = Describe(d)
+			lines := make([]string, 0, len(e.Differences)+1)
+			for _, d := range e.Differences {
+				lines = append(lines, Describe(d))
+			}
+			if e.Partial != "" {
+				lines = append(lines, e.Partial)
 			}
 			c.Failure = &junitProblem{
 				Message: fmt.Sprintf("%d difference(s)", len(e.Differences)),
 				Type:    "mismatch",
 				Text:    strings.Join(lines, "\n"),
 			}
+		}
+		if e.Partial != "" && c.Failure == nil && c.Skipped == nil {
+			c.SystemOut = e.Partial
 		}
 		doc.Suites[i].Cases = append(doc.Suites[i].Cases, c)
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/reprise-dev/reprise/replayer/compare"
@@ -21,12 +22,21 @@ type Report struct {
 	Target     string    `json:"target"`
 	StartedAt  time.Time `json:"started_at"`
 	DurationMS int64     `json:"duration_ms"`
-	// Total counts every selected exchange: passed + failed + errors + skipped.
-	Total   int `json:"total"`
-	Passed  int `json:"passed"`
-	Failed  int `json:"failed"`
-	Errors  int `json:"errors"`
-	Skipped int `json:"skipped"`
+	// Total counts every selected exchange: passed + failed +
+	// needs_credentials + errors + skipped.
+	Total  int `json:"total"`
+	Passed int `json:"passed"`
+	Failed int `json:"failed"`
+	// NeedsCredentials counts the exchanges that got 401 or 403 because
+	// their recorded credential was redacted at record time: not verified,
+	// so they fail the run like a difference (exit status 1) until an auth
+	// transform gives them a credential.
+	NeedsCredentials int `json:"needs_credentials"`
+	Errors           int `json:"errors"`
+	Skipped          int `json:"skipped"`
+	// Partial counts the exchanges whose recording was incomplete, so only
+	// its recorded part was compared.
+	Partial int `json:"partial"`
 	// Dropped counts the skipped exchanges that were due while the bound of
 	// requests in flight was reached: the target could not keep up.
 	Dropped int `json:"dropped"`
@@ -59,7 +69,13 @@ type Exchange struct {
 	Differences    []compare.Difference `json:"differences"`
 	Error          string               `json:"error,omitempty"`
 	// Skipped is why the exchange was not sent.
-	Skipped    string  `json:"skipped,omitempty"`
+	Skipped string `json:"skipped,omitempty"`
+	// NeedsCredentials is where the redacted credential was; Hint says
+	// which auth transform supplies one.
+	NeedsCredentials string `json:"needs_credentials,omitempty"`
+	Hint             string `json:"hint,omitempty"`
+	// Partial says what of an incomplete recording was compared.
+	Partial    string  `json:"partial,omitempty"`
 	Dropped    bool    `json:"dropped,omitempty"`
 	RecordedMS float64 `json:"recorded_ms"`
 	// ReplayedMS is measured from the scheduled start of the request.
@@ -69,10 +85,11 @@ type Exchange struct {
 
 // Status of an exchange, as counted in the totals.
 const (
-	StatusPassed  = "passed"
-	StatusFailed  = "failed"
-	StatusError   = "error"
-	StatusSkipped = "skipped"
+	StatusPassed           = "passed"
+	StatusFailed           = "failed"
+	StatusNeedsCredentials = "needs-credentials"
+	StatusError            = "error"
+	StatusSkipped          = "skipped"
 )
 
 // Status says how the exchange counts.
@@ -82,6 +99,8 @@ func (e Exchange) Status() string {
 		return StatusSkipped
 	case e.Error != "":
 		return StatusError
+	case e.NeedsCredentials != "":
+		return StatusNeedsCredentials
 	case e.Passed:
 		return StatusPassed
 	}
@@ -90,12 +109,14 @@ func (e Exchange) Status() string {
 
 // Endpoint is the summary of one endpoint.
 type Endpoint struct {
-	Name    string `json:"endpoint"`
-	Count   int    `json:"count"`
-	Passed  int    `json:"passed"`
-	Failed  int    `json:"failed"`
-	Errors  int    `json:"errors"`
-	Skipped int    `json:"skipped"`
+	Name   string `json:"endpoint"`
+	Count  int    `json:"count"`
+	Passed int    `json:"passed"`
+	Failed int    `json:"failed"`
+	// NeedsCredentials: see Report.NeedsCredentials.
+	NeedsCredentials int `json:"needs_credentials"`
+	Errors           int `json:"errors"`
+	Skipped          int `json:"skipped"`
 	// Recorded and Replayed are latency percentiles over the exchanges
 	// that got a response.
 	Recorded Percentiles `json:"recorded"`
@@ -148,6 +169,7 @@ func (r *Report) Add(res replay.Result) {
 		Passed:         res.Passed(),
 		Differences:    res.Differences,
 		Skipped:        res.Skipped,
+		Partial:        res.Partial,
 		Dropped:        res.Dropped,
 		RecordedMS:     ms(res.RecordedLatency),
 		ReplayedMS:     ms(res.Latency),
@@ -159,12 +181,17 @@ func (r *Report) Add(res replay.Result) {
 	if res.Err != nil {
 		e.Error = res.Err.Error()
 	}
+	if res.NeedsCredentials != "" {
+		e.NeedsCredentials, e.Hint = res.NeedsCredentials, credentialHint(res.NeedsCredentials)
+	}
 	r.Total++
 	switch e.Status() {
 	case StatusSkipped:
 		r.Skipped++
 	case StatusError:
 		r.Errors++
+	case StatusNeedsCredentials:
+		r.NeedsCredentials++
 	case StatusPassed:
 		r.Passed++
 	default:
@@ -172,6 +199,9 @@ func (r *Report) Add(res replay.Result) {
 	}
 	if res.Dropped {
 		r.Dropped++
+	}
+	if res.Partial != "" {
+		r.Partial++
 	}
 	if res.Late >= replay.LateThreshold {
 		r.Late++
@@ -205,6 +235,8 @@ func summarize(name string, exs []Exchange) Endpoint {
 			s.Failed++
 		case StatusError:
 			s.Errors++
+		case StatusNeedsCredentials:
+			s.NeedsCredentials++
 		case StatusSkipped:
 			s.Skipped++
 		}
@@ -244,7 +276,23 @@ func (r *Report) OK() bool {
 	if r.RateGoals {
 		return len(r.Violations) == 0
 	}
-	return r.Failed == 0 && r.Errors == 0 && len(r.Violations) == 0
+	return r.Failed == 0 && r.NeedsCredentials == 0 && r.Errors == 0 && len(r.Violations) == 0
+}
+
+// credentialHint names the auth transform that gives a replayed request
+// the credential the sanitizer removed from its recording at loc.
+func credentialHint(loc string) string {
+	name := "Authorization"
+	if h, ok := strings.CutPrefix(loc, "request.headers."); ok {
+		name = h
+	}
+	if name == "Cookie" || strings.HasPrefix(loc, "request.cookies.") {
+		return "the recorded cookie was redacted at record time; give the replay a session with transforms.set_headers {Cookie: …} or log in first and let transforms.learn carry the cookie"
+	}
+	if strings.HasPrefix(loc, "request.url.") {
+		return "the credential in the recorded URL (" + loc + ") was redacted at record time; give a test one with transforms.rewrite_url"
+	}
+	return fmt.Sprintf("the recorded %s was redacted at record time; give the replay a test credential with transforms.auth {header: %s, prefix: \"Basic \" or \"Bearer \", token: … or command: …}", name, name)
 }
 
 // WriteJSON writes the report as indented JSON.

@@ -23,6 +23,8 @@ func (r *Report) WriteSummary(w io.Writer) error {
 			ew.printf("SKIP  %s %s (%s): %s\n", e.Method, e.Target, e.ID, e.Skipped)
 		case StatusError:
 			ew.printf("ERROR %s %s (%s): %s\n", e.Method, e.Target, e.ID, e.Error)
+		case StatusNeedsCredentials:
+			ew.printf("CREDS %s %s (%s): got %d, recorded %d: needs credentials: %s\n", e.Method, e.Target, e.ID, e.ReplayedStatus, e.RecordedStatus, e.Hint)
 		case StatusFailed:
 			ew.printf("FAIL  %s %s (%s): %d difference(s)\n", e.Method, e.Target, e.ID, len(e.Differences))
 			for i, d := range e.Differences {
@@ -32,6 +34,9 @@ func (r *Report) WriteSummary(w io.Writer) error {
 				}
 				ew.printf("      %s\n", Describe(d))
 			}
+		}
+		if e.Partial != "" && e.Status() != StatusSkipped {
+			ew.printf("NOTE  %s %s (%s): %s\n", e.Method, e.Target, e.ID, e.Partial)
 		}
 	}
 	if len(r.Endpoints) > 0 {
@@ -49,6 +54,9 @@ func (r *Report) WriteSummary(w io.Writer) error {
 		ew.printf("GOAL  %s\n", v)
 	}
 	ew.printf("%d exchanges: %d passed, %d failed, %d errors", r.Total, r.Passed, r.Failed, r.Errors)
+	if r.NeedsCredentials > 0 {
+		ew.printf(", %d need credentials", r.NeedsCredentials)
+	}
 	if r.Skipped > 0 {
 		ew.printf(", %d skipped", r.Skipped)
 	}
@@ -57,6 +65,9 @@ func (r *Report) WriteSummary(w io.Writer) error {
 	}
 	if r.Late > 0 {
 		ew.printf(", %d sent late", r.Late)
+	}
+	if r.Partial > 0 {
+		ew.printf(", %d compared in part (incomplete recording)", r.Partial)
 	}
 	if len(r.Violations) > 0 {
 		ew.printf("; %d goal(s) missed", len(r.Violations))

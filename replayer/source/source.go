@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/reprise-dev/reprise/internal/exchfile"
+	"github.com/reprise-dev/reprise/internal/pathglob"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
@@ -43,12 +44,19 @@ func Open(ctx context.Context, s Spec) (iter.Seq2[*reprisev1.Exchange, error], e
 		return nil, fmt.Errorf("limit must not be negative, got %d", s.Limit)
 	}
 	if s.File != "" {
-		return fromFile(s), nil
+		var glob *pathglob.Glob
+		if g := s.Filter.GetPathGlob(); g != "" {
+			var err error
+			if glob, err = pathglob.Compile(g); err != nil {
+				return nil, err
+			}
+		}
+		return fromFile(s, glob), nil
 	}
 	return fromCollector(ctx, s)
 }
 
-func fromFile(s Spec) iter.Seq2[*reprisev1.Exchange, error] {
+func fromFile(s Spec, glob *pathglob.Glob) iter.Seq2[*reprisev1.Exchange, error] {
 	return func(yield func(*reprisev1.Exchange, error) bool) {
 		n := 0
 		for ex, err := range exchfile.ReadFile(s.File) {
@@ -58,7 +66,7 @@ func fromFile(s Spec) iter.Seq2[*reprisev1.Exchange, error] {
 			}
 			// The collector filters in its store; a file is filtered here
 			// with the same meaning.
-			if !Match(s.Filter, ex) {
+			if !match(s.Filter, glob, ex) {
 				continue
 			}
 			if !yield(ex, nil) {
@@ -114,6 +122,18 @@ func fromCollector(ctx context.Context, s Spec) (iter.Seq2[*reprisev1.Exchange, 
 // gives each field: empty fields match everything, times bound start_time
 // (start inclusive, end exclusive).
 func Match(f *reprisev1.ExchangeFilter, ex *reprisev1.Exchange) bool {
+	var glob *pathglob.Glob
+	if f.GetPathGlob() != "" {
+		var err error
+		if glob, err = pathglob.Compile(f.GetPathGlob()); err != nil {
+			return false // the collector refuses such a filter
+		}
+	}
+	return match(f, glob, ex)
+}
+
+// match is Match with the filter's path glob compiled.
+func match(f *reprisev1.ExchangeFilter, glob *pathglob.Glob, ex *reprisev1.Exchange) bool {
 	if f == nil {
 		return true
 	}
@@ -132,7 +152,13 @@ func Match(f *reprisev1.ExchangeFilter, ex *reprisev1.Exchange) bool {
 		return false
 	case f.GetPathPrefix() != "" && !strings.HasPrefix(pathOf(req.GetTarget()), f.GetPathPrefix()):
 		return false
+	case glob != nil && !glob.Match(pathOf(req.GetTarget())):
+		return false
 	case f.GetStatusCode() != 0 && f.GetStatusCode() != ex.GetResponse().GetStatusCode():
+		return false
+	case f.GetStatusClass() != 0 && ex.GetResponse().GetStatusCode()/100 != f.GetStatusClass():
+		return false
+	case f.GetMinDuration() != nil && ex.GetDuration().AsDuration() < f.GetMinDuration().AsDuration():
 		return false
 	case f.GetHost() != "" && f.GetHost() != req.GetHost():
 		return false

@@ -55,6 +55,8 @@ var cases = []struct {
 	{"method", &reprisev1.ExchangeFilter{Method: "POST"}, 0, "2 3"},
 	{"path prefix, absolute form too", &reprisev1.ExchangeFilter{PathPrefix: "/api/orders"}, 0, "1 2 5"},
 	{"status", &reprisev1.ExchangeFilter{StatusCode: 404}, 0, "4"},
+	{"status class", &reprisev1.ExchangeFilter{StatusClass: 2}, 0, "1 2 3 5"},
+	{"path glob crosses slashes, absolute form too", &reprisev1.ExchangeFilter{PathGlob: "/api/*s/[0-9]"}, 0, "4 5"},
 	{"host", &reprisev1.ExchangeFilter{Host: "billing.prod:8080"}, 0, "4"},
 	{"agent", &reprisev1.ExchangeFilter{AgentId: "a2"}, 0, "4 5"},
 	{"time window", &reprisev1.ExchangeFilter{StartTime: timestamppb.New(t0.Add(time.Second)), EndTime: timestamppb.New(t0.Add(3 * time.Second))}, 0, "2 3"},
