@@ -4,12 +4,12 @@
 //
 // The dialect is SQLite's GLOB, which the store evaluates natively:
 //
-//	*       any run of characters, slashes included: /api/* matches
-//	        /api/orders and /api/orders/7/items
-//	?       exactly one character (a slash too)
-//	[abc]   one character of the set; ranges such as [0-9]; a leading ]
-//	        is a member
-//	[^abc]  one character not in the set
+//   - any run of characters, slashes included: /api/* matches
+//     /api/orders and /api/orders/7/items
+//     ?       exactly one character (a slash too)
+//     [abc]   one character of the set; ranges such as [0-9]; a leading ]
+//     is a member
+//     [^abc]  one character not in the set
 //
 // Everything else matches itself, case-sensitively; there is no escape
 // character (write [*] for a literal *). A glob matches the whole path.
