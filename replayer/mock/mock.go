@@ -34,6 +34,7 @@ import (
 	"github.com/reprise-dev/reprise/internal/header"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 	"github.com/reprise-dev/reprise/replayer/compare"
+	"github.com/reprise-dev/reprise/replayer/reqtarget"
 )
 
 // UnmatchedPath lists the unmatched calls as JSON.
@@ -89,6 +90,9 @@ type Stats struct {
 	Unmatched int `json:"unmatched"`
 	// Skipped recorded exchanges had no request or no response.
 	Skipped int `json:"skipped"`
+	// Refused recorded exchanges had a request-target that is neither
+	// origin form nor an absolute http URL: they are never served.
+	Refused int `json:"refused"`
 }
 
 type entry struct {
@@ -149,7 +153,12 @@ func New(exchanges []*reprisev1.Exchange, o Options) (*Server, error) {
 			s.stats.Skipped++
 			continue
 		}
-		host, path, query := splitTarget(req.GetTarget(), req.GetHost())
+		host, path, query, err := splitTarget(req.GetTarget(), req.GetHost())
+		if err != nil {
+			s.stats.Refused++
+			s.log.Warn("recorded exchange refused", "id", ex.GetId(), "reason", err)
+			continue
+		}
 		e := &entry{ex: ex, method: req.GetMethod(), host: host, path: path, query: query,
 			contentType: header.Get(req.GetHeaders(), "Content-Type")}
 		s.entries = append(s.entries, e)
@@ -162,17 +171,18 @@ func New(exchanges []*reprisev1.Exchange, o Options) (*Server, error) {
 }
 
 // splitTarget takes host, path and query from a request-target in origin
-// or absolute form; the Host of an absolute target wins.
-func splitTarget(target, host string) (string, string, url.Values) {
-	u, err := url.ParseRequestURI(target)
+// or absolute form (see reqtarget); the Host of an absolute target wins.
+func splitTarget(target, host string) (string, string, url.Values, error) {
+	t, err := reqtarget.Parse(target)
 	if err != nil {
-		return normHost(host, "http"), target, url.Values{}
+		return "", "", nil, err
 	}
-	if u.Host != "" {
-		host = u.Host
+	scheme := "http"
+	if t.Host != "" {
+		host, scheme = t.Host, t.Scheme
 	}
-	q, _ := url.ParseQuery(u.RawQuery)
-	return normHost(host, u.Scheme), u.EscapedPath(), q
+	q, _ := url.ParseQuery(t.Query)
+	return normHost(host, scheme), t.Path, q, nil
 }
 
 // normHost lower-cases a host and drops the port its scheme implies.

@@ -34,6 +34,8 @@ func recording() []*reprisev1.Exchange {
 		outbound("r2", "GET", "stock.example:8080", "/v1/rates?base=eur&to=usd", "", `{"stock":1}`, 200),
 		outbound("i1", "GET", "", "http://inventory.example/items/7", "", `{"qty":3}`, 200),
 		outbound("x", "", "", "", "", "", 0), // nothing recorded: skipped
+		// Opaque form: it would name another host; refused, never served.
+		outbound("p", "GET", "payments.example", "x:@127.0.0.1:9/items/7", "", `{"qty":"pwned"}`, 200),
 	}
 }
 
@@ -103,7 +105,7 @@ func TestBaseURL(t *testing.T) {
 	if got := do(t, c, "GET", base+"/items/7", ""); got.body != `{"qty":3}` {
 		t.Errorf("inventory: %+v", got)
 	}
-	if st := s.Stats(); st.Recorded != 6 || st.Skipped != 1 || st.Matched != 6 || st.Unmatched != 0 {
+	if st := s.Stats(); st.Recorded != 6 || st.Skipped != 1 || st.Refused != 1 || st.Matched != 6 || st.Unmatched != 0 {
 		t.Errorf("stats %+v", st)
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/reprise-dev/reprise/internal/endpoint"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 	"github.com/reprise-dev/reprise/replayer/compare"
+	"github.com/reprise-dev/reprise/replayer/reqtarget"
 )
 
 // RunHeader marks every replayed request with the run id, so the target's
@@ -455,7 +456,7 @@ func (r *Replayer) newResult(ex *reprisev1.Exchange) Result {
 		RecordedLatency: ex.GetDuration().AsDuration(),
 	}
 	res.Skipped = skipReason(ex)
-	_, _, targetErr := OriginForm(rec.GetTarget())
+	_, targetErr := reqtarget.Parse(rec.GetTarget())
 	switch {
 	case res.Skipped != "":
 	case targetErr != nil:
