@@ -130,6 +130,9 @@ func serveMock(ctx context.Context, m *mockFlags, stderr io.Writer) (int, error)
 	go func() { errc <- hs.Serve(ln) }()
 	st := srv.Stats()
 	fmt.Fprintf(stderr, "replayer mock: serving %d recorded exchanges on http://%s (strict=%t)\n", st.Recorded, ln.Addr(), opts.Strict)
+	if st.Refused > 0 {
+		fmt.Fprintf(stderr, "replayer mock: refused %d recorded exchanges whose request-target is neither origin form nor an absolute http URL\n", st.Refused)
+	}
 	select {
 	case err := <-errc:
 		return 0, fmt.Errorf("serve: %w", err)
