@@ -3,6 +3,7 @@ package replay
 import (
 	"net/textproto"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -27,7 +28,7 @@ type answer struct {
 // the recording does not hold, and when each side was made.
 func comparison(ex *reprisev1.Exchange, sent *reprisev1.HttpRequest, base *url.URL, a answer) compare.Context {
 	c := compare.Context{
-		Own:        []string{RunHeader},
+		Own:        ownHeaders(ex.GetRequest(), sent),
 		ReplayedAt: a.at,
 		Tolerance:  ex.GetDuration().AsDuration() + a.took,
 		Replace:    changes(ex.GetRequest(), sent, base),
@@ -54,6 +55,21 @@ func comparison(ex *reprisev1.Exchange, sent *reprisev1.HttpRequest, base *url.U
 		}
 	}
 	return c
+}
+
+// ownHeaders are the headers the replayer sent that the recorded request
+// did not have: its run header and those the transforms added.
+func ownHeaders(rec, sent *reprisev1.HttpRequest) []string {
+	own := []string{RunHeader}
+	for _, h := range sent.GetHeaders() {
+		name := textproto.CanonicalMIMEHeaderKey(h.GetName())
+		if !slices.Contains(own, name) && !slices.ContainsFunc(rec.GetHeaders(), func(r *reprisev1.Header) bool {
+			return strings.EqualFold(r.GetName(), name)
+		}) {
+			own = append(own, name)
+		}
+	}
+	return own
 }
 
 // jsonPath turns the sanitizer's location of a JSON value below the body

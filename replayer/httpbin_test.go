@@ -1,0 +1,241 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mccutchen/go-httpbin/v2/httpbin"
+)
+
+// service is the service under test: go-httpbin, an HTTP inspection
+// service nobody here wrote, that reflects what it is sent, plus one
+// endpoint that stamps a creation time in Unix seconds. v2 has exactly
+// four real regressions: three texts changed and the creation time an
+// hour late.
+func service(v2 bool) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /widgets", func(w http.ResponseWriter, r *http.Request) {
+		created := time.Now().Unix()
+		if v2 {
+			created += 3600
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"id":%q,"name":"gear","created":%d}`, rand.Text(), created)
+	})
+	// /env answers with this variable, in which the sanitizer finds an
+	// AWS key: the recorded answer holds a redacted span.
+	mux.Handle("/", httpbin.New(httpbin.WithEnv(map[string]string{"HTTPBIN_UPLOAD": awsText})))
+	if !v2 {
+		return mux
+	}
+	changes := map[string][2]string{
+		"/json": {"Sample Slide Show", "Sample Slideshow"},
+		"/xml":  {"Sample Slide Show", "Sample Slideshow"},
+		"/deny": {"YOU SHOULDN'T BE HERE", "GO AWAY"},
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, ok := changes[r.URL.Path]
+		if !ok {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, r)
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.Header().Del("Content-Length")
+		w.WriteHeader(rec.Code)
+		w.Write(bytes.ReplaceAll(rec.Body.Bytes(), []byte(c[0]), []byte(c[1])))
+	})
+}
+
+func serve(t *testing.T, h http.Handler) string {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// client is one real HTTP client run against the recorder.
+type client struct {
+	name string
+	args func(base string) []string
+}
+
+// The text the sanitizer finds an AWS key in, returned by /env.
+const awsText = "upload to s3 AKIAZ7QW3RT5YVX2LPMN~report.txt"
+
+// clients drive the service with curl, wget, Python requests (one
+// keep-alive session) and Node's fetch.
+var clients = []client{
+	{"curl", func(b string) []string {
+		return []string{"bash", "-c", `set -e
+for p in /get?a=1 /headers /absolute-redirect/2 /json /status/418 /dump/request /widgets /env '/bytes/200000?seed=7'; do
+  curl -sS -o /dev/null "$0$p"
+done
+curl -sS -o /dev/null -H 'Accept-Encoding: gzip' "$0/gzip"
+curl -sS -o /dev/null -u user:passwd "$0/basic-auth/user/passwd"`, b}
+	}},
+	{"wget", func(b string) []string {
+		return []string{"bash", "-c", `set -e
+for p in /html /xml /anything/wget?x=1 /user-agent; do wget -q -O /dev/null "$0$p"; done
+wget -q -O /dev/null --header 'Cookie: session=abc123' "$0/cookies"`, b}
+	}},
+	{"python-requests", func(b string) []string {
+		return []string{"python3", "-c", `import sys, requests
+s = requests.Session()
+b = sys.argv[1]
+for p in ["/uuid", "/ip", "/response-headers?X-Custom=a", "/stream/3", "/links/5/2", "/etag/abc"]:
+    s.get(b + p).raise_for_status()
+s.post(b + "/post", json={"item": "book", "qty": 2}).raise_for_status()
+`, b}
+	}},
+	{"node-fetch", func(b string) []string {
+		return []string{"node", "-e", `const b = process.argv[1];
+(async () => {
+  for (const p of ["/deflate", "/encoding/utf8", "/range/2048", "/cache", "/image/png", "/robots.txt", "/deny"]) {
+    const r = await fetch(b + p); await r.arrayBuffer();
+    if (r.status !== 200 && p !== "/deny") throw new Error(p + " " + r.status);
+  }
+  const r = await fetch(b + "/put", {method: "PUT", body: "plain text", headers: {"content-type": "text/plain"}});
+  await r.text();
+})().catch(e => { console.error(e); process.exit(1); });`, b}
+	}},
+}
+
+// recordService drives v1 of the service with every client through the
+// recorder (body cap 64 KiB, so /bytes/200000 is recorded cut) and returns
+// the recording file and how many exchanges it holds.
+func recordService(t *testing.T) (string, int) {
+	t.Helper()
+	w := newWire(t, strings.TrimPrefix(serve(t, service(false)), "http://"), 64<<10)
+	for _, c := range clients {
+		args := c.args(w.URL())
+		out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", c.name, err, out)
+		}
+	}
+	path := w.save(t)
+	return path, len(w.exchanges)
+}
+
+// reportOf runs the replayer and returns its exit code and JSON report.
+func reportOf(t *testing.T, args ...string) (int, jsonReport, string) {
+	t.Helper()
+	reportPath := filepath.Join(t.TempDir(), "report.json")
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), append([]string{"run", "--report-json", reportPath, "--progress", "0"}, args...), &stdout, &stderr)
+	var rep jsonReport
+	raw, err := os.ReadFile(reportPath)
+	if err != nil {
+		t.Fatalf("exit %d, no report: %v\nstdout:\n%s\nstderr:\n%s", code, err, stdout.String(), stderr.String())
+	}
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		t.Fatal(err)
+	}
+	return code, rep, stdout.String() + stderr.String()
+}
+
+type jsonReport struct {
+	Total, Passed, Failed, Errors, Skipped, Partial int
+	NeedsCredentials                                int `json:"needs_credentials"`
+	Exchanges                                       []struct {
+		Method, Target, Endpoint, Error, Skipped, Hint, Partial string
+		NeedsCredentials                                        string `json:"needs_credentials"`
+		Passed                                                  bool
+		Differences                                             []struct{ Path, Kind, Recorded, Replayed string }
+	}
+}
+
+func (r jsonReport) failing() []string {
+	var out []string
+	for _, e := range r.Exchanges {
+		if !e.Passed {
+			out = append(out, e.Method+" "+e.Target)
+		}
+	}
+	return out
+}
+
+func writeConfig(t *testing.T, yaml string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "replay.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// The basic-auth credential the sanitizer removed from the recording.
+const authConfig = `safety: {allow_writes: true}
+transforms:
+  auth: {prefix: "Basic ", token: dXNlcjpwYXNzd2Q=}
+`
+
+// A recording of go-httpbin driven by curl, wget, Python requests and
+// Node's fetch, replayed with --learn-noise against a fresh instance of
+// the same build, is clean; so is the next run with the learned noise
+// file. Then v2, with exactly four real regressions, is flagged exactly
+// four times, and its `created` in Unix seconds, five seconds after the
+// recording's, is not one of them.
+func TestReplayRealService(t *testing.T) {
+	recording, n := recordService(t)
+	if n < 30 {
+		t.Fatalf("recorded %d exchanges, want every client's", n)
+	}
+	recordedAt := time.Now()
+	cfg := writeConfig(t, authConfig)
+	noise := filepath.Join(t.TempDir(), "noise.yaml")
+
+	code, rep, out := reportOf(t, "--file", recording, "--config", cfg, "--target", serve(t, service(false)),
+		"--learn-noise", "--reference", serve(t, service(false)), "--noise-file", noise)
+	if code != 0 || rep.Passed != n || rep.Total != n {
+		t.Fatalf("same build with --learn-noise: exit %d, %d of %d passed, failing %q\n%s", code, rep.Passed, n, rep.failing(), out)
+	}
+	if rep.Partial != 1 {
+		t.Errorf("%d exchanges compared in part, want the cut /bytes/200000", rep.Partial)
+	}
+	learned, err := os.ReadFile(noise)
+	if err != nil || !strings.Contains(string(learned), "GET /uuid:\n    - $.uuid") || !strings.Contains(string(learned), "GET /widgets:\n    - $.id") {
+		t.Errorf("learned noise %s (%v), want $.uuid and the widget's $.id, found with one reference", learned, err)
+	}
+	if strings.Contains(string(learned), "created") || strings.Contains(string(learned), "X-Reprise-Replay") || strings.Contains(string(learned), "Host") {
+		t.Errorf("learned noise holds what the replayer accounts for:\n%s", learned)
+	}
+
+	code, rep, out = reportOf(t, "--file", recording, "--config", cfg, "--target", serve(t, service(false)), "--noise-file", noise)
+	if code != 0 || rep.Passed != n {
+		t.Fatalf("same build with the noise file: exit %d, %d of %d passed, failing %q\n%s", code, rep.Passed, n, rep.failing(), out)
+	}
+
+	// The widget was created at least five seconds before v2 answers.
+	time.Sleep(time.Until(recordedAt.Add(5 * time.Second)))
+	code, rep, out = reportOf(t, "--file", recording, "--config", cfg, "--target", serve(t, service(true)),
+		"--learn-noise", "--reference", serve(t, service(false)), "--noise-file", filepath.Join(t.TempDir(), "noise.yaml"))
+	want := []string{"GET /json", "GET /widgets", "GET /deny", "GET /xml"}
+	got := rep.failing()
+	slices.Sort(want)
+	slices.Sort(got)
+	if code != 1 || !slices.Equal(got, want) || rep.Failed != 4 {
+		t.Errorf("v1 → v2: exit %d, failing %q, want exactly %q\n%s", code, got, want, out)
+	}
+	for _, e := range rep.Exchanges {
+		if e.Target == "/widgets" && (len(e.Differences) != 1 || e.Differences[0].Path != "$.created") {
+			t.Errorf("widget differences %+v, want only $.created (an hour late)", e.Differences)
+		}
+	}
+}
