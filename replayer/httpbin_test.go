@@ -239,3 +239,126 @@ func TestReplayRealService(t *testing.T) {
 		}
 	}
 }
+
+// Each cause of a false verdict found on go-httpbin (issue 13), recorded
+// from a real client and replayed against a fresh instance of the same
+// build: the replayer accounts for it.
+func TestReplayAccountsForCauses(t *testing.T) {
+	curl := func(args string) []string { return []string{"bash", "-c", "curl -sS -o /dev/null " + args, "base"} }
+	tests := []struct {
+		name    string
+		client  []string // $0 is the recorder's URL
+		bodyCap int
+		config  string
+		args    []string
+		check   func(t *testing.T, code int, rep jsonReport, out, recording string)
+	}{
+		{
+			name:   "1 the replayer's own header reflected",
+			client: curl(`"$0/headers" "$0/anything"`),
+			check:  passed(2),
+		},
+		{
+			name:   "2 host, URL and Location reflected",
+			client: curl(`"$0/anything/a?b=1" "$0/absolute-redirect/1" "$0/dump/request"`),
+			config: "compare: {headers: [Content-Type, Location]}\n",
+			check:  passed(3),
+		},
+		{
+			name:   "3 Connection: keep-alive sent as recorded",
+			client: []string{"python3", "-c", "import sys, requests\ns = requests.Session()\nfor p in ['/headers', '/dump/request']: s.get(sys.argv[1] + p).raise_for_status()"},
+			check:  passed(2),
+		},
+		{
+			name:   "4 a redacted span matches any text",
+			client: curl(`"$0/env"`),
+			check: func(t *testing.T, code int, rep jsonReport, out, recording string) {
+				passed(1)(t, code, rep, out, recording)
+				raw, _ := os.ReadFile(recording)
+				// protojson spaces its output at random.
+				if !strings.Contains(strings.ReplaceAll(string(raw), " ", ""), `{"location":"response.body.env.HTTPBIN_UPLOAD","rule":"aws","action":"redact"}`) {
+					t.Errorf("the recording holds no redacted span: %s", raw)
+				}
+			},
+		},
+		{
+			name:    "5 a truncated recording compares its recorded head",
+			client:  curl(`"$0/bytes/200000?seed=7"`),
+			bodyCap: 64 << 10,
+			check: func(t *testing.T, code int, rep jsonReport, out, recording string) {
+				passed(1)(t, code, rep, out, recording)
+				want := "recorded response incomplete: compared status, headers and the first 65536 of 200000 body bytes"
+				if rep.Partial != 1 || rep.Exchanges[0].Partial != want || !strings.Contains(out, want) {
+					t.Errorf("partial %d %q, want %q in the report and the summary", rep.Partial, rep.Exchanges[0].Partial, want)
+				}
+			},
+		},
+		{
+			name:   "6 a credential redacted at record time needs credentials",
+			client: curl(`-u user:passwd "$0/basic-auth/user/passwd" "$0/get"`),
+			check: func(t *testing.T, code int, rep jsonReport, out, _ string) {
+				e := rep.Exchanges[0]
+				if code != 1 || rep.NeedsCredentials != 1 || rep.Failed != 0 || rep.Passed != 1 ||
+					e.NeedsCredentials != "request.headers.Authorization" || !strings.Contains(e.Hint, "transforms.auth {header: Authorization") {
+					t.Errorf("exit %d, report %+v; want exit 1 and one needing credentials with a hint\n%s", code, rep, out)
+				}
+				if !strings.Contains(out, "CREDS GET /basic-auth/user/passwd") || !strings.Contains(out, "1 need credentials") {
+					t.Errorf("summary lacks the verdict:\n%s", out)
+				}
+			},
+		},
+		{
+			name:   "6 the auth transform gives it one",
+			client: curl(`-u user:passwd "$0/basic-auth/user/passwd" "$0/headers"`),
+			config: authConfig,
+			check:  passed(2),
+		},
+		{
+			name:   "7 noise learned with one reference, written to the default file",
+			client: curl(`"$0/uuid"`),
+			args:   []string{"--learn-noise", "--reference", "REFERENCE"},
+			check: func(t *testing.T, code int, rep jsonReport, out, _ string) {
+				passed(1)(t, code, rep, out, "")
+				abs, _ := filepath.Abs(defaultNoiseFile)
+				learned, err := os.ReadFile(abs)
+				if err != nil || !strings.Contains(string(learned), "$.uuid") || !strings.Contains(out, "learned noise written to "+abs) {
+					t.Errorf("noise file %s: %q (%v); output:\n%s", abs, learned, err, out)
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Chdir(t.TempDir()) // the default noise file goes here
+			w := newWire(t, strings.TrimPrefix(serve(t, service(false)), "http://"), tt.bodyCap)
+			args := slices.Clone(tt.client)
+			if args[0] == "python3" {
+				args = append(args, w.URL())
+			} else {
+				args[len(args)-1] = w.URL()
+			}
+			if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+				t.Fatalf("%v: %v\n%s", args, err, out)
+			}
+			recording := w.save(t)
+			runArgs := []string{"--file", recording, "--target", serve(t, service(false)), "--config", writeConfig(t, tt.config)}
+			for _, a := range tt.args {
+				if a == "REFERENCE" {
+					a = serve(t, service(false))
+				}
+				runArgs = append(runArgs, a)
+			}
+			code, rep, out := reportOf(t, runArgs...)
+			tt.check(t, code, rep, out, recording)
+		})
+	}
+}
+
+func passed(n int) func(t *testing.T, code int, rep jsonReport, out, recording string) {
+	return func(t *testing.T, code int, rep jsonReport, out, _ string) {
+		t.Helper()
+		if code != 0 || rep.Passed != n || rep.Total != n {
+			t.Errorf("exit %d, %d of %d passed (want %d), failing %q\n%s", code, rep.Passed, rep.Total, n, rep.failing(), out)
+		}
+	}
+}

@@ -366,9 +366,6 @@ func (d *differ) text(rec, rep []byte, head bool) {
 		rec = []byte(d.replace.Replace(string(rec)))
 	}
 	rep = d.ctx.withoutOwnLines(rec, rep)
-	if head && len(rep) > len(rec) && !d.ctx.Markers {
-		rep = rep[:len(rec)]
-	}
 	if d.ctx.Markers {
 		if pieces := splitMarkers(string(rec)); len(pieces) > 1 {
 			if !wildcardMatch(pieces, string(rep), head) {
@@ -376,6 +373,9 @@ func (d *differ) text(rec, rep []byte, head bool) {
 			}
 			return
 		}
+	}
+	if head && len(rep) > len(rec) {
+		rep = rep[:len(rec)]
 	}
 	d.bytes(rec, rep)
 }
