@@ -8,6 +8,7 @@
 # except in CI).
 set -euo pipefail
 packages=(clang llvm libbpf-dev bpftool curl jq wrk bc nginx-light nodejs python3 postgresql)
+packages+=(wget python3-requests) # the replayer's go-httpbin tests record traffic from wget and Python requests
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
