@@ -95,7 +95,7 @@ for p in /html /xml /anything/wget?x=1 /user-agent; do wget -q -O /dev/null "$0$
 wget -q -O /dev/null --header 'Cookie: session=abc123' "$0/cookies"`, b}
 	}},
 	{"python-requests", func(b string) []string {
-		return []string{"python3", "-c", `import sys, requests
+		return []string{"/usr/bin/python3", "-c", `import sys, requests
 s = requests.Session()
 b = sys.argv[1]
 for p in ["/uuid", "/ip", "/response-headers?X-Custom=a", "/stream/3", "/links/5/2", "/etag/abc"]:
@@ -266,7 +266,7 @@ func TestReplayAccountsForCauses(t *testing.T) {
 		},
 		{
 			name:   "3 Connection: keep-alive sent as recorded",
-			client: []string{"python3", "-c", "import sys, requests\ns = requests.Session()\nfor p in ['/headers', '/dump/request']: s.get(sys.argv[1] + p).raise_for_status()"},
+			client: []string{"/usr/bin/python3", "-c", "import sys, requests\ns = requests.Session()\nfor p in ['/headers', '/dump/request']: s.get(sys.argv[1] + p).raise_for_status()"},
 			check:  passed(2),
 		},
 		{
@@ -332,7 +332,7 @@ func TestReplayAccountsForCauses(t *testing.T) {
 			t.Chdir(t.TempDir()) // the default noise file goes here
 			w := newWire(t, strings.TrimPrefix(serve(t, service(false)), "http://"), tt.bodyCap)
 			args := slices.Clone(tt.client)
-			if args[0] == "python3" {
+			if args[0] == "/usr/bin/python3" {
 				args = append(args, w.URL())
 			} else {
 				args[len(args)-1] = w.URL()
