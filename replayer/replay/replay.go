@@ -8,12 +8,9 @@
 package replay
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"iter"
-	"net/http"
 	"net/textproto"
 	"net/url"
 	"slices"
@@ -146,7 +143,7 @@ func (s Stats) Rate() float64 {
 // Replayer sends recorded requests to the targets of a run.
 type Replayer struct {
 	opts   Options
-	client *http.Client
+	client *wireClient
 
 	selected, sent, skipped, dropped, late, errors, failed atomic.Int64
 
@@ -187,22 +184,7 @@ func New(opts Options) (*Replayer, error) {
 	if opts.Load.Model == Fastest {
 		conns = opts.Load.Workers
 	}
-	transport := http.DefaultTransport.(*http.Transport).Clone()
-	// Send Accept-Encoding only when the recording had it, and keep the
-	// response encoded as it came, like the recorded one.
-	transport.DisableCompression = true
-	// Keep a connection per concurrent request: the default two idle ones
-	// per host would make every other request open a new connection.
-	transport.MaxIdleConns = 0
-	transport.MaxIdleConnsPerHost = conns
-	return &Replayer{
-		opts: opts,
-		client: &http.Client{
-			Transport: transport,
-			// A redirect is a response to compare, not a hop to take.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
-	}, nil
+	return &Replayer{opts: opts, client: newWireClient(conns)}, nil
 }
 
 type compareChecker struct{}
@@ -590,6 +572,8 @@ func skipReason(ex *reprisev1.Exchange) string {
 	return ""
 }
 
+// send sends rec to base and reads the response. Redirects are not
+// followed: a redirect is a response to compare, not a hop to take.
 func (r *Replayer) send(ctx context.Context, base *url.URL, rec *reprisev1.HttpRequest) (answer, error) {
 	u, err := requestURL(base, rec.GetTarget())
 	if err != nil {
@@ -597,31 +581,14 @@ func (r *Replayer) send(ctx context.Context, base *url.URL, rec *reprisev1.HttpR
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, rec.GetMethod(), u, bytes.NewReader(rec.GetBody()))
-	if err != nil {
-		return answer{}, fmt.Errorf("build request: %w", err)
-	}
-	if len(rec.GetBody()) == 0 {
-		req.Body = http.NoBody
-	}
-	copyHeaders(req.Header, rec.GetHeaders())
-	req.Header.Set(RunHeader, r.opts.RunID)
-
+	headers := wireHeaders(rec, base.Host, r.opts.RunID)
 	at := time.Now()
-	resp, err := r.client.Do(req)
+	resp, err := r.client.do(ctx, base, rec.GetMethod(), strings.TrimPrefix(u, base.Scheme+"://"+base.Host), headers, rec.GetBody(), maxResponseBody)
 	if err != nil {
 		return answer{}, fmt.Errorf("send %s %s: %w", rec.GetMethod(), u, err)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody+1))
-	if err != nil {
-		return answer{}, fmt.Errorf("read response of %s %s: %w", rec.GetMethod(), u, err)
-	}
-	out := &reprisev1.HttpResponse{StatusCode: int32(resp.StatusCode), Proto: resp.Proto, Body: body}
-	if len(body) > maxResponseBody {
-		out.Body, out.BodyTruncated = body[:maxResponseBody], true
-	}
-	for name, values := range resp.Header {
+	out := &reprisev1.HttpResponse{StatusCode: int32(resp.status), Proto: resp.proto, Body: resp.body, BodyTruncated: resp.truncated}
+	for name, values := range resp.header {
 		for _, v := range values {
 			out.Headers = append(out.Headers, &reprisev1.Header{Name: name, Value: v})
 		}
@@ -631,8 +598,9 @@ func (r *Replayer) send(ctx context.Context, base *url.URL, rec *reprisev1.HttpR
 
 // notSent are the recorded headers the replayer cannot send as recorded
 // (docs/replay.md lists every change): Host and Content-Length are those
-// of the new request, the body goes with a Content-Length rather than
-// chunked, and a protocol upgrade or trailers are not replayed.
+// of the new request (set by wireHeaders), the body goes with a
+// Content-Length rather than chunked, and a protocol upgrade or trailers
+// are not replayed.
 var notSent = map[string]bool{
 	"Transfer-Encoding": true,
 	"Te":                true,
@@ -641,14 +609,15 @@ var notSent = map[string]bool{
 	"Host":              true,
 }
 
-// copyHeaders adds the recorded headers, the values of one name in their
-// recorded order. Connection and Keep-Alive are sent as recorded, unless
+// wireHeaders are the header fields sent for rec, in recorded order with
+// their names as recorded: Host (the target's authority) and
+// Content-Length (of the body sent) in the place of the recorded ones, the
+// run header last. Connection and Keep-Alive go as recorded, unless
 // Connection names other headers (an upgrade): then it and they are left
-// out. Proxy-* headers were meant for a proxy and are left out too. A
-// request recorded without User-Agent is sent without one.
-func copyHeaders(dst http.Header, recorded []*reprisev1.Header) {
-	skip := map[string]bool{}
-	for _, h := range recorded {
+// out. Proxy-* headers were meant for a proxy and are left out too.
+func wireHeaders(rec *reprisev1.HttpRequest, host, runID string) []*reprisev1.Header {
+	skip := map[string]bool{textproto.CanonicalMIMEHeaderKey(RunHeader): true}
+	for _, h := range rec.GetHeaders() {
 		if textproto.CanonicalMIMEHeaderKey(h.GetName()) != "Connection" {
 			continue
 		}
@@ -663,15 +632,28 @@ func copyHeaders(dst http.Header, recorded []*reprisev1.Header) {
 			}
 		}
 	}
-	for _, h := range recorded {
+	length, hasLength := contentLength(rec)
+	out := []*reprisev1.Header{{Name: "Host", Value: host}}
+	hostAt := -1
+	for _, h := range rec.GetHeaders() {
 		name := textproto.CanonicalMIMEHeaderKey(h.GetName())
-		if notSent[name] || skip[name] || strings.HasPrefix(name, "Proxy-") {
-			continue
+		switch {
+		case name == "Host" && hostAt < 0:
+			hostAt = len(out)
+			out = append(out, &reprisev1.Header{Name: h.GetName(), Value: host})
+		case name == "Content-Length" && hasLength:
+			out = append(out, &reprisev1.Header{Name: h.GetName(), Value: length.GetValue()})
+			hasLength = false
+		case notSent[name] || skip[name] || strings.HasPrefix(name, "Proxy-"):
+		default:
+			out = append(out, h)
 		}
-		dst.Add(name, h.GetValue())
 	}
-	if _, ok := dst["User-Agent"]; !ok {
-		// Present but empty: Go's client then sends none of its own.
-		dst["User-Agent"] = []string{""}
+	if hostAt >= 0 {
+		out = out[1:] // the recorded Host took its place
 	}
+	if hasLength {
+		out = append(out, length)
+	}
+	return append(out, &reprisev1.Header{Name: RunHeader, Value: runID})
 }
