@@ -377,6 +377,9 @@ func (d *differ) text(rec, rep []byte, head bool) {
 	if head && len(rep) > len(rec) {
 		rep = rep[:len(rec)]
 	}
+	if !bytes.Equal(rec, rep) && !d.exactTime("body") && d.ctx.sameTimedText(string(rec), string(rep)) {
+		return
+	}
 	d.bytes(rec, rep)
 }
 

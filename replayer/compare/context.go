@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"math"
 	"net/http"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -190,6 +191,37 @@ func wildcardMatch(pieces []string, got string, head bool) bool {
 		return strings.Contains(got, pieces[last])
 	}
 	return strings.HasSuffix(got, pieces[last])
+}
+
+// timeToken finds what may be a time in text: an RFC 3339 / ISO 8601
+// date-time, an RFC 1123 HTTP date, or a run of 9 to 19 digits (a Unix
+// time, with a fraction too). timeOf decides.
+var timeToken = regexp.MustCompile(`\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})?` +
+	`|(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d{2}:\d{2}:\d{2} GMT` +
+	`|\b\d{9,19}(?:\.\d+)?\b`)
+
+// sameTimedText reports whether two texts are equal but for times at the
+// same offset from their exchange's time.
+func (c Context) sameTimedText(rec, rep string) bool {
+	if c.RecordedAt.IsZero() || c.ReplayedAt.IsZero() {
+		return false
+	}
+	ri, pi := timeToken.FindAllStringIndex(rec, -1), timeToken.FindAllStringIndex(rep, -1)
+	if len(ri) == 0 || len(ri) != len(pi) {
+		return false
+	}
+	r, p := 0, 0 // ends of the previous tokens
+	for k := range ri {
+		if rec[r:ri[k][0]] != rep[p:pi[k][0]] {
+			return false
+		}
+		a, b := rec[ri[k][0]:ri[k][1]], rep[pi[k][0]:pi[k][1]]
+		if a != b && !c.sameTime(a, b) {
+			return false
+		}
+		r, p = ri[k][1], pi[k][1]
+	}
+	return rec[r:] == rep[p:]
 }
 
 // timeOf reads a time from a value that is one: RFC 3339 / ISO 8601 date-

@@ -118,6 +118,19 @@ func TestCompareInContext(t *testing.T) {
 			want: []Difference{{Path: "$.t", Kind: KindChanged, Recorded: unix(recAt, "s"), Replayed: unix(repAt, "ms")}},
 		},
 		{
+			name: "times in a text body",
+			ctx:  timed,
+			rec:  text("created " + recAt.Format(time.RFC3339) + " at " + unix(recAt, "s") + " by " + recAt.Format(http.TimeFormat) + ".\n"),
+			rep:  text("created " + repAt.Format(time.RFC3339) + " at " + unix(repAt, "s") + " by " + repAt.Format(http.TimeFormat) + ".\n"),
+		},
+		{
+			name: "a text body whose time moved is a difference",
+			ctx:  timed,
+			rec:  text("created " + unix(recAt, "s")),
+			rep:  text("created " + unix(repAt.Add(time.Hour), "s")),
+			want: []Difference{{Path: "body", Kind: KindChanged, Recorded: "created " + unix(recAt, "s"), Replayed: "created " + unix(repAt.Add(time.Hour), "s")}},
+		},
+		{
 			name: "exact_times turns it off per path",
 			ctx:  timed,
 			opts: Options{ExactTimes: []string{"$.created"}},
