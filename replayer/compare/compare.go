@@ -413,6 +413,9 @@ func (d *differ) sameText(path string, rec, rep string) bool {
 
 func (d *differ) exactTime(path string) bool {
 	for _, p := range d.c.exactTimes {
+		if p.top == "body" && path == "body" {
+			return true
+		}
 		if p.top == "$" && strings.HasPrefix(path, "$") {
 			if q, err := ParsePath(path); err == nil && p.matchJSON(q.segs) {
 				return true

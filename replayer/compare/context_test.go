@@ -131,6 +131,14 @@ func TestCompareInContext(t *testing.T) {
 			want: []Difference{{Path: "body", Kind: KindChanged, Recorded: "created " + unix(recAt, "s"), Replayed: "created " + unix(repAt.Add(time.Hour), "s")}},
 		},
 		{
+			name: "exact_times [body] turns it off in text",
+			ctx:  timed,
+			opts: Options{ExactTimes: []string{"body"}},
+			rec:  text("created " + unix(recAt, "s")),
+			rep:  text("created " + unix(repAt, "s")),
+			want: []Difference{{Path: "body", Kind: KindChanged, Recorded: "created " + unix(recAt, "s"), Replayed: "created " + unix(repAt, "s")}},
+		},
+		{
 			name: "exact_times turns it off per path",
 			ctx:  timed,
 			opts: Options{ExactTimes: []string{"$.created"}},
