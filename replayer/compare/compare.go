@@ -151,6 +151,11 @@ func Compare(recorded, replayed *reprisev1.HttpResponse) []Difference {
 	return plain.Compare(recorded, replayed)
 }
 
+// CompareIn is Compare in the context of one replay (see Context).
+func CompareIn(ctx Context, recorded, replayed *reprisev1.HttpResponse) []Difference {
+	return plain.CompareIn(ctx, recorded, replayed)
+}
+
 // Compare returns the differences between the recorded and the replayed
 // response that no ignore rule covers; none means they match.
 func (c *Comparer) Compare(recorded, replayed *reprisev1.HttpResponse) []Difference {

@@ -113,7 +113,7 @@ type Options struct {
 	Load    Load
 	// Transform is applied to every request; nil sends them as recorded.
 	Transform Transformer
-	// Checker compares responses; nil compares with compare.Compare.
+	// Checker compares responses; nil compares with compare.CompareIn.
 	Checker Checker
 	// References, with Learner, are the known-good build: each request is
 	// sent twice first (to the one reference, or once to each of two) and
@@ -189,10 +189,8 @@ func New(opts Options) (*Replayer, error) {
 
 type compareChecker struct{}
 
-var plainComparer, _ = compare.New(compare.Options{})
-
 func (compareChecker) Check(rec *reprisev1.Exchange, got *reprisev1.HttpResponse, c compare.Context) []compare.Difference {
-	return plainComparer.CompareIn(c, rec.GetResponse(), got)
+	return compare.CompareIn(c, rec.GetResponse(), got)
 }
 
 // Stats returns the counts so far; safe to call while Run runs.
