@@ -181,8 +181,13 @@ func splitTarget(target, host string) (string, string, url.Values, error) {
 	if t.Host != "" {
 		host, scheme = t.Host, t.Scheme
 	}
+	// Escaped as Go's server escapes an incoming path, so the two compare.
+	path := t.Path
+	if u, err := url.ParseRequestURI(t.Path); err == nil {
+		path = u.EscapedPath()
+	}
 	q, _ := url.ParseQuery(t.Query)
-	return normHost(host, scheme), t.Path, q, nil
+	return normHost(host, scheme), path, q, nil
 }
 
 // normHost lower-cases a host and drops the port its scheme implies.

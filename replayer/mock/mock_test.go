@@ -33,6 +33,7 @@ func recording() []*reprisev1.Exchange {
 		outbound("r1", "GET", "rates.example", "/v1/rates?base=eur&to=usd", "", `{"usd":1.1}`, 200),
 		outbound("r2", "GET", "stock.example:8080", "/v1/rates?base=eur&to=usd", "", `{"stock":1}`, 200),
 		outbound("i1", "GET", "", "http://inventory.example/items/7", "", `{"qty":3}`, 200),
+		outbound("u1", "GET", "", "http://inventory.example/items/ä", "", `{"qty":4}`, 200),
 		outbound("x", "", "", "", "", "", 0), // nothing recorded: skipped
 		// Opaque form: it would name another host; refused, never served.
 		outbound("p", "GET", "payments.example", "x:@127.0.0.1:9/items/7", "", `{"qty":"pwned"}`, 200),
@@ -105,7 +106,11 @@ func TestBaseURL(t *testing.T) {
 	if got := do(t, c, "GET", base+"/items/7", ""); got.body != `{"qty":3}` {
 		t.Errorf("inventory: %+v", got)
 	}
-	if st := s.Stats(); st.Recorded != 6 || st.Skipped != 1 || st.Refused != 1 || st.Matched != 6 || st.Unmatched != 0 {
+	// A recorded raw UTF-8 path matches the escaped path a client sends.
+	if got := do(t, c, "GET", base+"/items/%C3%A4", ""); got.body != `{"qty":4}` {
+		t.Errorf("inventory: %+v", got)
+	}
+	if st := s.Stats(); st.Recorded != 7 || st.Skipped != 1 || st.Refused != 1 || st.Matched != 7 || st.Unmatched != 0 {
 		t.Errorf("stats %+v", st)
 	}
 }
