@@ -145,7 +145,7 @@ func markerAt(s string, i int) int {
 		// A mask keeps at most the last 4 characters, which are part of
 		// the value the replay may answer differently: all of it is unknown.
 		n := len(markerMask)
-		for n < len(rest) && n < len(markerMask)+4 && rest[n] != '*' && !isSpaceOrQuote(rest[n]) {
+		for n < len(rest) && n < len(markerMask)+4 && rest[n] != '*' && !endsMask(rest[n]) {
 			n++
 		}
 		return n
@@ -166,7 +166,8 @@ func allTokenBytes(s string) bool {
 	return true
 }
 
-func isSpaceOrQuote(c byte) bool {
+// endsMask reports a byte that cannot be part of a masked value.
+func endsMask(c byte) bool {
 	return c == ' ' || c == '"' || c == '\'' || c == ';' || c == ',' || c == '\n'
 }
 
