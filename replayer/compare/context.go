@@ -116,7 +116,13 @@ func splitMarkers(s string) []string {
 	for i := 0; i < len(s); {
 		n := markerAt(s, i)
 		if n == 0 {
-			i++
+			// Skip to the next byte a marker can start with: bodies are
+			// large and markers few.
+			next := strings.IndexAny(s[i+1:], "[%t*")
+			if next < 0 {
+				break
+			}
+			i += 1 + next
 			continue
 		}
 		pieces = append(pieces, s[start:i])
