@@ -38,12 +38,12 @@ func TestChangesAndCredentials(t *testing.T) {
 	sent := &reprisev1.HttpRequest{Method: "GET", Target: "/orders/ord-9", Host: "127.0.0.1:47213", Headers: []*reprisev1.Header{
 		{Name: "Host", Value: "127.0.0.1:47213"}, {Name: "Authorization", Value: "Bearer test-token"}, {Name: "X-Id", Value: "2"}, {Name: "X-Env", Value: "replay"}}}
 	want := []compare.Replacement{
-		{"http://127.0.0.1:47213", "http://127.0.0.1:59597/staging"},
-		{"https://127.0.0.1:47213", "http://127.0.0.1:59597/staging"},
-		{"127.0.0.1:47213", "127.0.0.1:59597"},
-		{"/orders/ord-1", "/orders/ord-9"},
-		{"Bearer prod-token-1", "Bearer test-token"},
-		{"prod-token-1", "test-token"},
+		{Old: "http://127.0.0.1:47213", New: "http://127.0.0.1:59597/staging"},
+		{Old: "https://127.0.0.1:47213", New: "http://127.0.0.1:59597/staging"},
+		{Old: "127.0.0.1:47213", New: "127.0.0.1:59597"},
+		{Old: "/orders/ord-1", New: "/orders/ord-9"},
+		{Old: "Bearer prod-token-1", New: "Bearer test-token"},
+		{Old: "prod-token-1", New: "test-token"},
 	}
 	if got := changes(rec, sent, base); !reflect.DeepEqual(got, want) {
 		t.Errorf("changes\n%v\nwant\n%v", got, want)
