@@ -282,6 +282,16 @@ func TestReplayAccountsForCauses(t *testing.T) {
 			},
 		},
 		{
+			name:   "4 a value redacted in the URL, sent as recorded and reflected",
+			client: curl(`"$0/anything/AKIAZ7QW3RT5YVX2LPMN~report.txt"`),
+			check: func(t *testing.T, code int, rep jsonReport, out, recording string) {
+				passed(1)(t, code, rep, out, recording)
+				if !strings.Contains(rep.Exchanges[0].Target, "%5BREDACTED%5D~report.txt") {
+					t.Errorf("target %q: the sanitizer did not redact the key in the URL", rep.Exchanges[0].Target)
+				}
+			},
+		},
+		{
 			name:    "5 a truncated recording compares its recorded head",
 			client:  curl(`"$0/bytes/200000?seed=7"`),
 			bodyCap: 64 << 10,
