@@ -362,3 +362,16 @@ func (sc *scan) multipart(loc, boundary string, b []byte, depth int) ([]byte, er
 	}
 	return out.Bytes(), nil
 }
+
+// limitError is a limit hit while scanning: the body fails closed.
+type limitError struct{ reason string }
+
+func (e *limitError) Error() string { return e.reason }
+
+func isLimit(err error) (string, bool) {
+	var le *limitError
+	if errors.As(err, &le) {
+		return le.reason, true
+	}
+	return "", false
+}

@@ -354,7 +354,7 @@ func TestHeadersAndCookies(t *testing.T) {
 		Response: &reprisev1.HttpResponse{StatusCode: 200, Headers: hdrs(
 			"set-COOKIE", "a=first; Path=/", "Set-Cookie", "b=second; Expires=Wed, 21 Oct 2026 07:28:00 GMT", "Cookie", "not=a-response-header")},
 	}
-	Sanitize(ex)
+	Default().Sanitize(ex)
 	got := func(hs []*reprisev1.Header) (out []string) {
 		for _, h := range hs {
 			out = append(out, h.Name+": "+h.Value)
@@ -371,7 +371,7 @@ func TestHeadersAndCookies(t *testing.T) {
 	}
 	// Nil parts and nil headers are not an error.
 	for _, ex := range []*reprisev1.Exchange{{Id: "empty"}, {Request: &reprisev1.HttpRequest{Headers: []*reprisev1.Header{nil}}}} {
-		if !Sanitize(ex) || len(ex.Redactions) != 0 {
+		if !Default().Sanitize(ex) || len(ex.Redactions) != 0 {
 			t.Errorf("Sanitize(%v): redactions %v", ex, ex.Redactions)
 		}
 	}
@@ -399,7 +399,7 @@ func TestConcurrent(t *testing.T) {
 func TestOverlapsMerge(t *testing.T) {
 	tail := "9xQ2vL7mK4nR8tW1yB6cF3hJ5sD0gA"
 	ex := req("/", hdrs("X-Note", "see jane@example.comzP"+tail+" now", "X-Auth", "Bearer "+secJWT), "")
-	Sanitize(ex)
+	Default().Sanitize(ex)
 	if got := ex.Request.Headers[0].Value; got != "see "+Redacted+" now" {
 		t.Errorf("X-Note = %q, want the email and the token redacted as one", got)
 	}
