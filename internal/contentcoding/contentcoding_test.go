@@ -96,3 +96,26 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestSniff(t *testing.T) {
+	plain := []byte(`{"card":"4111111111111111"}`)
+	for _, c := range []struct{ coding, want string }{{"gzip", "gzip"}, {"deflate", "deflate"}, {"zstd", "zstd"}, {"raw-deflate", ""}, {"br", ""}} {
+		if got := Sniff(encode(t, c.coding, plain)); got != c.want {
+			t.Errorf("Sniff(%s bytes) = %q, want %q", c.coding, got, c.want)
+		}
+	}
+	for _, level := range []int{zlib.NoCompression, zlib.BestSpeed, 5, zlib.BestCompression} {
+		var buf bytes.Buffer
+		w, _ := zlib.NewWriterLevel(&buf, level)
+		w.Write(plain)
+		w.Close()
+		if got := Sniff(buf.Bytes()); got != "deflate" {
+			t.Errorf("zlib level %d: Sniff = %q", level, got)
+		}
+	}
+	for _, text := range []string{"", "x", `{"a":1}`, "<html>", "hello world", "\x1f", "x y", "x?"} {
+		if got := Sniff([]byte(text)); got != "" {
+			t.Errorf("Sniff(%q) = %q, want none", text, got)
+		}
+	}
+}

@@ -19,30 +19,22 @@ import (
 )
 
 // body decodes, scans and rewrites one body, at loc (request.body or
-// response.body). A rewritten body is stored decoded: Content-Encoding is
-// removed and Content-Length fixed, so the original (compressed) bytes
-// never reach the store.
+// response.body). Compression is undone as Content-Encoding says, then as
+// the bytes say (a server may compress without saying so, or twice); what
+// cannot be decoded is removed. A body in which nothing changed is kept as
+// received, compressed or not. A changed one is stored decoded:
+// Content-Encoding is removed and Content-Length fixed, so the original
+// bytes never reach the store.
 func (sc *scan) body(loc string, hs *[]*reprisev1.Header, body *[]byte, size *int64, truncated bool) {
 	if len(*body) == 0 {
 		return
 	}
-	b := *body
-	enc := header.Combined(*hs, "Content-Encoding")
-	decoded := false
-	if enc != "" && !strings.EqualFold(strings.TrimSpace(enc), "identity") {
-		var err error
-		if b, err = decode(enc, b, sc.s.limits.MaxBodyBytes); err != nil {
-			reason, ok := isLimit(err)
-			if !ok {
-				reason = ReasonUndecodable
-			}
-			sc.remove(loc, reason, body, size)
-			return
-		}
-		decoded = true
+	b, labelled, reason := sc.decodeBody(header.Combined(*hs, "Content-Encoding"), *body)
+	if reason == "" && int64(len(b)) > sc.s.limits.MaxBodyBytes {
+		reason = ReasonTooLarge
 	}
-	if int64(len(b)) > sc.s.limits.MaxBodyBytes {
-		sc.remove(loc, ReasonTooLarge, body, size)
+	if reason != "" {
+		sc.remove(loc, reason, body, size)
 		return
 	}
 	out, err := sc.content(loc, "", header.Combined(*hs, "Content-Type"), b, 0, nil)
@@ -54,14 +46,14 @@ func (sc *scan) body(loc string, hs *[]*reprisev1.Header, body *[]byte, size *in
 		sc.remove(loc, reason, body, size)
 		return
 	}
-	if !decoded && bytes.Equal(out, *body) {
+	if bytes.Equal(out, b) {
 		return
 	}
 	*body = out
 	var kept []*reprisev1.Header
 	for _, h := range *hs {
 		switch {
-		case h != nil && decoded && isName(h.Name, "content-encoding"):
+		case h != nil && labelled && isName(h.Name, "content-encoding"):
 			continue
 		case h != nil && !truncated && isName(h.Name, "content-length"):
 			h.Value = strconv.Itoa(len(out))
@@ -71,6 +63,42 @@ func (sc *scan) body(loc string, hs *[]*reprisev1.Header, body *[]byte, size *in
 	*hs = kept
 	if !truncated {
 		*size = int64(len(out))
+	}
+}
+
+// decodeBody undoes the codings Content-Encoding names (labelled: it named
+// one), then those the bytes begin with, layer by layer, up to
+// limits.max_depth layers. A non-empty reason means the body must go.
+func (sc *scan) decodeBody(enc string, b []byte) (out []byte, labelled bool, reason string) {
+	limit := sc.s.limits.MaxBodyBytes
+	if contentcoding.Encoded(enc) {
+		var err error
+		if b, err = decode(enc, b, limit); err != nil {
+			if reason, ok := isLimit(err); ok {
+				return nil, true, reason
+			}
+			return nil, true, ReasonUndecodable
+		}
+		labelled = true
+	}
+	for layers := 0; ; layers++ {
+		c := contentcoding.Sniff(b)
+		if c == "" {
+			return b, labelled, ""
+		}
+		if layers == sc.s.limits.MaxDepth {
+			return nil, labelled, ReasonTooDeep
+		}
+		d, err := decode(c, b, limit)
+		switch reason, isLim := isLimit(err); {
+		case isLim:
+			return nil, labelled, reason
+		case err != nil && c == "deflate" && utf8.Valid(b):
+			return b, labelled, "" // text that begins like a zlib header
+		case err != nil:
+			return nil, labelled, ReasonUndecodable
+		}
+		b = d
 	}
 }
 
@@ -197,10 +225,78 @@ func (sc *scan) content(loc, key, contentType string, b []byte, depth int, force
 		return nil, err
 	}
 	sc.out = sc.out[:recorded]
+	if forced == nil && isBinary(b) {
+		if sc.s.opaque == OpaqueRedact {
+			return nil, &limitError{ReasonOpaque}
+		}
+		return sc.binary(loc, key, b)
+	}
 	if sc.fields++; sc.fields > sc.s.limits.MaxFields {
 		return nil, &limitError{ReasonTooMany}
 	}
 	return []byte(sc.field(loc, key, string(b), kindText, forced)), nil
+}
+
+// isBinary: a NUL or bytes that are not UTF-8 (images, protobuf, archives).
+func isBinary(b []byte) bool {
+	return bytes.IndexByte(b, 0) >= 0 || !utf8.Valid(b)
+}
+
+// binary scans the printable runs of a binary body (the strings of a
+// protobuf message, the text chunks of an image) with the value detectors
+// and key rules. A find is overwritten in place by as many bytes, so
+// lengths and offsets inside the format stay as they were.
+func (sc *scan) binary(loc, key string, b []byte) ([]byte, error) {
+	var out []byte
+	for i := 0; i < len(b); {
+		if !isPrintable(b[i]) {
+			i++
+			continue
+		}
+		j := i
+		for j < len(b) && isPrintable(b[j]) {
+			j++
+		}
+		if j-i >= sc.s.detectMinLen {
+			if sc.fields++; sc.fields > sc.s.limits.MaxFields {
+				return nil, &limitError{ReasonTooMany}
+			}
+			run := string(b[i:j])
+			if repl := sc.field(loc, key, run, kindText, nil); repl != run {
+				if out == nil {
+					out = bytes.Clone(b)
+				}
+				overwrite(out[i:j], run, repl)
+			}
+		}
+		i = j
+	}
+	if out == nil {
+		return b, nil
+	}
+	return out, nil
+}
+
+func isPrintable(c byte) bool { return c >= ' ' && c < 0x7f || c == '\t' || c == '\n' || c == '\r' }
+
+// overwrite fills the part of dst (which holds run) that repl changed,
+// from the first differing byte to the last, with [REDACTED] and '*'.
+func overwrite(dst []byte, run, repl string) {
+	p := 0
+	for p < len(run) && p < len(repl) && run[p] == repl[p] {
+		p++
+	}
+	e := len(run)
+	for e > p && len(repl)-(len(run)-e) > p && run[e-1] == repl[len(repl)-(len(run)-e)-1] {
+		e--
+	}
+	n := copy(dst[p:e], Redacted)
+	if n < len(Redacted) {
+		n = 0 // too short for the marker: stars only
+	}
+	for i := p + n; i < e; i++ {
+		dst[i] = '*'
+	}
 }
 
 type edit struct {

@@ -41,11 +41,13 @@ type Limits struct {
 var defaultLimits = Limits{MaxBodyBytes: 16 << 20, MaxDepth: 64, MaxFields: 100_000}
 
 type config struct {
-	Limits    Limits    `yaml:"limits"`
-	Builtin   *bool     `yaml:"builtin"`
-	Allow     []rule    `yaml:"allow"`
-	Deny      []rule    `yaml:"deny"`
-	Detectors yaml.Node `yaml:"detectors"`
+	Limits Limits `yaml:"limits"`
+	// OpaqueBodies is what happens to binary bodies: keep or redact.
+	OpaqueBodies string    `yaml:"opaque_bodies"`
+	Builtin      *bool     `yaml:"builtin"`
+	Allow        []rule    `yaml:"allow"`
+	Deny         []rule    `yaml:"deny"`
+	Detectors    yaml.Node `yaml:"detectors"`
 }
 
 // rule selects values by key name, location and value; every selector given
@@ -101,6 +103,9 @@ func parseRules(data []byte, name string) (*config, error) {
 func (c *config) validate() error {
 	if c.Limits.MaxBodyBytes < 0 || c.Limits.MaxDepth < 0 || c.Limits.MaxFields < 0 {
 		return errors.New("limits: values must not be negative")
+	}
+	if o := c.OpaqueBodies; o != "" && o != OpaqueKeep && o != OpaqueRedact {
+		return fmt.Errorf("opaque_bodies: %q is not one of keep, redact", o)
 	}
 	for i := range c.Allow {
 		if err := c.Allow[i].compile(fmt.Sprintf("allow[%d]", i), false); err != nil {

@@ -24,6 +24,16 @@ const (
 	ReasonTooDeep     = "body-too-deep"
 	ReasonTooMany     = "body-too-many-fields"
 	ReasonUnparsable  = "body-unparsable"
+	ReasonOpaque      = "body-opaque"
+)
+
+// Policies for opaque (binary) bodies, the rules file's opaque_bodies.
+const (
+	// OpaqueKeep, the default, keeps a binary body and scans its
+	// printable runs: images and protobuf replay as they were recorded.
+	OpaqueKeep = "keep"
+	// OpaqueRedact removes every binary body (reason body-opaque).
+	OpaqueRedact = "redact"
 )
 
 // Sanitizer applies one rule set; it is safe for concurrent use.
@@ -38,6 +48,7 @@ type Sanitizer struct {
 	// locPrefixes are the literal prefixes of the rules' location patterns.
 	locPrefixes []string
 	limits      Limits
+	opaque      string // OpaqueKeep or OpaqueRedact
 	key         []byte
 	// counts is built once, so reads and increments need no lock.
 	counts map[string]*atomic.Uint64
@@ -90,7 +101,7 @@ func build(user *config, key []byte) (*Sanitizer, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Sanitizer{limits: defaultLimits, key: key, counts: map[string]*atomic.Uint64{}}
+	s := &Sanitizer{limits: defaultLimits, opaque: OpaqueKeep, key: key, counts: map[string]*atomic.Uint64{}}
 	s.keys.Store(&map[string]keyRules{})
 	actions, _ := builtin.detectorActions()
 	if user != nil {
@@ -102,6 +113,9 @@ func build(user *config, key []byte) (*Sanitizer, error) {
 		}
 		if user.Limits.MaxFields > 0 {
 			s.limits.MaxFields = user.Limits.MaxFields
+		}
+		if user.OpaqueBodies != "" {
+			s.opaque = user.OpaqueBodies
 		}
 		for i := range user.Allow {
 			s.allow = append(s.allow, &user.Allow[i])
@@ -133,7 +147,7 @@ func build(user *config, key []byte) (*Sanitizer, error) {
 			s.detectMinLen = min(s.detectMinLen, d.need.minLen())
 		}
 	}
-	names := []string{ReasonUndecodable, ReasonTooLarge, ReasonTooDeep, ReasonTooMany, ReasonUnparsable}
+	names := []string{ReasonUndecodable, ReasonTooLarge, ReasonTooDeep, ReasonTooMany, ReasonUnparsable, ReasonOpaque}
 	for _, r := range s.deny {
 		if r.Action == ActionTokenize && len(key) == 0 {
 			return nil, fmt.Errorf("deny rule %s (line %d) tokenizes but no token key is set: set REPRISE_TOKEN_KEY or a key file", r.Name, r.line)
