@@ -50,10 +50,10 @@ func (s *Sanitizer) keyMatches(key string) keyRules {
 	}
 	// Matched without the lock: once the cache is full, every new key comes
 	// here.
-	nkey := normKey(key)
+	kn, registered := newKeyName(key), registeredField(key)
 	m.match = make([]bool, 0, len(s.allow)+len(s.deny))
 	for _, r := range slices.Concat(s.allow, s.deny) {
-		ok := r.matchesKeys(nkey)
+		ok := r.matchesKeys(kn, registered)
 		m.match = append(m.match, ok)
 		m.unlocated = m.unlocated || ok && len(r.locations) == 0
 	}

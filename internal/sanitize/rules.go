@@ -60,6 +60,7 @@ type rule struct {
 	Action    string   `yaml:"action"`
 
 	line      int
+	builtin   bool
 	keys      []globPattern // normalised
 	locations []globPattern // lower case
 	values    []*regexp.Regexp
@@ -180,10 +181,17 @@ func (c *config) detectorActions() (map[string]string, error) {
 	return out, nil
 }
 
-// matchesKeys reports whether the keys selector accepts the normalised key;
-// a rule without one accepts every key.
-func (r *rule) matchesKeys(nkey string) bool {
-	return len(r.keys) == 0 || slices.ContainsFunc(r.keys, func(g globPattern) bool { return g.match(nkey) })
+// matchesKeys reports whether the keys selector accepts the key (see
+// matchKey); a rule without one accepts every key. A registered HTTP field
+// name is no built-in rule's key.
+func (r *rule) matchesKeys(kn keyName, registered bool) bool {
+	if len(r.keys) == 0 {
+		return true
+	}
+	if r.builtin && registered {
+		return false
+	}
+	return slices.ContainsFunc(r.keys, func(g globPattern) bool { return g.matchKey(kn) })
 }
 
 // matchesRest is matches without the keys selector: the location in lower
@@ -196,24 +204,6 @@ func (r *rule) matchesRest(lloc, value string) bool {
 		return false
 	}
 	return true
-}
-
-// normKey folds the spellings of one name together: X-Api-Key, api_key,
-// apiKey and API.KEY all become "xapikey"/"apikey".
-func normKey(k string) string {
-	var b strings.Builder
-	b.Grow(len(k))
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		switch {
-		case c >= 'A' && c <= 'Z':
-			b.WriteByte(c + 'a' - 'A')
-		case c == '-' || c == '_' || c == '.' || c == ' ':
-		default:
-			b.WriteByte(c)
-		}
-	}
-	return b.String()
 }
 
 // globPattern matches a pattern where * stands for any run of bytes (dots

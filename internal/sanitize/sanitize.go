@@ -132,6 +132,7 @@ func build(user *config, key []byte) (*Sanitizer, error) {
 		}
 	}
 	for i := range builtin.Deny {
+		builtin.Deny[i].builtin = true
 		s.deny = append(s.deny, &builtin.Deny[i])
 	}
 	for _, r := range slices.Concat(s.allow, s.deny) {
