@@ -27,6 +27,7 @@ func (sc *scan) record(loc, ruleName, action string) {
 		sc.slab = make([]reprisev1.Redaction, n)
 		sc.out = slices.Grow(sc.out, n)
 	}
+	loc = sc.scrub(loc)
 	r := &sc.slab[0]
 	sc.slab = sc.slab[1:]
 	r.Location, r.Rule, r.Action = loc, ruleName, action
@@ -55,6 +56,37 @@ func isMarker(v string) bool {
 		return utf8.RuneCountInString(v) <= 8
 	}
 	return false
+}
+
+// scrub replaces what the value detectors find in a location: locations
+// are built from names (headers, parameters, JSON keys), which can hold a
+// secret too.
+func (sc *scan) scrub(loc string) string {
+	if len(loc) < sc.s.detectMinLen {
+		return loc
+	}
+	sh := shapeOf(loc)
+	var spans [][2]int
+	for i := range sc.s.needs {
+		if sh.meets(&sc.s.needs[i]) {
+			spans = sc.s.detectors[i].find(spans, loc)
+		}
+	}
+	if len(spans) == 0 {
+		return loc
+	}
+	slices.SortFunc(spans, func(a, b [2]int) int { return a[0] - b[0] })
+	var b strings.Builder
+	last := 0
+	for _, sp := range spans {
+		if sp[0] >= last {
+			b.WriteString(loc[last:sp[0]])
+			b.WriteString(Redacted)
+		}
+		last = max(last, sp[1])
+	}
+	b.WriteString(loc[last:])
+	return b.String()
 }
 
 // apply performs action on v and records it.

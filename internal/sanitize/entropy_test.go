@@ -12,7 +12,7 @@ func TestEntropyOnText(t *testing.T) {
 	for _, v := range []string{
 		secEntropy,
 		"sk_live_4eC39HqLyjWDarjtT1zdp7dc",
-		"wJalrXUtnFEMI/K7MDENG/bPxRfiCYzQ8a1mT3vB",         // an AWS secret access key's shape
+		"wJalrXUtnFEMI/K7MDENG/bPxRfiCYzQ8a1mT3vB",        // an AWS secret access key's shape
 		"session=s%3A9Qm4Zt7Lw2Xk8Rb5Nc1Vh6Jd3Fg0Ps4Ty.x", // a signed session id
 		"see https://cdn.example/f.pdf?sig=Hq7Xk2Zp9Lm4Rt6Wv1Yb3Nc8Jd5Fg0Qs2Tu4Vw6Xy8A%3D&se=2026",
 		"href=\"/x?token=Zk9Lm3Qx7Vb2Nc8Rt4Wy6Hd1Jg5Ps0Ua\"",

@@ -37,6 +37,8 @@ func (sc *scan) headers(side string, hs []*reprisev1.Header) {
 		default:
 			h.Value = sc.fieldAt(at, n, h.Value, kindText, nil)
 		}
+		// Names are sent by the client too: a secret there goes as well.
+		h.Name = sc.text(base, h.Name)
 	}
 }
 
@@ -189,8 +191,16 @@ func (sc *scan) pairs(loc, s string, sep byte) string {
 			v = val
 		}
 		if n != "" || v != "" {
-			if repl := sc.fieldAt(where{base: loc, name: n, named: true, noLoc: noLoc}, n, v, kindText, nil); repl != v {
-				out.replace(start, start+len(p), name+"="+url.QueryEscape(repl))
+			repl := sc.fieldAt(where{base: loc, name: n, named: true, noLoc: noLoc}, n, v, kindText, nil)
+			replName := sc.text(loc, n)
+			if replName != n {
+				name = url.QueryEscape(replName)
+			}
+			if repl != v {
+				val = url.QueryEscape(repl)
+			}
+			if repl != v || replName != n {
+				out.replace(start, start+len(p), name+"="+val)
 			}
 		}
 		start += len(p) + 1

@@ -212,6 +212,9 @@ func (sc *scan) field(loc, key, v string, k kind, forced *rule) string {
 
 // fieldAt is field with a location that may not be built yet.
 func (sc *scan) fieldAt(at where, key, v string, k kind, forced *rule) string {
+	if len(sc.claims) > 0 {
+		sc.confirm(at, v, k)
+	}
 	if v == "" || isMarker(v) {
 		return v
 	}

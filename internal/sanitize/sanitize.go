@@ -8,6 +8,7 @@
 package sanitize
 
 import (
+	"crypto/rand"
 	"fmt"
 	"os"
 	"slices"
@@ -50,6 +51,7 @@ type Sanitizer struct {
 	limits      Limits
 	opaque      string // OpaqueKeep or OpaqueRedact
 	key         []byte
+	idKey       []byte // the HMAC key of ids that held a secret: key, or random
 	// counts is built once, so reads and increments need no lock.
 	counts map[string]*atomic.Uint64
 
@@ -103,6 +105,10 @@ func build(user *config, key []byte) (*Sanitizer, error) {
 	}
 	s := &Sanitizer{limits: defaultLimits, opaque: OpaqueKeep, key: key, counts: map[string]*atomic.Uint64{}}
 	s.keys.Store(&map[string]keyRules{})
+	if s.idKey = key; len(key) == 0 {
+		s.idKey = make([]byte, 32)
+		_, _ = rand.Read(s.idKey) // never fails: crypto/rand crashes the process instead
+	}
 	actions, _ := builtin.detectorActions()
 	if user != nil {
 		if user.Limits.MaxBodyBytes > 0 {
@@ -177,22 +183,35 @@ func (s *Sanitizer) Counts() map[string]uint64 {
 	return out
 }
 
-// Sanitize rewrites ex in place and appends what it changed to
-// ex.Redactions. It returns false when a drop rule matched: the request and
+// Sanitize rewrites ex in place and records what it changed in
+// ex.Redactions, which it replaces: a Redaction the client sent is kept
+// only where this pass finds its marker (an agent sanitized first), in
+// this pass's words. It returns false when a drop rule matched: the request and
 // response are then already removed from ex, and the caller should not
 // store it.
 func (s *Sanitizer) Sanitize(ex *reprisev1.Exchange) (keep bool) {
 	sc := scans.Get().(*scan)
 	defer sc.release()
 	sc.s = s
+	sc.takeClaims(ex.Redactions)
+	sc.metadata(ex)
 	if req := ex.GetRequest(); req != nil {
 		req.Target = sc.url("request.url", req.Target)
 		sc.headers("request", req.Headers)
+		if len(req.Body) == 0 && len(sc.claims) > 0 {
+			sc.confirmRemoved("request.body", ActionRemove)
+		}
 		sc.body("request.body", &req.Headers, &req.Body, &req.BodySize, req.BodyTruncated)
 	}
 	if resp := ex.GetResponse(); resp != nil {
 		sc.headers("response", resp.Headers)
+		if len(resp.Body) == 0 && len(sc.claims) > 0 {
+			sc.confirmRemoved("response.body", ActionRemove)
+		}
 		sc.body("response.body", &resp.Headers, &resp.Body, &resp.BodySize, resp.BodyTruncated)
+	}
+	if ex.Request == nil && ex.Response == nil && len(sc.claims) > 0 {
+		sc.confirmRemoved("exchange", ActionDrop)
 	}
 	if sc.dropRule != "" {
 		ex.Request, ex.Response = nil, nil
@@ -203,11 +222,7 @@ func (s *Sanitizer) Sanitize(ex *reprisev1.Exchange) (keep bool) {
 			c.Add(1)
 		}
 	}
-	if len(ex.Redactions) == 0 {
-		ex.Redactions = sc.out
-	} else {
-		ex.Redactions = append(ex.Redactions, sc.out...)
-	}
+	ex.Redactions = append(sc.out, sc.confirmed...)
 	return sc.dropRule == ""
 }
 
@@ -226,6 +241,9 @@ type scan struct {
 	spans  []span   // detect's spans
 	edits  []edit   // a JSON body's edits
 	quoted []byte   // the quoted replacements the edits point into
+
+	claims    []claim                // the client's Redactions, until confirmed
+	confirmed []*reprisev1.Redaction // those confirmed
 }
 
 // scans keeps scans for their buffers.
