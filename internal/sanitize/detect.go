@@ -1,12 +1,15 @@
 package sanitize
 
 import (
+	"bytes"
 	"encoding/base64"
 	"math"
 	"math/big"
 	"math/bits"
 	"slices"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // A detector finds secrets by their value, wherever they are. need is what
@@ -299,6 +302,9 @@ func mixedClasses(run string) bool {
 	return changes*10 >= pairs*3
 }
 
+// digestLabels name the digest algorithms that label a hash.
+var digestLabels = []string{"sha1", "sha224", "sha256", "sha384", "sha512", "md5", "h1"}
+
 // mediaPrefixes are the base64 of the first bytes of image, font, audio,
 // video, document and archive formats (\x89PNG, \xff\xd8\xff, GIF8, RIFF,
 // %PDF, wOFF, wOF2, OggS, ID3, PK\x03\x04, <svg, <?xm).
@@ -306,11 +312,19 @@ var mediaPrefixes = []string{"iVBORw0KGg", "/9j/", "R0lGOD", "UklGR", "JVBERi0",
 	"SUQz", "UEsDB", "PHN2Zy", "PD94bW"}
 
 // isContent reports that s[i:j] is random by design, not a secret: a
-// multipart boundary, or base64-encoded media (after "base64,", as in a
-// data URI, or starting as an image, font or document does).
+// multipart boundary, a digest labelled with its algorithm (sha512-… in
+// npm's integrity, h1:… in go.sum, SHA256:… fingerprints), or
+// base64-encoded media (after "base64,", as in a data URI, or starting as
+// an image, font or document does).
 func isContent(s string, i, j int) bool {
 	if strings.HasSuffix(s[:i], "base64,") || hasPrefixFoldASCII(s[i:j], "boundary=") {
 		return true
+	}
+	for _, l := range digestLabels {
+		if hasPrefixFoldASCII(s[i:j], l+"-") || hasPrefixFoldASCII(s[i:j], l+"=") ||
+			len(s[:i]) > len(l) && s[i-1] == ':' && hasPrefixFoldASCII(s[i-1-len(l):i-1], l) {
+			return true
+		}
 	}
 	for _, p := range mediaPrefixes {
 		if strings.HasPrefix(s[i:j], p) {
@@ -353,7 +367,10 @@ func validBasic(s string) bool {
 	if err != nil {
 		b, err = base64.RawStdEncoding.DecodeString(strings.TrimRight(s, "="))
 	}
-	return err == nil && strings.Contains(string(b), ":")
+	// user:password in printable text; English words after "basic" ("Basic
+	// Options") decode to bytes that are not.
+	i := bytes.IndexByte(b, ':')
+	return err == nil && i > 0 && utf8.Valid(b) && !bytes.ContainsFunc(b, unicode.IsControl)
 }
 
 func digitsOf(s string) string {

@@ -106,8 +106,8 @@ func (sc *scan) keyValues(at where, v string) []span {
 		key := v[m[2]:m[3]]
 		for g := 2; g <= 5; g++ {
 			s, e := m[2*g], m[2*g+1]
-			if s < 0 || s == e {
-				continue
+			if s < 0 || e-s < 2 {
+				continue // no credential is one character (HTML's accesskey="n")
 			}
 			// Decided as a field of its own, so allow and deny rules apply.
 			if repl := sc.field(at.String()+"."+key, key, v[s:e], kindText, nil); repl != v[s:e] {
