@@ -107,6 +107,9 @@ func (g globPattern) matchKey(kn keyName) bool {
 	}
 	last := g[len(g)-1]
 	for _, p := range g[1 : len(g)-1] {
+		if p == "" {
+			continue // "**"
+		}
 		found := false
 		for from := at; from+len(p) <= len(s)-len(last); {
 			i := strings.Index(s[from:len(s)-len(last)], p)

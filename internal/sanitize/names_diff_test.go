@@ -80,7 +80,7 @@ func refMatchKey(pattern, key string) bool {
 			if i == 0 && s > 0 {
 				break
 			}
-			if joined[s:s+len(lit)] == lit && (lit == "" && i == 0 || ok(s, s+len(lit))) && place(i+1, s+len(lit)) {
+			if joined[s:s+len(lit)] == lit && (lit == "" || ok(s, s+len(lit))) && place(i+1, s+len(lit)) {
 				return true
 			}
 		}
