@@ -158,36 +158,27 @@ func (sc *scan) takeClaims(rs []*reprisev1.Redaction) {
 // this pass's location, the action the marker shows, and the claimed rule
 // only if this sanitizer knows it.
 func (sc *scan) confirm(at where, v string, k kind) {
-	var actions [3]string
-	n := 0
+	// How many claims each action's markers in v can confirm.
+	budget := map[string]int{ActionRedact: strings.Count(v, Redacted), ActionMask: strings.Count(v, "****"),
+		ActionTokenize: strings.Count(v, "tok_")}
 	if k == kindNumber {
 		// A number carries no marker: its location must be claimed exactly.
-		actions, n = [3]string{ActionRedact, ActionMask, ActionTokenize}, 3
+		budget = map[string]int{ActionRedact: 1, ActionMask: 1, ActionTokenize: 1}
 	}
-	if strings.Contains(v, Redacted) {
-		actions[n], n = ActionRedact, n+1
-	}
-	if strings.Contains(v, "****") {
-		actions[n], n = ActionMask, n+1
-	}
-	if strings.Contains(v, "tok_") {
-		actions[n], n = ActionTokenize, n+1
-	}
-	if n == 0 {
+	if budget[ActionRedact]+budget[ActionMask]+budget[ActionTokenize] == 0 {
 		return
 	}
 	loc := sc.locString(at)
 	for i, c := range sc.claims {
 		under := k != kindNumber && strings.HasPrefix(c.loc, loc) && len(c.loc) > len(loc) && strings.ContainsRune(".[", rune(c.loc[len(loc)]))
-		if c.loc == "" || c.loc != loc && !under {
+		if c.loc == "" || c.loc != loc && !under || budget[c.action] == 0 {
 			continue
 		}
-		for _, a := range actions[:n] {
-			if c.action == a {
-				sc.keepClaim(i, c.loc) // under loc, so as specific as claimed
-				break
-			}
+		budget[c.action]--
+		if k == kindNumber {
+			budget = nil // one claim per number
 		}
+		sc.keepClaim(i, c.loc) // under loc, so as specific as claimed
 	}
 }
 
