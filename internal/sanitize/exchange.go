@@ -158,7 +158,7 @@ func (sc *scan) takeClaims(rs []*reprisev1.Redaction) {
 // this pass's location, the action the marker shows, and the claimed rule
 // only if this sanitizer knows it.
 func (sc *scan) confirm(at where, v string, k kind) {
-	// How many claims each action's markers in v can confirm.
+	// How many claims at loc each action's markers in v can confirm.
 	budget := map[string]int{ActionRedact: strings.Count(v, Redacted), ActionMask: strings.Count(v, "****"),
 		ActionTokenize: strings.Count(v, "tok_")}
 	if k == kindNumber {
@@ -174,9 +174,10 @@ func (sc *scan) confirm(at where, v string, k kind) {
 		if c.loc == "" || c.loc != loc && !under || budget[c.action] == 0 {
 			continue
 		}
-		budget[c.action]--
-		if k == kindNumber {
-			budget = nil // one claim per number
+		// A claim under loc (a key=value of text) may share its marker with
+		// one at loc; each claim at loc needs a marker of its own.
+		if !under {
+			budget[c.action]--
 		}
 		sc.keepClaim(i, c.loc) // under loc, so as specific as claimed
 	}

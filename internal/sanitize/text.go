@@ -84,8 +84,9 @@ func (sc *scan) detect(at where, v string, k kind) string {
 }
 
 // kvRe finds key=value, "key": "value" and <key>value</key> in free text
-// (logs, HTML, broken JSON) for the built-in sensitive key names.
-var kvRe = regexp.MustCompile(`(?i)([a-z0-9_.-]*(?:password|passwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credential|session[_-]?id|ssn|signature)[a-z0-9_.-]*)(?:["']?\s*[:=]\s*(?:"([^"]*)"|'([^']*)'|([^\s"'&,;<>]+))|\s*>([^<]*)<)`)
+// (logs, HTML, broken JSON) for the built-in sensitive key names; a quoted
+// value cut before its closing quote (a truncated body) runs to the end.
+var kvRe = regexp.MustCompile(`(?i)([a-z0-9_.-]*(?:password|passwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credential|session[_-]?id|ssn|signature)[a-z0-9_.-]*)(?:["']?\s*[:=]\s*(?:"([^"]*)"?|'([^']*)'?|([^\s"'&,;<>]+))|\s*>([^<]*)<)`)
 
 var kvWords = []string{"pass", "secret", "token", "key", "credential", "session", "ssn", "signature"}
 
