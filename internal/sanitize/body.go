@@ -244,9 +244,16 @@ func isBinary(b []byte) bool {
 
 // binary scans the printable runs of a binary body (the strings of a
 // protobuf message, the text chunks of an image) with the value detectors
-// and key rules. A find is overwritten in place by as many bytes, so
-// lengths and offsets inside the format stay as they were.
+// and key=value patterns. A find is overwritten in place by as many bytes,
+// so lengths and offsets inside the format stay as they were. A rule on
+// the body's key or location decides it whole: allow keeps it, deny
+// overwrites every run.
 func (sc *scan) binary(loc, key string, b []byte) ([]byte, error) {
+	at := where{base: loc}
+	deny, allow := sc.decideKey(at, key)
+	if allow {
+		return b, nil
+	}
 	var out []byte
 	for i := 0; i < len(b); {
 		if !isPrintable(b[i]) {
@@ -262,11 +269,21 @@ func (sc *scan) binary(loc, key string, b []byte) ([]byte, error) {
 				return nil, &limitError{ReasonTooMany}
 			}
 			run := string(b[i:j])
-			if repl := sc.field(loc, key, run, kindText, nil); repl != run {
+			if len(sc.claims) > 0 {
+				sc.confirm(at, run, kindText)
+			}
+			spans := sc.spans(at, run, kindText)
+			if deny != nil && strings.Trim(strings.TrimPrefix(run, Redacted), "*") != "" { // not filled before
+				spans = []span{{0, len(run), 0, activeDetector{&detector{name: deny.Name}, deny.Action}}}
+			}
+			for _, sp := range spans {
 				if out == nil {
 					out = bytes.Clone(b)
 				}
-				overwrite(out[i:j], run, repl)
+				if sp.d.detector != nil { // key=value finds are recorded already
+					sc.record(sc.locString(at), sp.d.name, sp.d.action)
+				}
+				fill(out[i+sp.start : i+sp.end])
 			}
 		}
 		i = j
@@ -277,27 +294,18 @@ func (sc *scan) binary(loc, key string, b []byte) ([]byte, error) {
 	return out, nil
 }
 
-func isPrintable(c byte) bool { return c >= ' ' && c < 0x7f || c == '\t' || c == '\n' || c == '\r' }
-
-// overwrite fills the part of dst (which holds run) that repl changed,
-// from the first differing byte to the last, with [REDACTED] and '*'.
-func overwrite(dst []byte, run, repl string) {
-	p := 0
-	for p < len(run) && p < len(repl) && run[p] == repl[p] {
-		p++
+// fill overwrites dst with [REDACTED] and '*', or only '*' when shorter.
+func fill(dst []byte) {
+	n := 0
+	if len(dst) >= len(Redacted) {
+		n = copy(dst, Redacted)
 	}
-	e := len(run)
-	for e > p && len(repl)-(len(run)-e) > p && run[e-1] == repl[len(repl)-(len(run)-e)-1] {
-		e--
-	}
-	n := copy(dst[p:e], Redacted)
-	if n < len(Redacted) {
-		n = 0 // too short for the marker: stars only
-	}
-	for i := p + n; i < e; i++ {
+	for i := n; i < len(dst); i++ {
 		dst[i] = '*'
 	}
 }
+
+func isPrintable(c byte) bool { return c >= ' ' && c < 0x7f || c == '\t' || c == '\n' || c == '\r' }
 
 type edit struct {
 	start, end int

@@ -6,6 +6,7 @@ import (
 
 	"github.com/reprise-dev/reprise/internal/header"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
+	"google.golang.org/protobuf/proto"
 )
 
 // TestEncodingsByContent: compression is found in the bytes whatever the
@@ -121,16 +122,27 @@ func TestBinaryBodies(t *testing.T) {
 	}
 }
 
-func TestOverwrite(t *testing.T) {
-	for _, c := range []struct{ run, repl, want string }{
-		{"mail a@example.com now", "mail [REDACTED] now", "mail [REDACTED]*** now"},
-		{"x 4111111111111111", "x ****1111", "x [REDACTED]**1111"},
-		{"pin=12345 ok", "pin=[REDACTED] ok", "pin=***** ok"},
-		{"ab", "[REDACTED]", "**"},
-	} {
-		dst := []byte(c.run)
-		if overwrite(dst, c.run, c.repl); string(dst) != c.want {
-			t.Errorf("overwrite(%q, %q) = %q, want %q", c.run, c.repl, dst, c.want)
+func TestFill(t *testing.T) {
+	for n, want := range map[int]string{0: "", 4: "****", 10: "[REDACTED]", 13: "[REDACTED]***"} {
+		dst := make([]byte, n)
+		if fill(dst); string(dst) != want {
+			t.Errorf("fill(%d bytes) = %q, want %q", n, dst, want)
 		}
+	}
+}
+
+// TestBinaryTwoFinds: each find of a run is overwritten and recorded on
+// its own, and a second pass keeps both records.
+func TestBinaryTwoFinds(t *testing.T) {
+	body := []byte("\x00\x01id " + secAWS + " mail " + secEmail + " end\xff")
+	ex := resp(hdrs("Content-Type", "application/octet-stream"), body)
+	Default().Sanitize(ex)
+	want := "\x00\x01id [REDACTED]********** mail [REDACTED]********** end\xff"
+	if string(ex.Response.Body) != want || len(ex.Redactions) != 2 {
+		t.Fatalf("stored %q with %v, want %q and 2 redactions", ex.Response.Body, ex.Redactions, want)
+	}
+	first := proto.Clone(ex)
+	if Default().Sanitize(ex); !proto.Equal(first, ex) {
+		t.Errorf("second pass changed:\n%v\n%v", first, ex)
 	}
 }

@@ -237,10 +237,10 @@ type scan struct {
 
 	// Buffers reused from call to call (scans): nothing handed out points
 	// into them.
-	found  [][2]int // a detector's finds
-	spans  []span   // detect's spans
-	edits  []edit   // a JSON body's edits
-	quoted []byte   // the quoted replacements the edits point into
+	found   [][2]int // a detector's finds
+	spanBuf []span   // spans' finds
+	edits   []edit   // a JSON body's edits
+	quoted  []byte   // the quoted replacements the edits point into
 
 	claims    []claim                // the client's Redactions, until confirmed
 	confirmed []*reprisev1.Redaction // those confirmed
@@ -252,11 +252,11 @@ var scans = sync.Pool{New: func() any { return new(scan) }}
 // release returns sc to scans, without what Sanitize handed out (the
 // Redactions, their slab and locations) and without buffers grown large.
 func (sc *scan) release() {
-	keep := scan{found: sc.found[:0], spans: sc.spans[:0], edits: sc.edits[:0], quoted: sc.quoted[:0]}
+	keep := scan{found: sc.found[:0], spanBuf: sc.spanBuf[:0], edits: sc.edits[:0], quoted: sc.quoted[:0]}
 	if cap(keep.quoted) > 1<<16 || cap(keep.edits) > 1<<10 {
 		keep.edits, keep.quoted = nil, nil
 	}
-	clear(keep.spans[:cap(keep.spans)]) // they hold detectors' pointers
+	clear(keep.spanBuf[:cap(keep.spanBuf)]) // they hold detectors' pointers
 	*sc = keep
 	scans.Put(sc)
 }

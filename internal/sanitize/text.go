@@ -20,48 +20,12 @@ func (sc *scan) detect(at where, v string, k kind) string {
 	if len(v) < sc.s.detectMinLen {
 		return v // no detector's pattern, nor key=value, is that short
 	}
-	sh := shapeOf(v)
-	// The scan's buffer, taken so that a nested detect (keyValues decides
-	// fields) gets its own; given back once the spans are found.
-	spans := sc.spans[:0]
-	sc.spans = nil
-	dets, needs := sc.s.detectors, sc.s.needs
-	for i := range needs {
-		if !sh.meets(&needs[i]) {
-			continue
-		}
-		d := &dets[i]
-		sc.found = d.find(sc.found[:0], v)
-		for _, sp := range sc.found {
-			if !isMarker(v[sp[0]:sp[1]]) {
-				spans = append(spans, span{sp[0], sp[1], i, *d})
-			}
-		}
-	}
-	if k != kindNumber && sh.seen&clKV != 0 {
-		spans = append(spans, sc.keyValues(at, v)...)
-	}
-	sc.spans = spans[:0]
-	if len(spans) == 0 {
+	merged := sc.spans(at, v, k)
+	if len(merged) == 0 {
 		return v
 	}
 	if k == kindNumber {
-		return sc.apply(at, spans[0].d.name, spans[0].d.action, v, k)
-	}
-	// Overlapping finds are merged, so no part of either survives; the
-	// earlier detector in the table names the merged span.
-	slices.SortStableFunc(spans, func(a, b span) int { return a.start - b.start })
-	merged := spans[:1]
-	for _, sp := range spans[1:] {
-		m := &merged[len(merged)-1]
-		if sp.start >= m.end {
-			merged = append(merged, sp)
-			continue
-		}
-		m.end = max(m.end, sp.end)
-		if sp.prio < m.prio {
-			m.prio, m.d = sp.prio, sp.d
-		}
+		return sc.apply(at, merged[0].d.name, merged[0].d.action, v, k)
 	}
 	if sp := merged[0]; len(merged) == 1 && sp.start == 0 && sp.end == len(v) && sp.d.detector != nil {
 		return sc.apply(at, sp.d.name, sp.d.action, v, kindText) // the whole value
@@ -81,6 +45,53 @@ func (sc *scan) detect(at where, v string, k kind) string {
 	}
 	b.WriteString(v[last:])
 	return b.String()
+}
+
+// spans returns what the detectors and the key=value patterns find in v,
+// in order; overlapping finds are merged, so no part of either survives,
+// and the earlier detector in the table names the merged span. A number
+// gets the first find only. The slice is the scan's buffer: valid until
+// the next call.
+func (sc *scan) spans(at where, v string, k kind) []span {
+	sh := shapeOf(v)
+	// The scan's buffer, taken so that a nested detect (keyValues decides
+	// fields) gets its own; given back once the spans are found.
+	spans := sc.spanBuf[:0]
+	sc.spanBuf = nil
+	dets, needs := sc.s.detectors, sc.s.needs
+	for i := range needs {
+		if !sh.meets(&needs[i]) {
+			continue
+		}
+		d := &dets[i]
+		sc.found = d.find(sc.found[:0], v)
+		for _, sp := range sc.found {
+			if !isMarker(v[sp[0]:sp[1]]) {
+				spans = append(spans, span{sp[0], sp[1], i, *d})
+			}
+		}
+	}
+	if k != kindNumber && sh.seen&clKV != 0 {
+		spans = append(spans, sc.keyValues(at, v)...)
+	}
+	sc.spanBuf = spans[:0]
+	if len(spans) <= 1 || k == kindNumber {
+		return spans
+	}
+	slices.SortStableFunc(spans, func(a, b span) int { return a.start - b.start })
+	merged := spans[:1]
+	for _, sp := range spans[1:] {
+		m := &merged[len(merged)-1]
+		if sp.start >= m.end {
+			merged = append(merged, sp)
+			continue
+		}
+		m.end = max(m.end, sp.end)
+		if sp.prio < m.prio {
+			m.prio, m.d = sp.prio, sp.d
+		}
+	}
+	return merged
 }
 
 // kvRe finds key=value, "key": "value" and <key>value</key> in free text
