@@ -159,7 +159,7 @@ func (sc *scan) takeClaims(rs []*reprisev1.Redaction) {
 // only if this sanitizer knows it.
 func (sc *scan) confirm(at where, v string, k kind) {
 	// How many claims at loc each action's markers in v can confirm.
-	budget := map[string]int{ActionRedact: strings.Count(v, Redacted), ActionMask: strings.Count(v, "****"),
+	budget := map[string]int{ActionRedact: strings.Count(v, Redacted) + shortFills(v), ActionMask: strings.Count(v, "****"),
 		ActionTokenize: strings.Count(v, "tok_")}
 	if k == kindNumber {
 		// A number carries no marker: its location must be claimed exactly.
@@ -181,6 +181,18 @@ func (sc *scan) confirm(at where, v string, k kind) {
 		}
 		sc.keepClaim(i, c.loc) // under loc, so as specific as claimed
 	}
+}
+
+// shortFills counts the runs of '*' that do not follow [REDACTED]: what
+// fill writes over a find shorter than the marker.
+func shortFills(v string) int {
+	n := 0
+	for i := 0; i < len(v); i++ {
+		if v[i] == '*' && (i == 0 || v[i-1] != '*' && v[i-1] != ']') {
+			n++
+		}
+	}
+	return n
 }
 
 // confirmRemoved keeps the claims that loc was removed whole (a body, the
