@@ -52,8 +52,11 @@ func isMarker(v string) bool {
 		return true
 	case len(v) == 20 && strings.HasPrefix(v, "tok_"):
 		return tokenRe.MatchString(v)
-	case strings.HasPrefix(v, "****"):
-		return utf8.RuneCountInString(v) <= 8
+	case strings.HasPrefix(v, "****") && utf8.RuneCountInString(v) <= 8:
+		return true
+	case strings.HasPrefix(v, Redacted) || strings.HasPrefix(v, "*"):
+		// What fill wrote over a find in a binary body.
+		return strings.Trim(strings.TrimPrefix(v, Redacted), "*") == ""
 	}
 	return false
 }

@@ -273,7 +273,7 @@ func (sc *scan) binary(loc, key string, b []byte) ([]byte, error) {
 				sc.confirm(at, run, kindText)
 			}
 			spans := sc.spans(at, run, kindText)
-			if deny != nil && strings.Trim(strings.TrimPrefix(run, Redacted), "*") != "" { // not filled before
+			if deny != nil && !isMarker(run) {
 				spans = []span{{0, len(run), 0, activeDetector{&detector{name: deny.Name}, deny.Action}}}
 			}
 			for _, sp := range spans {
