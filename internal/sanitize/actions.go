@@ -47,6 +47,9 @@ var tokenRe = regexp.MustCompile(`^tok_[A-Za-z0-9_-]{16}$`)
 // isMarker reports a value a sanitizer already wrote, so a second pass
 // (agent, then collector) changes and records nothing.
 func isMarker(v string) bool {
+	if v == "" || v[0] != '[' && v[0] != 't' && v[0] != '*' {
+		return false // most values: one comparison
+	}
 	switch {
 	case v == Redacted:
 		return true
@@ -65,7 +68,7 @@ func isMarker(v string) bool {
 // are built from names (headers, parameters, JSON keys), which can hold a
 // secret too.
 func (sc *scan) scrub(loc string) string {
-	if len(loc) < sc.s.detectMinLen {
+	if len(loc) < sc.s.detectMinLen || plainLocation(loc) {
 		return loc
 	}
 	sh := shapeOf(loc)
@@ -90,6 +93,29 @@ func (sc *scan) scrub(loc string) string {
 	}
 	b.WriteString(loc[last:])
 	return b.String()
+}
+
+// plainLocation reports a location no detector can find anything in:
+// fewer than two digits, no '@', space, control or non-ASCII byte, no "eyJ", and
+// no run of 20 token characters (every detector needs one of these).
+func plainLocation(loc string) bool {
+	digits, run := 0, 0
+	for i := 0; i < len(loc); i++ {
+		c := loc[i]
+		switch {
+		case isDigit(c):
+			digits++
+		case c == '@' || c <= ' ' || c >= utf8.RuneSelf || c == 'e' && strings.HasPrefix(loc[i:], "eyJ"):
+			return false
+		}
+		if run++; !isTokenChar(c) {
+			run = 0
+		}
+		if run >= 20 || digits >= 2 {
+			return false
+		}
+	}
+	return true
 }
 
 // apply performs action on v and records it.

@@ -35,10 +35,13 @@ func (sc *scan) headers(side string, hs []*reprisev1.Header) {
 				h.Value = sc.url(at.String(), h.Value)
 			}
 		default:
-			h.Value = sc.fieldAt(at, n, h.Value, kindText, nil)
+			km := sc.s.keyMatches(n)
+			h.Value = sc.fieldKeyed(at, km, h.Value, kindText, nil)
+			// Names are sent by the client too: a secret there goes as well.
+			if km.nameFinds {
+				h.Name = sc.text(base, n)
+			}
 		}
-		// Names are sent by the client too: a secret there goes as well.
-		h.Name = sc.text(base, h.Name)
 	}
 }
 
@@ -191,8 +194,12 @@ func (sc *scan) pairs(loc, s string, sep byte) string {
 			v = val
 		}
 		if n != "" || v != "" {
-			repl := sc.fieldAt(where{base: loc, name: n, named: true, noLoc: noLoc}, n, v, kindText, nil)
-			replName := sc.text(loc, n)
+			km := sc.s.keyMatches(n)
+			repl := sc.fieldKeyed(where{base: loc, name: n, named: true, noLoc: noLoc}, km, v, kindText, nil)
+			replName := n
+			if km.nameFinds {
+				replName = sc.text(loc, n)
+			}
 			if replName != n {
 				name = url.QueryEscape(replName)
 			}

@@ -18,6 +18,10 @@ import (
 type keyRules struct {
 	match     []bool
 	unlocated bool
+	// nameFinds: the value detectors or key=value patterns may find
+	// something in the key itself, so a name (header, parameter) must be
+	// scanned; most names are ruled out once, here.
+	nameFinds bool
 }
 
 // keyCacheMax bounds the key cache: keys come from traffic, and an endless
@@ -57,6 +61,7 @@ func (s *Sanitizer) keyMatches(key string) keyRules {
 		m.match = append(m.match, ok)
 		m.unlocated = m.unlocated || ok && len(r.locations) == 0
 	}
+	m.nameFinds = s.mayFind(key)
 	s.keysMu.Lock()
 	if len(*s.keys.Load())+len(s.newKeys) < keyCacheMax {
 		if s.newKeys == nil {
@@ -212,6 +217,14 @@ func (sc *scan) field(loc, key, v string, k kind, forced *rule) string {
 
 // fieldAt is field with a location that may not be built yet.
 func (sc *scan) fieldAt(at where, key, v string, k kind, forced *rule) string {
+	if v == "" || forced != nil {
+		return sc.fieldKeyed(at, keyRules{}, v, k, forced)
+	}
+	return sc.fieldKeyed(at, sc.s.keyMatches(key), v, k, forced)
+}
+
+// fieldKeyed is fieldAt with the key's keyRules looked up.
+func (sc *scan) fieldKeyed(at where, km keyRules, v string, k kind, forced *rule) string {
 	if len(sc.claims) > 0 {
 		sc.confirm(at, v, k)
 	}
@@ -221,7 +234,7 @@ func (sc *scan) fieldAt(at where, key, v string, k kind, forced *rule) string {
 	if forced != nil {
 		return sc.apply(at, forced.Name, forced.Action, v, k)
 	}
-	if km := sc.s.keyMatches(key); !at.noLoc || km.unlocated {
+	if !at.noLoc || km.unlocated {
 		if sc.firstMatch(sc.s.allow, km.match, at, v, false) != nil {
 			return v
 		}

@@ -1,6 +1,7 @@
 package sanitize
 
 import (
+	"math/rand/v2"
 	"slices"
 	"testing"
 )
@@ -92,5 +93,27 @@ func TestOAuthRedirect(t *testing.T) {
 	want := "https://app.example/cb?code=%5BREDACTED%5D&state=%5BREDACTED%5D&lang=en#nonce=%5BREDACTED%5D"
 	if got := ex.Response.Headers[0].Value; got != want {
 		t.Errorf("Location = %q, want %q", got, want)
+	}
+}
+
+// TestPlainLocation: a location plainLocation passes has nothing any
+// detector finds, on the corpora and on random inputs.
+func TestPlainLocation(t *testing.T) {
+	s := Default()
+	check := func(loc string) {
+		if plainLocation(loc) && s.mayFind(loc) {
+			t.Fatalf("plainLocation(%q), but a detector finds something", loc)
+		}
+	}
+	for _, tc := range secretCorpus(t) {
+		check(string(tc.ex.GetRequest().GetBody()))
+		check(tc.ex.GetRequest().GetTarget())
+	}
+	r := rand.New(rand.NewPCG(9, 10))
+	for range 30_000 {
+		check(randomDetectorInput(r))
+	}
+	if !plainLocation("request.body.items[].sku") || plainLocation("request.url.query."+secEmail) {
+		t.Error("plainLocation misjudges a plain or an e-mail location")
 	}
 }

@@ -47,6 +47,24 @@ func (sc *scan) detect(at where, v string, k kind) string {
 	return b.String()
 }
 
+// mayFind reports whether detect could change v: a detector finds
+// something, or v may hold key=value text.
+func (s *Sanitizer) mayFind(v string) bool {
+	if len(v) < s.detectMinLen {
+		return false
+	}
+	sh := shapeOf(v)
+	if sh.seen&clKV != 0 && hasKVWord(v) {
+		return true
+	}
+	for i := range s.needs {
+		if sh.meets(&s.needs[i]) && len(s.detectors[i].find(nil, v)) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // spans returns what the detectors and the key=value patterns find in v,
 // in order; overlapping finds are merged, so no part of either survives,
 // and the earlier detector in the table names the merged span. A number
