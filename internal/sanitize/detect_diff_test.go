@@ -94,6 +94,8 @@ func plainEntropy(s string) float64 {
 	return h
 }
 
+var alnumRe = regexp.MustCompile(`[A-Za-z0-9]+`)
+
 // plainMixed is mixedClasses by splitting run into its alphanumeric pieces
 // and counting class changes within each with unicode's predicates.
 func plainMixed(run string) bool {
@@ -107,7 +109,7 @@ func plainMixed(run string) bool {
 		return 3
 	}
 	pairs, changes := 0, 0
-	for _, piece := range regexp.MustCompile(`[A-Za-z0-9]+`).FindAllString(run, -1) {
+	for _, piece := range alnumRe.FindAllString(run, -1) {
 		for i := 1; i < len(piece); i++ {
 			pairs++
 			if class(rune(piece[i])) != class(rune(piece[i-1])) {

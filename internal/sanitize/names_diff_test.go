@@ -10,12 +10,15 @@ import (
 // refTokens splits an ASCII name into tokens with a regexp, then splits a
 // capital run before a lower-case word (APIKey → API, Key): the reference
 // for newKeyName's boundaries.
-var refTokenRe = regexp.MustCompile(`[A-Z]+[a-z]*|[a-z]+|[0-9]+|[^A-Za-z0-9_. -]`)
+var (
+	refTokenRe = regexp.MustCompile(`[A-Z]+[a-z]*|[a-z]+|[0-9]+|[^A-Za-z0-9_. -]`)
+	refCapsRe  = regexp.MustCompile(`^([A-Z]+)([A-Z][a-z]+)$`)
+)
 
 func refTokens(k string) []string {
 	var out []string
 	for _, tok := range refTokenRe.FindAllString(k, -1) {
-		if m := regexp.MustCompile(`^([A-Z]+)([A-Z][a-z]+)$`).FindStringSubmatch(tok); m != nil {
+		if m := refCapsRe.FindStringSubmatch(tok); m != nil {
 			out = append(out, strings.ToLower(m[1]), strings.ToLower(m[2]))
 			continue
 		}

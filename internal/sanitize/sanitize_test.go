@@ -321,6 +321,8 @@ func TestFailClosed(t *testing.T) {
 		{"truncated zstd", ReasonUndecodable, hdrs("Content-Encoding", "zstd"), compress(t, "zstd", []byte(`{"email":"`+secEmail+`"}`))[:12]},
 		{"unknown encoding", ReasonUndecodable, hdrs("Content-Encoding", "compress"), []byte(secEmail)},
 		{"gzip bomb", ReasonTooLarge, hdrs("Content-Encoding", "gzip"), bomb},
+		{"gzip bomb without Content-Encoding", ReasonTooLarge, hdrs("Content-Type", "application/json"), bomb},
+		{"zstd bomb inside gzip", ReasonTooLarge, hdrs("Content-Encoding", "gzip"), compress(t, "gzip", compress(t, "zstd", bytes.Repeat([]byte("a"), 1<<20)))},
 		{"too large", ReasonTooLarge, nil, bytes.Repeat([]byte("a "+secEmail), 10_000)},
 		{"too deep", ReasonTooDeep, nil, []byte(strings.Repeat("[", 20) + `"` + secEmail + `"` + strings.Repeat("]", 20))},
 		{"too many fields", ReasonTooMany, nil, []byte(manyFields)},
@@ -342,7 +344,7 @@ func TestFailClosed(t *testing.T) {
 			assertNoSecrets(t, ex, []string{secEmail})
 		})
 	}
-	if c := s.Counts(); c[ReasonUndecodable] != 3 || c[ReasonTooLarge] != 2 {
+	if c := s.Counts(); c[ReasonUndecodable] != 3 || c[ReasonTooLarge] != 4 {
 		t.Errorf("counts = %v", c)
 	}
 }
