@@ -106,6 +106,9 @@ func decodeOne(body []byte, coding string, limit int64, partial bool) ([]byte, e
 		return nil, ErrUnsupported
 	}
 	out, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if errors.Is(err, zstd.ErrDecoderSizeExceeded) || errors.Is(err, zstd.ErrWindowSizeExceeded) {
+		return nil, ErrTooLarge // the frame's header says it needs more than limit
+	}
 	if partial && (errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)) {
 		err = nil
 	}

@@ -119,3 +119,12 @@ func TestSniff(t *testing.T) {
 		}
 	}
 }
+
+// TestZstdFrameOverLimit: a zstd frame whose header asks for more memory
+// than the limit is too large, like any other bomb, not corrupt.
+func TestZstdFrameOverLimit(t *testing.T) {
+	b := encode(t, "zstd", bytes.Repeat([]byte("a"), 1<<20))
+	if _, err := Decode(b, "zstd", 1<<16, false); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("Decode of a 1 MiB zstd frame with a 64 KiB limit: %v, want ErrTooLarge", err)
+	}
+}
