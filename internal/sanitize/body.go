@@ -37,12 +37,14 @@ func (sc *scan) body(loc string, hs *[]*reprisev1.Header, body *[]byte, size *in
 		sc.remove(loc, reason, body, size)
 		return
 	}
+	recorded := len(sc.out)
 	out, err := sc.content(loc, "", header.Combined(*hs, "Content-Type"), b, 0, nil)
 	if err != nil {
 		reason, ok := isLimit(err)
 		if !ok {
 			reason = ReasonUnparsable
 		}
+		sc.out = sc.out[:recorded] // what was found before the failure goes with the body
 		sc.remove(loc, reason, body, size)
 		return
 	}

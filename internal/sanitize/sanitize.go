@@ -4,7 +4,10 @@
 //
 // Every value of an exchange (header, cookie, URL part, body field) goes
 // through the same decision: allow rules first (the value is kept), then
-// deny rules in order, then value detectors. See docs/sanitization.md.
+// deny rules in order, then value detectors; every other string (ids,
+// names, the process) passes the value detectors. Bodies are decoded as
+// their headers and their bytes say; what cannot be read fails closed.
+// See docs/sanitization.md.
 package sanitize
 
 import (
