@@ -176,9 +176,9 @@ func (s *Service) sanitize(req *reprisev1.IngestRequest) ([]*reprisev1.Exchange,
 		wg.Go(func() {
 			n := 0 // counted here: counts[w] shares a cache line with the others
 			for i := lo; i < hi; i++ {
-				before := len(exs[i].GetRedactions())
+				// Sanitize replaces the Redactions the agent sent.
 				keep[i] = s.sanitizer.Sanitize(exs[i])
-				n += len(exs[i].GetRedactions()) - before
+				n += len(exs[i].GetRedactions())
 			}
 			counts[w] = n
 		})

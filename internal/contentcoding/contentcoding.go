@@ -39,6 +39,30 @@ func Decode(body []byte, encoding string, limit int64, partial bool) ([]byte, er
 	return body, nil
 }
 
+// Sniff names the compression the bytes begin with, whatever the headers
+// say: "gzip", "deflate" (a zlib stream) or "zstd", or "" when none. Raw
+// DEFLATE and brotli have no signature, so only their Content-Encoding
+// tells them. A zlib header is two bytes that text can begin with ("x^"),
+// so callers should treat a zlib body that does not decode and is valid
+// UTF-8 as text.
+func Sniff(b []byte) string {
+	switch {
+	case len(b) >= 3 && b[0] == 0x1f && b[1] == 0x8b && b[2] == 8:
+		return "gzip"
+	case len(b) >= 4 && b[0] == 0x28 && b[1] == 0xb5 && b[2] == 0x2f && b[3] == 0xfd:
+		return "zstd"
+	case len(b) >= 2 && isZlibHeader(b[0], b[1]):
+		return "deflate"
+	}
+	return ""
+}
+
+// isZlibHeader: method 8 with a window of at most 32 KiB, no preset
+// dictionary (HTTP never uses one) and the header check (RFC 1950).
+func isZlibHeader(cmf, flg byte) bool {
+	return cmf&0x0f == 8 && cmf>>4 <= 7 && flg&0x20 == 0 && (uint16(cmf)<<8|uint16(flg))%31 == 0
+}
+
 // Encoded reports whether a Content-Encoding value names any coding.
 func Encoded(encoding string) bool {
 	e := strings.ToLower(strings.TrimSpace(encoding))
@@ -82,6 +106,9 @@ func decodeOne(body []byte, coding string, limit int64, partial bool) ([]byte, e
 		return nil, ErrUnsupported
 	}
 	out, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if errors.Is(err, zstd.ErrDecoderSizeExceeded) || errors.Is(err, zstd.ErrWindowSizeExceeded) {
+		return nil, ErrTooLarge // the frame's header says it needs more than limit
+	}
 	if partial && (errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)) {
 		err = nil
 	}

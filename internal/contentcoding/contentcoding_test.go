@@ -96,3 +96,35 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestSniff(t *testing.T) {
+	plain := []byte(`{"card":"4111111111111111"}`)
+	for _, c := range []struct{ coding, want string }{{"gzip", "gzip"}, {"deflate", "deflate"}, {"zstd", "zstd"}, {"raw-deflate", ""}, {"br", ""}} {
+		if got := Sniff(encode(t, c.coding, plain)); got != c.want {
+			t.Errorf("Sniff(%s bytes) = %q, want %q", c.coding, got, c.want)
+		}
+	}
+	for _, level := range []int{zlib.NoCompression, zlib.BestSpeed, 5, zlib.BestCompression} {
+		var buf bytes.Buffer
+		w, _ := zlib.NewWriterLevel(&buf, level)
+		w.Write(plain)
+		w.Close()
+		if got := Sniff(buf.Bytes()); got != "deflate" {
+			t.Errorf("zlib level %d: Sniff = %q", level, got)
+		}
+	}
+	for _, text := range []string{"", "x", `{"a":1}`, "<html>", "hello world", "\x1f", "x y", "x?"} {
+		if got := Sniff([]byte(text)); got != "" {
+			t.Errorf("Sniff(%q) = %q, want none", text, got)
+		}
+	}
+}
+
+// TestZstdFrameOverLimit: a zstd frame whose header asks for more memory
+// than the limit is too large, like any other bomb, not corrupt.
+func TestZstdFrameOverLimit(t *testing.T) {
+	b := encode(t, "zstd", bytes.Repeat([]byte("a"), 1<<20))
+	if _, err := Decode(b, "zstd", 1<<16, false); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("Decode of a 1 MiB zstd frame with a 64 KiB limit: %v, want ErrTooLarge", err)
+	}
+}

@@ -19,49 +19,43 @@ import (
 )
 
 // body decodes, scans and rewrites one body, at loc (request.body or
-// response.body). A rewritten body is stored decoded: Content-Encoding is
-// removed and Content-Length fixed, so the original (compressed) bytes
-// never reach the store.
+// response.body). Compression is undone as Content-Encoding says, then as
+// the bytes say (a server may compress without saying so, or twice); what
+// cannot be decoded is removed. A body in which nothing changed is kept as
+// received, compressed or not. A changed one is stored decoded:
+// Content-Encoding is removed and Content-Length fixed, so the original
+// bytes never reach the store.
 func (sc *scan) body(loc string, hs *[]*reprisev1.Header, body *[]byte, size *int64, truncated bool) {
 	if len(*body) == 0 {
 		return
 	}
-	b := *body
-	enc := header.Combined(*hs, "Content-Encoding")
-	decoded := false
-	if enc != "" && !strings.EqualFold(strings.TrimSpace(enc), "identity") {
-		var err error
-		if b, err = decode(enc, b, sc.s.limits.MaxBodyBytes); err != nil {
-			reason, ok := isLimit(err)
-			if !ok {
-				reason = ReasonUndecodable
-			}
-			sc.remove(loc, reason, body, size)
-			return
-		}
-		decoded = true
+	b, labelled, reason := sc.decodeBody(header.Combined(*hs, "Content-Encoding"), *body)
+	if reason == "" && int64(len(b)) > sc.s.limits.MaxBodyBytes {
+		reason = ReasonTooLarge
 	}
-	if int64(len(b)) > sc.s.limits.MaxBodyBytes {
-		sc.remove(loc, ReasonTooLarge, body, size)
+	if reason != "" {
+		sc.remove(loc, reason, body, size)
 		return
 	}
+	recorded := len(sc.out)
 	out, err := sc.content(loc, "", header.Combined(*hs, "Content-Type"), b, 0, nil)
 	if err != nil {
 		reason, ok := isLimit(err)
 		if !ok {
 			reason = ReasonUnparsable
 		}
+		sc.out = sc.out[:recorded] // what was found before the failure goes with the body
 		sc.remove(loc, reason, body, size)
 		return
 	}
-	if !decoded && bytes.Equal(out, *body) {
+	if bytes.Equal(out, b) {
 		return
 	}
 	*body = out
 	var kept []*reprisev1.Header
 	for _, h := range *hs {
 		switch {
-		case h != nil && decoded && isName(h.Name, "content-encoding"):
+		case h != nil && labelled && isName(h.Name, "content-encoding"):
 			continue
 		case h != nil && !truncated && isName(h.Name, "content-length"):
 			h.Value = strconv.Itoa(len(out))
@@ -71,6 +65,42 @@ func (sc *scan) body(loc string, hs *[]*reprisev1.Header, body *[]byte, size *in
 	*hs = kept
 	if !truncated {
 		*size = int64(len(out))
+	}
+}
+
+// decodeBody undoes the codings Content-Encoding names (labelled: it named
+// one), then those the bytes begin with, layer by layer, up to
+// limits.max_depth layers. A non-empty reason means the body must go.
+func (sc *scan) decodeBody(enc string, b []byte) (out []byte, labelled bool, reason string) {
+	limit := sc.s.limits.MaxBodyBytes
+	if contentcoding.Encoded(enc) {
+		var err error
+		if b, err = decode(enc, b, limit); err != nil {
+			if reason, ok := isLimit(err); ok {
+				return nil, true, reason
+			}
+			return nil, true, ReasonUndecodable
+		}
+		labelled = true
+	}
+	for layers := 0; ; layers++ {
+		c := contentcoding.Sniff(b)
+		if c == "" {
+			return b, labelled, ""
+		}
+		if layers == sc.s.limits.MaxDepth {
+			return nil, labelled, ReasonTooDeep
+		}
+		d, err := decode(c, b, limit)
+		switch reason, isLim := isLimit(err); {
+		case isLim:
+			return nil, labelled, reason
+		case err != nil && c == "deflate" && utf8.Valid(b):
+			return b, labelled, "" // text that begins like a zlib header
+		case err != nil:
+			return nil, labelled, ReasonUndecodable
+		}
+		b = d
 	}
 }
 
@@ -197,11 +227,87 @@ func (sc *scan) content(loc, key, contentType string, b []byte, depth int, force
 		return nil, err
 	}
 	sc.out = sc.out[:recorded]
+	if forced == nil && isBinary(b) {
+		if sc.s.opaque == OpaqueRedact {
+			return nil, &limitError{ReasonOpaque}
+		}
+		return sc.binary(loc, key, b)
+	}
 	if sc.fields++; sc.fields > sc.s.limits.MaxFields {
 		return nil, &limitError{ReasonTooMany}
 	}
 	return []byte(sc.field(loc, key, string(b), kindText, forced)), nil
 }
+
+// isBinary: a NUL or bytes that are not UTF-8 (images, protobuf, archives).
+func isBinary(b []byte) bool {
+	return bytes.IndexByte(b, 0) >= 0 || !utf8.Valid(b)
+}
+
+// binary scans the printable runs of a binary body (the strings of a
+// protobuf message, the text chunks of an image) with the value detectors
+// and key=value patterns. A find is overwritten in place by as many bytes,
+// so lengths and offsets inside the format stay as they were. A rule on
+// the body's key or location decides it whole: allow keeps it, deny
+// overwrites every run.
+func (sc *scan) binary(loc, key string, b []byte) ([]byte, error) {
+	at := where{base: loc}
+	deny, allow := sc.decideKey(at, key)
+	if allow {
+		return b, nil
+	}
+	var out []byte
+	for i := 0; i < len(b); {
+		if !isPrintable(b[i]) {
+			i++
+			continue
+		}
+		j := i
+		for j < len(b) && isPrintable(b[j]) {
+			j++
+		}
+		if j-i >= sc.s.detectMinLen {
+			if sc.fields++; sc.fields > sc.s.limits.MaxFields {
+				return nil, &limitError{ReasonTooMany}
+			}
+			run := string(b[i:j])
+			if len(sc.claims) > 0 {
+				sc.confirm(at, run, kindText)
+			}
+			spans := sc.spans(at, run, kindText)
+			if deny != nil && !isMarker(run) {
+				spans = []span{{0, len(run), 0, activeDetector{&detector{name: deny.Name}, deny.Action}}}
+			}
+			for _, sp := range spans {
+				if out == nil {
+					out = bytes.Clone(b)
+				}
+				if sp.d.detector != nil { // key=value finds are recorded already
+					sc.record(sc.locString(at), sp.d.name, sp.d.action)
+				}
+				fill(out[i+sp.start : i+sp.end])
+			}
+		}
+		i = j
+	}
+	if out == nil {
+		return b, nil
+	}
+	return out, nil
+}
+
+// fill overwrites dst with [REDACTED] and '*', or only '*' when shorter.
+func fill(dst []byte) {
+	n := 0
+	if len(dst) >= len(Redacted) {
+		n = copy(dst, Redacted)
+	}
+	for i := n; i < len(dst); i++ {
+		dst[i] = '*'
+	}
+}
+
+func isPrintable(c byte) bool { return c >= ' ' && c < 0x7f || c == '\t' || c == '\n' || c == '\r' }
 
 type edit struct {
 	start, end int
@@ -361,4 +467,17 @@ func (sc *scan) multipart(loc, boundary string, b []byte, depth int) ([]byte, er
 		return nil, fmt.Errorf("multipart close: %w", err)
 	}
 	return out.Bytes(), nil
+}
+
+// limitError is a limit hit while scanning: the body fails closed.
+type limitError struct{ reason string }
+
+func (e *limitError) Error() string { return e.reason }
+
+func isLimit(err error) (string, bool) {
+	var le *limitError
+	if errors.As(err, &le) {
+		return le.reason, true
+	}
+	return "", false
 }

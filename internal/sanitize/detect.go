@@ -1,12 +1,15 @@
 package sanitize
 
 import (
+	"bytes"
 	"encoding/base64"
 	"math"
 	"math/big"
 	"math/bits"
 	"slices"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // A detector finds secrets by their value, wherever they are. need is what
@@ -248,6 +251,11 @@ func isTokenChar(c byte) bool {
 
 // entropyFind finds runs of 24+ token characters that look generated; a
 // loop, as the equivalent regexp costs more than all other detectors.
+// Generated means random over the token alphabet: high entropy, and the
+// class (lower, upper, digit) changing from one letter or digit to the
+// next as often as chance makes it, which words, paths, file names and
+// identifiers do not (UTF-8-test, mgk25/ucs/examples, getUserV2Settings);
+// base64 of an image, font or document is content, not a secret.
 func entropyFind(out [][2]int, s string) [][2]int {
 	for i := 0; i < len(s); {
 		if !isTokenChar(s[i]) {
@@ -258,12 +266,72 @@ func entropyFind(out [][2]int, s string) [][2]int {
 		for j < len(s) && isTokenChar(s[j]) {
 			j++
 		}
-		if j-i >= 24 && highEntropy(s[i:j]) {
+		if j-i >= 24 && highEntropy(s[i:j]) && mixedClasses(s[i:j]) && !isContent(s, i, j) {
 			out = append(out, [2]int{i, j})
 		}
 		i = j
 	}
 	return out
+}
+
+// mixedClasses reports a run whose neighbouring letters and digits change
+// class (lower, upper, digit) at least 3 times in 10, as a random token's
+// do about 6 times in 10 and words' once in 6 or fewer; separators
+// (- _ / + =) start afresh.
+func mixedClasses(run string) bool {
+	pairs, changes := 0, 0
+	prev := byte(0) // the class of the byte before, 0 after a separator
+	for i := 0; i < len(run); i++ {
+		cl := byte(0)
+		switch c := run[i]; {
+		case isLower(c):
+			cl = 1
+		case isUpper(c):
+			cl = 2
+		case isDigit(c):
+			cl = 3
+		}
+		if prev != 0 && cl != 0 {
+			pairs++
+			if cl != prev {
+				changes++
+			}
+		}
+		prev = cl
+	}
+	return changes*10 >= pairs*3
+}
+
+// digestLabels name the digest algorithms that label a hash.
+var digestLabels = []string{"sha1", "sha224", "sha256", "sha384", "sha512", "md5", "h1"}
+
+// mediaPrefixes are the base64 of the first bytes of image, font, audio,
+// video, document and archive formats (\x89PNG, \xff\xd8\xff, GIF8, RIFF,
+// %PDF, wOFF, wOF2, OggS, ID3, PK\x03\x04, <svg, <?xm).
+var mediaPrefixes = []string{"iVBORw0KGg", "/9j/", "R0lGOD", "UklGR", "JVBERi0", "d09GR", "d09GMg", "T2dnUw",
+	"SUQz", "UEsDB", "PHN2Zy", "PD94bW"}
+
+// isContent reports that s[i:j] is random by design, not a secret: a
+// multipart boundary, a digest labelled with its algorithm (sha512-… in
+// npm's integrity, h1:… in go.sum, SHA256:… fingerprints), or
+// base64-encoded media (after "base64,", as in a data URI, or starting as
+// an image, font or document does).
+func isContent(s string, i, j int) bool {
+	if strings.HasSuffix(s[:i], "base64,") || hasPrefixFoldASCII(s[i:j], "boundary=") {
+		return true
+	}
+	for _, l := range digestLabels {
+		if hasPrefixFoldASCII(s[i:j], l+"-") || hasPrefixFoldASCII(s[i:j], l+"=") ||
+			len(s[:i]) > len(l) && s[i-1] == ':' && hasPrefixFoldASCII(s[i-1-len(l):i-1], l) {
+			return true
+		}
+	}
+	for _, p := range mediaPrefixes {
+		if strings.HasPrefix(s[i:j], p) {
+			return true
+		}
+	}
+	return false
 }
 
 func findDetector(name string) *detector {
@@ -299,7 +367,10 @@ func validBasic(s string) bool {
 	if err != nil {
 		b, err = base64.RawStdEncoding.DecodeString(strings.TrimRight(s, "="))
 	}
-	return err == nil && strings.Contains(string(b), ":")
+	// user:password in printable text; English words after "basic" ("Basic
+	// Options") decode to bytes that are not.
+	i := bytes.IndexByte(b, ':')
+	return err == nil && i > 0 && utf8.Valid(b) && !bytes.ContainsFunc(b, unicode.IsControl)
 }
 
 func digitsOf(s string) string {

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode"
 )
 
 // The regexps the detectors' finders replaced (find.go). A finder must
@@ -59,6 +60,9 @@ func checkDetectors(t *testing.T, s string) {
 				if got, want := highEntropy(run), plainEntropy(run) >= 4.0; isToken(run) && got != want {
 					t.Fatalf("highEntropy(%q) = %v, its sum says %v", run, got, want)
 				}
+				if got, want := mixedClasses(run), plainMixed(run); got != want {
+					t.Fatalf("mixedClasses(%q) = %v, counting the pieces says %v", run, got, want)
+				}
 			}
 			continue
 		}
@@ -88,6 +92,32 @@ func plainEntropy(s string) float64 {
 		}
 	}
 	return h
+}
+
+var alnumRe = regexp.MustCompile(`[A-Za-z0-9]+`)
+
+// plainMixed is mixedClasses by splitting run into its alphanumeric pieces
+// and counting class changes within each with unicode's predicates.
+func plainMixed(run string) bool {
+	class := func(r rune) int {
+		switch {
+		case unicode.IsLower(r):
+			return 1
+		case unicode.IsUpper(r):
+			return 2
+		}
+		return 3
+	}
+	pairs, changes := 0, 0
+	for _, piece := range alnumRe.FindAllString(run, -1) {
+		for i := 1; i < len(piece); i++ {
+			pairs++
+			if class(rune(piece[i])) != class(rune(piece[i-1])) {
+				changes++
+			}
+		}
+	}
+	return float64(changes) >= 0.3*float64(pairs)
 }
 
 // isToken reports a run of token characters with the mixed classes

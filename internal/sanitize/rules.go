@@ -41,11 +41,13 @@ type Limits struct {
 var defaultLimits = Limits{MaxBodyBytes: 16 << 20, MaxDepth: 64, MaxFields: 100_000}
 
 type config struct {
-	Limits    Limits    `yaml:"limits"`
-	Builtin   *bool     `yaml:"builtin"`
-	Allow     []rule    `yaml:"allow"`
-	Deny      []rule    `yaml:"deny"`
-	Detectors yaml.Node `yaml:"detectors"`
+	Limits Limits `yaml:"limits"`
+	// OpaqueBodies is what happens to binary bodies: keep or redact.
+	OpaqueBodies string    `yaml:"opaque_bodies"`
+	Builtin      *bool     `yaml:"builtin"`
+	Allow        []rule    `yaml:"allow"`
+	Deny         []rule    `yaml:"deny"`
+	Detectors    yaml.Node `yaml:"detectors"`
 }
 
 // rule selects values by key name, location and value; every selector given
@@ -58,6 +60,7 @@ type rule struct {
 	Action    string   `yaml:"action"`
 
 	line      int
+	builtin   bool
 	keys      []globPattern // normalised
 	locations []globPattern // lower case
 	values    []*regexp.Regexp
@@ -101,6 +104,9 @@ func parseRules(data []byte, name string) (*config, error) {
 func (c *config) validate() error {
 	if c.Limits.MaxBodyBytes < 0 || c.Limits.MaxDepth < 0 || c.Limits.MaxFields < 0 {
 		return errors.New("limits: values must not be negative")
+	}
+	if o := c.OpaqueBodies; o != "" && o != OpaqueKeep && o != OpaqueRedact {
+		return fmt.Errorf("opaque_bodies: %q is not one of keep, redact", o)
 	}
 	for i := range c.Allow {
 		if err := c.Allow[i].compile(fmt.Sprintf("allow[%d]", i), false); err != nil {
@@ -175,10 +181,17 @@ func (c *config) detectorActions() (map[string]string, error) {
 	return out, nil
 }
 
-// matchesKeys reports whether the keys selector accepts the normalised key;
-// a rule without one accepts every key.
-func (r *rule) matchesKeys(nkey string) bool {
-	return len(r.keys) == 0 || slices.ContainsFunc(r.keys, func(g globPattern) bool { return g.match(nkey) })
+// matchesKeys reports whether the keys selector accepts the key (see
+// matchKey); a rule without one accepts every key. A registered HTTP field
+// name is no built-in rule's key.
+func (r *rule) matchesKeys(kn keyName, registered bool) bool {
+	if len(r.keys) == 0 {
+		return true
+	}
+	if r.builtin && registered {
+		return false
+	}
+	return slices.ContainsFunc(r.keys, func(g globPattern) bool { return g.matchKey(kn) })
 }
 
 // matchesRest is matches without the keys selector: the location in lower
@@ -191,24 +204,6 @@ func (r *rule) matchesRest(lloc, value string) bool {
 		return false
 	}
 	return true
-}
-
-// normKey folds the spellings of one name together: X-Api-Key, api_key,
-// apiKey and API.KEY all become "xapikey"/"apikey".
-func normKey(k string) string {
-	var b strings.Builder
-	b.Grow(len(k))
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		switch {
-		case c >= 'A' && c <= 'Z':
-			b.WriteByte(c + 'a' - 'A')
-		case c == '-' || c == '_' || c == '.' || c == ' ':
-		default:
-			b.WriteByte(c)
-		}
-	}
-	return b.String()
 }
 
 // globPattern matches a pattern where * stands for any run of bytes (dots

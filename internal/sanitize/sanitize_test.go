@@ -321,6 +321,8 @@ func TestFailClosed(t *testing.T) {
 		{"truncated zstd", ReasonUndecodable, hdrs("Content-Encoding", "zstd"), compress(t, "zstd", []byte(`{"email":"`+secEmail+`"}`))[:12]},
 		{"unknown encoding", ReasonUndecodable, hdrs("Content-Encoding", "compress"), []byte(secEmail)},
 		{"gzip bomb", ReasonTooLarge, hdrs("Content-Encoding", "gzip"), bomb},
+		{"gzip bomb without Content-Encoding", ReasonTooLarge, hdrs("Content-Type", "application/json"), bomb},
+		{"zstd bomb inside gzip", ReasonTooLarge, hdrs("Content-Encoding", "gzip"), compress(t, "gzip", compress(t, "zstd", bytes.Repeat([]byte("a"), 1<<20)))},
 		{"too large", ReasonTooLarge, nil, bytes.Repeat([]byte("a "+secEmail), 10_000)},
 		{"too deep", ReasonTooDeep, nil, []byte(strings.Repeat("[", 20) + `"` + secEmail + `"` + strings.Repeat("]", 20))},
 		{"too many fields", ReasonTooMany, nil, []byte(manyFields)},
@@ -342,7 +344,7 @@ func TestFailClosed(t *testing.T) {
 			assertNoSecrets(t, ex, []string{secEmail})
 		})
 	}
-	if c := s.Counts(); c[ReasonUndecodable] != 3 || c[ReasonTooLarge] != 2 {
+	if c := s.Counts(); c[ReasonUndecodable] != 3 || c[ReasonTooLarge] != 4 {
 		t.Errorf("counts = %v", c)
 	}
 }
@@ -354,7 +356,7 @@ func TestHeadersAndCookies(t *testing.T) {
 		Response: &reprisev1.HttpResponse{StatusCode: 200, Headers: hdrs(
 			"set-COOKIE", "a=first; Path=/", "Set-Cookie", "b=second; Expires=Wed, 21 Oct 2026 07:28:00 GMT", "Cookie", "not=a-response-header")},
 	}
-	Sanitize(ex)
+	Default().Sanitize(ex)
 	got := func(hs []*reprisev1.Header) (out []string) {
 		for _, h := range hs {
 			out = append(out, h.Name+": "+h.Value)
@@ -371,7 +373,7 @@ func TestHeadersAndCookies(t *testing.T) {
 	}
 	// Nil parts and nil headers are not an error.
 	for _, ex := range []*reprisev1.Exchange{{Id: "empty"}, {Request: &reprisev1.HttpRequest{Headers: []*reprisev1.Header{nil}}}} {
-		if !Sanitize(ex) || len(ex.Redactions) != 0 {
+		if !Default().Sanitize(ex) || len(ex.Redactions) != 0 {
 			t.Errorf("Sanitize(%v): redactions %v", ex, ex.Redactions)
 		}
 	}
@@ -399,7 +401,7 @@ func TestConcurrent(t *testing.T) {
 func TestOverlapsMerge(t *testing.T) {
 	tail := "9xQ2vL7mK4nR8tW1yB6cF3hJ5sD0gA"
 	ex := req("/", hdrs("X-Note", "see jane@example.comzP"+tail+" now", "X-Auth", "Bearer "+secJWT), "")
-	Sanitize(ex)
+	Default().Sanitize(ex)
 	if got := ex.Request.Headers[0].Value; got != "see "+Redacted+" now" {
 		t.Errorf("X-Note = %q, want the email and the token redacted as one", got)
 	}
