@@ -21,6 +21,7 @@ import (
 	"github.com/dustin/go-humanize"
 	"github.com/google/uuid"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/reprise-dev/reprise/collector/auth"
 	"github.com/reprise-dev/reprise/collector/server"
@@ -372,8 +373,16 @@ func export(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	return nil
 }
 
-// importBatch is how many exchanges one ingest batch of an import carries.
-const importBatch = 256
+// An import batch closes at importBatch exchanges or importBatchBytes of
+// encoded exchanges, whichever comes first, so large bodies stay under
+// grpcclient.MaxMessageBytes.
+const (
+	importBatch      = 256
+	importBatchBytes = grpcclient.MaxMessageBytes / 4
+	// importBatchOverhead is room for the batch's own fields around one
+	// exchange.
+	importBatchOverhead = 1 << 10
+)
 
 // importFile sends a file's exchanges to the collector's IngestService, so
 // they are sanitized and stored exactly like captured ones.
@@ -422,6 +431,7 @@ func importFile(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return nil
 	}
 	var batch []*reprisev1.Exchange
+	batchBytes := 0
 	for ex, err := range exchfile.ReadFile(path) {
 		if err != nil {
 			return fmt.Errorf("after %d exchanges: %w", sent+len(batch), err)
@@ -432,11 +442,22 @@ func importFile(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if ex.Capture == nil {
 			ex.Capture = &reprisev1.Capture{Source: reprisev1.CaptureSource_CAPTURE_SOURCE_IMPORT}
 		}
-		if batch = append(batch, ex); len(batch) == importBatch {
+		size := proto.Size(ex)
+		if size > grpcclient.MaxMessageBytes-importBatchOverhead {
+			return fmt.Errorf("exchange %s of %s is %d bytes encoded, over the %d bytes of one message", ex.GetId(), path, size, grpcclient.MaxMessageBytes-importBatchOverhead)
+		}
+		if len(batch) > 0 && batchBytes+size > importBatchBytes {
 			if err := send(batch); err != nil {
 				return err
 			}
-			batch = nil
+			batch, batchBytes = nil, 0
+		}
+		batch, batchBytes = append(batch, ex), batchBytes+size
+		if len(batch) == importBatch {
+			if err := send(batch); err != nil {
+				return err
+			}
+			batch, batchBytes = nil, 0
 		}
 	}
 	if len(batch) > 0 {

@@ -34,10 +34,6 @@ import (
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
-// maxRecvMsgSize bounds one ingest batch. gRPC's 4 MiB default is too small
-// for a batch of exchanges that carry bodies.
-const maxRecvMsgSize = 32 << 20
-
 // shutdownTimeout bounds the graceful stop: agents keep their ingest streams
 // open indefinitely, so after this the remaining streams are cut. Batches
 // they had not been acked for are resent by the agents.
@@ -92,7 +88,7 @@ type Config struct {
 // NewGRPC returns a gRPC server with IngestService, QueryService and server
 // reflection (so grpcurl works without the proto files).
 func NewGRPC(st store.Store, m metrics.Metrics, cfg Config) *grpc.Server {
-	opts := append([]grpc.ServerOption{grpc.MaxRecvMsgSize(maxRecvMsgSize)}, cfg.Tokens.ServerOptions()...)
+	opts := append([]grpc.ServerOption{grpc.MaxRecvMsgSize(grpcclient.MaxMessageBytes), grpc.MaxSendMsgSize(grpcclient.MaxMessageBytes)}, cfg.Tokens.ServerOptions()...)
 	if cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(cfg.TLS))
 	}

@@ -100,6 +100,21 @@ var migrations = []migration{
 	// change in the file; the version makes an older collector, which
 	// cannot read those blobs, refuse the file instead of failing on reads.
 	{},
+	// 6: batch IDs are unique per agent, not across agents: each agent
+	// names its own batches, and one agent's ID must not make another's
+	// batch a duplicate.
+	{stmts: []string{
+		`CREATE TABLE batches_v6 (
+			agent_id     TEXT NOT NULL,
+			id           TEXT NOT NULL,
+			committed_at INTEGER NOT NULL, -- unix nanoseconds
+			PRIMARY KEY (agent_id, id)
+		)`,
+		`INSERT INTO batches_v6 (agent_id, id, committed_at) SELECT agent_id, id, committed_at FROM batches`,
+		`DROP TABLE batches`,
+		`ALTER TABLE batches_v6 RENAME TO batches`,
+		`CREATE INDEX batches_committed_at ON batches (committed_at)`,
+	}},
 }
 
 // backfillV2 fills the version 2 columns of exchanges stored by version 1
@@ -428,11 +443,11 @@ func (s *SQLite) Stream(ctx context.Context, filter *reprisev1.ExchangeFilter, a
 	return stream(ctx, s.page, filter, afterCursor, limit, fn)
 }
 
-func (s *SQLite) page(ctx context.Context, filter *reprisev1.ExchangeFilter, after *position, n int) ([]*reprisev1.Exchange, error) {
+func (s *SQLite) page(ctx context.Context, filter *reprisev1.ExchangeFilter, after *position, n int) ([]*reprisev1.Exchange, bool, error) {
 	q := pageQuery(sqliteSQL, filter, after, n)
 	rows, err := s.db.QueryContext(ctx, q.sql.String(), q.args...)
 	if err != nil {
-		return nil, fmt.Errorf("query exchanges: %w", err)
+		return nil, false, fmt.Errorf("query exchanges: %w", err)
 	}
 	defer rows.Close()
 	return scanPage(rows)
