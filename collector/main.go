@@ -134,6 +134,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	retentionSize := fs.String("retention-size", "", "delete the oldest exchanges while the store holds more than this (e.g. 10GB; empty: no limit)")
 	sanitizeConfig := fs.String("sanitize-config", "", "YAML sanitize rules (default: the built-in rules)")
 	tokenKeyFile := fs.String("token-key-file", "", "HMAC key of tokenize rules (default: $REPRISE_TOKEN_KEY)")
+	allowOpen := fs.Bool("allow-unauthenticated", false, "serve IngestService or QueryService without a token or client certificate on an address other than loopback")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -157,6 +158,12 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	if cfg.TLS, err = server.LoadTLS(*tlsCert, *tlsKey, *tlsClientCA); err != nil {
 		return fmt.Errorf("--tls-cert, --tls-key, --tls-client-ca: %w", err)
+	}
+	if open := openServices(cfg.Tokens, *tlsClientCA != ""); len(open) > 0 {
+		if !*allowOpen && !loopback(*grpcAddr) {
+			return fmt.Errorf("%s would accept calls from anyone on %s: give --ingest-token-file, --agents-file, --query-token-file or --tls-client-ca, or pass --allow-unauthenticated to serve it open", strings.Join(open, " and "), *grpcAddr)
+		}
+		slog.Warn("serving without authentication", "component", "collector", "services", strings.Join(open, ","), "grpc", *grpcAddr)
 	}
 	if *retentionAge < 0 {
 		return fmt.Errorf("--retention-age must not be negative, got %s", *retentionAge)
@@ -192,6 +199,36 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("listen http: %w", err)
 	}
 	return server.Serve(ctx, grpcLis, httpLis, st, cfg)
+}
+
+// openServices names the gRPC services that accept calls from anyone: no
+// token and no client certificate required.
+func openServices(t auth.Tokens, clientCerts bool) []string {
+	if clientCerts {
+		return nil // mutual TLS: every caller has a certificate of the CA
+	}
+	var open []string
+	if t.Ingest == "" && t.Agents == nil {
+		open = append(open, "IngestService")
+	}
+	if t.Query == "" {
+		open = append(open, "QueryService")
+	}
+	return open
+}
+
+// loopback reports whether a listen address only accepts connections from
+// this host: a loopback IP or "localhost" (not "", which is every address).
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Environment variables that hold the serve tokens when no file is given.

@@ -5,6 +5,7 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"strings"
 
@@ -71,25 +72,36 @@ func (t Tokens) check(ctx context.Context, method string) (string, error) {
 	if want == "" {
 		return "", nil
 	}
-	for _, got := range bearerTokens(ctx) {
-		if subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1 {
-			return "", nil
-		}
+	got, err := bearerToken(ctx)
+	if err != nil {
+		return "", err
 	}
-	return "", status.Error(codes.Unauthenticated, "missing or wrong bearer token in the authorization metadata")
+	// Digests of equal length: the compare's time says nothing of the
+	// token's length or of how much of a guess was right.
+	gotSum, wantSum := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(want))
+	if got == "" || subtle.ConstantTimeCompare(gotSum[:], wantSum[:]) != 1 {
+		return "", status.Error(codes.Unauthenticated, "missing or wrong bearer token in the authorization metadata")
+	}
+	return "", nil
 }
 
-// bearerTokens returns the tokens of the call's "authorization: Bearer"
-// metadata.
-func bearerTokens(ctx context.Context) []string {
+// bearerToken returns the token of the call's one "authorization: Bearer"
+// metadata value, "" when there is none. Several values are refused, so one
+// call cannot try several guesses; the scheme is case-insensitive (RFC 9110).
+func bearerToken(ctx context.Context) (string, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
-	var toks []string
-	for _, v := range md.Get("authorization") {
-		if tok, ok := strings.CutPrefix(v, "Bearer "); ok {
-			toks = append(toks, tok)
-		}
+	vals := md.Get("authorization")
+	switch {
+	case len(vals) == 0:
+		return "", nil
+	case len(vals) > 1:
+		return "", status.Errorf(codes.Unauthenticated, "%d authorization metadata values; send exactly one", len(vals))
 	}
-	return toks
+	scheme, tok, _ := strings.Cut(strings.TrimSpace(vals[0]), " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		return "", status.Error(codes.Unauthenticated, "authorization metadata: want the Bearer scheme")
+	}
+	return strings.TrimLeft(tok, " "), nil
 }
 
 // agentStream holds an authenticated agent to its own id: a batch, or an

@@ -225,6 +225,14 @@ func TestErrorCodes(t *testing.T) {
 			_, err := client.ListExchanges(ctx, &reprisev1.ListExchangesRequest{Filter: &reprisev1.ExchangeFilter{PathGlob: "/a/[b"}})
 			return err
 		}, codes.InvalidArgument, "filter.path_glob"},
+		{"a million-character glob", func() error {
+			_, err := client.ListExchanges(ctx, &reprisev1.ListExchangesRequest{Filter: &reprisev1.ExchangeFilter{PathGlob: "/" + strings.Repeat("*a", 500_000)}})
+			return err
+		}, codes.InvalidArgument, "filter.path_glob is 1000001 bytes"},
+		{"long cursor", func() error {
+			_, err := stream(ctx, client, &reprisev1.StreamExchangesRequest{AfterCursor: strings.Repeat("c", 5000)})
+			return err
+		}, codes.InvalidArgument, "after_cursor is 5000 bytes"},
 		{"services end time", func() error {
 			_, err := client.ListServices(ctx, &reprisev1.ListServicesRequest{EndTime: badTime})
 			return err
