@@ -49,7 +49,7 @@ func (t Tokens) ServerOptions() []grpc.ServerOption {
 				return err
 			}
 			if agent != "" {
-				ss = &agentStream{ServerStream: ss, agent: agent}
+				ss = &agentStream{ServerStream: ss, agent: agent, ctx: context.WithValue(ss.Context(), agentKey{}, agent)}
 			}
 			return handler(srv, ss)
 		}),
@@ -110,6 +110,17 @@ func bearerToken(ctx context.Context) (string, error) {
 type agentStream struct {
 	grpc.ServerStream
 	agent string
+	ctx   context.Context
+}
+
+func (s *agentStream) Context() context.Context { return s.ctx }
+
+type agentKey struct{}
+
+// Agent returns the agent a call authenticated as with Agents, "" without.
+func Agent(ctx context.Context) string {
+	id, _ := ctx.Value(agentKey{}).(string)
+	return id
 }
 
 func (s *agentStream) RecvMsg(m any) error {

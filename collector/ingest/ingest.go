@@ -10,10 +10,15 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/semaphore"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/reprise-dev/reprise/collector/auth"
 	"github.com/reprise-dev/reprise/collector/metrics"
 	"github.com/reprise-dev/reprise/collector/store"
 	"github.com/reprise-dev/reprise/collector/tail"
@@ -37,12 +42,17 @@ type Service struct {
 	hub       *tail.Hub
 	metrics   metrics.Metrics
 	log       *slog.Logger
+	limits    Limits
+	memory    *semaphore.Weighted // of limits.Memory
+	streams   streams
 }
 
 // New returns the ingest service writing to st and publishing each
-// committed batch to hub.
-func New(st store.Store, sanitizer *sanitize.Sanitizer, hub *tail.Hub, m metrics.Metrics) *Service {
-	return &Service{store: st, sanitizer: sanitizer, hub: hub, metrics: m, log: slog.With("component", "ingest")}
+// committed batch to hub, within the limits (see Limits.Check).
+func New(st store.Store, sanitizer *sanitize.Sanitizer, hub *tail.Hub, m metrics.Metrics, limits Limits) *Service {
+	limits = limits.withDefaults()
+	return &Service{store: st, sanitizer: sanitizer, hub: hub, metrics: m, log: slog.With("component", "ingest"),
+		limits: limits, memory: semaphore.NewWeighted(limits.Memory)}
 }
 
 // maxInFlight is how many batches of one stream are sanitized or committed
@@ -61,14 +71,27 @@ type batch struct {
 	redactions int
 	duplicate  bool       // committed before: acked, not stored again
 	done       chan error // buffered; a status error, nil once committed
+	held       int64      // bytes of Limits.Memory it holds
+	decode     int64      // of held, its decode room
 }
 
 // Ingest implements reprisev1.IngestServiceServer. Batches are processed
 // concurrently, but each is acked only after its own commit, in the order
 // they came.
 func (s *Service) Ingest(stream reprisev1.IngestService_IngestServer) error {
+	agent := auth.Agent(stream.Context())
+	if reason, err := s.streams.acquire(s.limits, agent); err != nil {
+		s.metrics.IngestLimited(reason)
+		return err
+	}
+	defer s.streams.release(agent)
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel() // stops the receiver and the batches still in flight
+	// A stream that sends nothing for the idle time is closed: it holds a
+	// connection's stream and goroutines for nothing.
+	var idle atomic.Bool
+	idleTimer := time.AfterFunc(s.limits.Idle, func() { idle.Store(true); cancel() })
+	defer idleTimer.Stop()
 	// The queue holds the batches in arrival order; with the one awaiting
 	// its ack it bounds the batches in flight.
 	queue := make(chan *batch, maxInFlight-1)
@@ -83,14 +106,18 @@ func (s *Service) Ingest(stream reprisev1.IngestService_IngestServer) error {
 				}
 				return
 			}
+			idleTimer.Reset(s.limits.Idle)
 			b := &batch{req: req, done: make(chan error, 1)}
 			invalid := s.reject(req)
 			if invalid != nil {
 				b.done <- invalid
+			} else if err := s.admit(ctx, b); err != nil {
+				return
 			}
 			select {
 			case queue <- b:
 			case <-ctx.Done():
+				s.memory.Release(b.held)
 				return
 			}
 			if invalid != nil {
@@ -100,38 +127,83 @@ func (s *Service) Ingest(stream reprisev1.IngestService_IngestServer) error {
 			go func() { b.done <- s.process(ctx, b) }()
 		}
 	}()
-	for b := range queue {
-		if err := <-b.done; err != nil {
+	// Whatever is still queued when the stream ends gives its memory back
+	// once its work has stopped.
+	defer func() {
+		go func() {
+			for b := range queue {
+				<-b.done
+				s.memory.Release(b.held)
+			}
+		}()
+	}()
+	for {
+		var b *batch
+		select {
+		case b = <-queue:
+		case <-ctx.Done():
+		}
+		if b == nil {
+			break
+		}
+		err := s.ack(stream, b)
+		s.memory.Release(b.held)
+		if err != nil {
 			return err
 		}
-		stored := len(b.kept)
-		if b.duplicate {
-			stored = 0
-		}
-		if err := stream.Send(&reprisev1.IngestResponse{
-			BatchId: b.req.GetBatchId(),
-			Stored:  uint32(stored),
-			Dropped: uint32(len(b.req.GetExchanges()) - len(b.kept)),
-		}); err != nil {
-			return err
-		}
-		if b.duplicate {
-			// Already published and counted when it was first committed.
-			s.metrics.BatchDuplicate()
-			s.log.Debug("duplicate batch", "batch_id", b.req.GetBatchId(), "agent_id", b.req.GetAgentId())
-			continue
-		}
-		// Published in stream order, after the commit, as a tail expects.
-		s.hub.Publish(b.kept)
-		s.metrics.BatchIngested(len(b.kept), b.redactions)
-		s.log.Debug("batch stored", "batch_id", b.req.GetBatchId(), "agent_id", b.req.GetAgentId(), "exchanges", len(b.kept))
+		idleTimer.Reset(s.limits.Idle)
+	}
+	if idle.Load() {
+		s.metrics.IngestLimited("idle")
+		return status.Errorf(codes.Unavailable, "ingest stream idle for %s; open a new one when there is something to send", s.limits.Idle)
 	}
 	select {
 	case err := <-recvErr:
 		return err
 	default:
+		return ctx.Err()
+	}
+}
+
+// admit waits until the batch's cost fits in the process's ingest memory and
+// takes it; it fails only when ctx ends.
+func (s *Service) admit(ctx context.Context, b *batch) error {
+	b.held, b.decode = s.limits.cost(b.req)
+	b.held = min(b.held, s.limits.Memory)
+	if err := s.memory.Acquire(ctx, b.held); err != nil {
+		b.held = 0
+		return err
+	}
+	return nil
+}
+
+// ack sends the batch's ack once it is committed, then publishes it.
+func (s *Service) ack(stream reprisev1.IngestService_IngestServer, b *batch) error {
+	if err := <-b.done; err != nil {
+		return err
+	}
+	stored := len(b.kept)
+	if b.duplicate {
+		stored = 0
+	}
+	if err := stream.Send(&reprisev1.IngestResponse{
+		BatchId: b.req.GetBatchId(),
+		Stored:  uint32(stored),
+		Dropped: uint32(len(b.req.GetExchanges()) - len(b.kept)),
+	}); err != nil {
+		return err
+	}
+	if b.duplicate {
+		// Already published and counted when it was first committed.
+		s.metrics.BatchDuplicate()
+		s.log.Debug("duplicate batch", "batch_id", b.req.GetBatchId(), "agent_id", b.req.GetAgentId())
 		return nil
 	}
+	// Published in stream order, after the commit, as a tail expects.
+	s.hub.Publish(b.kept)
+	s.metrics.BatchIngested(len(b.kept), b.redactions)
+	s.log.Debug("batch stored", "batch_id", b.req.GetBatchId(), "agent_id", b.req.GetAgentId(), "exchanges", len(b.kept))
+	return nil
 }
 
 // reject returns the InvalidArgument status of an invalid batch, else nil.
@@ -148,7 +220,13 @@ func (s *Service) reject(req *reprisev1.IngestRequest) error {
 // process sanitizes and commits one valid batch; errors are status errors.
 func (s *Service) process(ctx context.Context, b *batch) error {
 	req := b.req
-	b.kept, b.redactions = s.sanitize(req)
+	budget := &decodeBudget{}
+	budget.left.Store(b.decode)
+	b.kept, b.redactions = s.sanitize(req, budget)
+	// Only what the sanitized batch keeps stays held until its ack.
+	unused := budget.left.Load()
+	s.memory.Release(unused)
+	b.held -= unused
 	var err error
 	b.duplicate, err = s.store.PutBatch(ctx, store.Batch{ID: req.GetBatchId(), AgentID: req.GetAgentId(), Exchanges: b.kept})
 	if err != nil {
@@ -165,7 +243,11 @@ func (s *Service) process(ctx context.Context, b *batch) error {
 
 // sanitize sanitizes the batch's exchanges on all cores and returns those to
 // store, in batch order, and how many redactions were made.
-func (s *Service) sanitize(req *reprisev1.IngestRequest) ([]*reprisev1.Exchange, int) {
+//
+// A compressed body is decoded only with room for its worst case in the
+// batch's decode budget; what it keeps (a rewritten body is stored decoded)
+// stays taken. Without room it is removed undecoded.
+func (s *Service) sanitize(req *reprisev1.IngestRequest, budget *decodeBudget) ([]*reprisev1.Exchange, int) {
 	exs := req.GetExchanges()
 	keep := make([]bool, len(exs))
 	workers := max(1, min(runtime.GOMAXPROCS(0), len(exs)/minChunk))
@@ -176,9 +258,22 @@ func (s *Service) sanitize(req *reprisev1.IngestRequest) ([]*reprisev1.Exchange,
 		wg.Go(func() {
 			n := 0 // counted here: counts[w] shares a cache line with the others
 			for i := lo; i < hi; i++ {
-				before := len(exs[i].GetRedactions())
-				keep[i] = s.sanitizer.Sanitize(exs[i])
-				n += len(exs[i].GetRedactions()) - before
+				ex := exs[i]
+				before := len(ex.GetRedactions())
+				need := int64(encodedBodies(ex)) * decodeFactor * s.limits.BodyDecoded
+				var shed []*reprisev1.Redaction
+				if need > 0 && !budget.take(need) {
+					shed, need = shedBodies(ex), 0
+					s.metrics.IngestLimited("batch_memory")
+				}
+				size := bodyBytes(ex)
+				keep[i] = s.sanitizer.Sanitize(ex)
+				if need > 0 {
+					budget.give(need - max(0, bodyBytes(ex)-size))
+				}
+				// After Sanitize, which does not trust redactions it did not make.
+				ex.Redactions = append(ex.Redactions, shed...)
+				n += len(ex.GetRedactions()) - before
 			}
 			counts[w] = n
 		})

@@ -83,12 +83,23 @@ type Config struct {
 	Retention store.Retention
 	// RetentionEvery is how often retention runs (default one minute).
 	RetentionEvery time.Duration
+	// Ingest bounds ingest's memory and streams (zero: the defaults).
+	Ingest ingest.Limits
 }
+
+// maxConnStreams bounds the concurrent streams of one client connection
+// (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS): an agent uses one, a replayer a
+// few; 20,000 idle streams on one connection once made 40,000 goroutines.
+const maxConnStreams = 64
 
 // NewGRPC returns a gRPC server with IngestService, QueryService and server
 // reflection (so grpcurl works without the proto files).
 func NewGRPC(st store.Store, m metrics.Metrics, cfg Config) *grpc.Server {
-	opts := append([]grpc.ServerOption{grpc.MaxRecvMsgSize(grpcclient.MaxMessageBytes), grpc.MaxSendMsgSize(grpcclient.MaxMessageBytes)}, cfg.Tokens.ServerOptions()...)
+	opts := append([]grpc.ServerOption{
+		grpc.MaxRecvMsgSize(grpcclient.MaxMessageBytes),
+		grpc.MaxSendMsgSize(grpcclient.MaxMessageBytes),
+		grpc.MaxConcurrentStreams(maxConnStreams),
+	}, cfg.Tokens.ServerOptions()...)
 	if cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(cfg.TLS))
 	}
@@ -98,7 +109,7 @@ func NewGRPC(st store.Store, m metrics.Metrics, cfg Config) *grpc.Server {
 	}
 	hub := tail.NewHub()
 	srv := grpc.NewServer(opts...)
-	reprisev1.RegisterIngestServiceServer(srv, ingest.New(st, san, hub, m))
+	reprisev1.RegisterIngestServiceServer(srv, ingest.New(st, san, hub, m, cfg.Ingest))
 	reprisev1.RegisterQueryServiceServer(srv, query.New(st, hub, m))
 	reflection.Register(srv)
 	return srv
