@@ -20,10 +20,12 @@ import (
 
 	"github.com/dustin/go-humanize"
 	"github.com/google/uuid"
+	"go.yaml.in/yaml/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/reprise-dev/reprise/collector/auth"
+	"github.com/reprise-dev/reprise/collector/ingest"
 	"github.com/reprise-dev/reprise/collector/server"
 	"github.com/reprise-dev/reprise/internal/exchfile"
 	"github.com/reprise-dev/reprise/internal/filterflag"
@@ -134,6 +136,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	retentionSize := fs.String("retention-size", "", "delete the oldest exchanges while the store holds more than this (e.g. 10GB; empty: no limit)")
 	sanitizeConfig := fs.String("sanitize-config", "", "YAML sanitize rules (default: the built-in rules)")
 	tokenKeyFile := fs.String("token-key-file", "", "HMAC key of tokenize rules (default: $REPRISE_TOKEN_KEY)")
+	ingestMemory := fs.String("ingest-memory", humanize.IBytes(ingest.DefaultMemory), "memory for the batches in work, process-wide; further batches wait")
+	batchMemory := fs.String("ingest-batch-memory", humanize.IBytes(ingest.DefaultBatchDecoded), "memory one batch may decode compressed bodies into; its further compressed bodies are removed")
+	ingestStreams := fs.Int("ingest-streams", ingest.DefaultStreams, "ingest streams open at once; more are refused with ResourceExhausted")
+	agentStreams := fs.Int("ingest-agent-streams", ingest.DefaultAgentStreams, "ingest streams one agent of --agents-file may have open")
+	ingestIdle := fs.Duration("ingest-idle", ingest.DefaultIdle, "close an ingest stream that sends no batch for this long")
 	allowOpen := fs.Bool("allow-unauthenticated", false, "serve IngestService or QueryService without a token or client certificate on an address other than loopback")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -183,6 +190,27 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if cfg.Sanitizer, err = sanitize.Load(*sanitizeConfig, key); err != nil {
 		return fmt.Errorf("--sanitize-config: %w", err)
 	}
+	if cfg.Ingest.BodyDecoded, err = bodyLimit(*sanitizeConfig); err != nil {
+		return fmt.Errorf("--sanitize-config: %w", err)
+	}
+	for _, l := range []struct {
+		name string
+		v    string
+		to   *int64
+	}{{"--ingest-memory", *ingestMemory, &cfg.Ingest.Memory}, {"--ingest-batch-memory", *batchMemory, &cfg.Ingest.BatchDecoded}} {
+		n, err := humanize.ParseBytes(l.v)
+		if err != nil || n == 0 || n > math.MaxInt64 {
+			return fmt.Errorf("%s: want a size like 256MiB, got %q", l.name, l.v)
+		}
+		*l.to = int64(n)
+	}
+	if *ingestStreams <= 0 || *agentStreams <= 0 || *ingestIdle <= 0 {
+		return errors.New("--ingest-streams, --ingest-agent-streams and --ingest-idle must be positive")
+	}
+	cfg.Ingest.Streams, cfg.Ingest.AgentStreams, cfg.Ingest.Idle = *ingestStreams, *agentStreams, *ingestIdle
+	if err := cfg.Ingest.Check(); err != nil {
+		return fmt.Errorf("--ingest-memory, --ingest-batch-memory: %w", err)
+	}
 
 	st, err := server.OpenStore(*storePath)
 	if err != nil {
@@ -199,6 +227,26 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("listen http: %w", err)
 	}
 	return server.Serve(ctx, grpcLis, httpLis, st, cfg)
+}
+
+// bodyLimit returns the sanitizer's limits.max_body_bytes in a sanitize
+// config (0, the default, when path is "" or the file sets none): ingest
+// sizes its decode room by it.
+func bodyLimit(path string) (int64, error) {
+	if path == "" {
+		return 0, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	var c struct {
+		Limits sanitize.Limits `yaml:"limits"`
+	}
+	if err := yaml.Unmarshal(b, &c); err != nil {
+		return 0, err
+	}
+	return c.Limits.MaxBodyBytes, nil
 }
 
 // openServices names the gRPC services that accept calls from anyone: no
