@@ -145,8 +145,6 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	gcPercent, memLimit := tuneGC(cgroupMemoryMax)
-	slog.Info("garbage collector", "component", "collector", "gogc", gcPercent, "memory_limit_bytes", memLimit)
 	var cfg server.Config
 	var err error
 	if cfg.Tokens.Ingest, err = tokenFrom(*ingestTokenFile, ingestTokenEnv, "--ingest-token-file"); err != nil {
@@ -211,6 +209,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := cfg.Ingest.Check(); err != nil {
 		return fmt.Errorf("--ingest-memory, --ingest-batch-memory: %w", err)
 	}
+	gcPercent, memLimit := tuneGC(cgroupMemoryMax, cfg.Ingest.Memory+softLimitHeadroom)
+	slog.Info("garbage collector", "component", "collector", "gogc", gcPercent, "memory_limit_bytes", memLimit)
 
 	st, err := server.OpenStore(*storePath)
 	if err != nil {
@@ -228,6 +228,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	return server.Serve(ctx, grpcLis, httpLis, st, cfg)
 }
+
+// softLimitHeadroom is the heap beyond --ingest-memory the collector's soft
+// memory limit allows, without a cgroup limit: queries (pages of 16 MiB),
+// the store's caches and the runtime.
+const softLimitHeadroom = 192 << 20
 
 // bodyLimit returns the sanitizer's limits.max_body_bytes in a sanitize
 // config (0, the default, when path is "" or the file sets none): ingest

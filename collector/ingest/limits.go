@@ -40,7 +40,7 @@ type Limits struct {
 // The defaults of Limits. DefaultBodyDecoded is the sanitizer's default
 // max_body_bytes.
 const (
-	DefaultMemory       = 256 << 20
+	DefaultMemory       = 192 << 20
 	DefaultBatchDecoded = 64 << 20
 	DefaultBodyDecoded  = 16 << 20
 	DefaultStreams      = 256
@@ -82,23 +82,28 @@ func (l Limits) Check() error {
 		return fmt.Errorf("the batch decode memory (%d bytes) must hold %d times the largest body (%d bytes)", l.BatchDecoded, decodeFactor, l.BodyDecoded)
 	}
 	if need := maxBatchCost(l); l.Memory < need {
-		return fmt.Errorf("the ingest memory (%d bytes) must hold the largest batch: %d bytes (twice the %d-byte message limit and the batch decode memory)", l.Memory, need, grpcclient.MaxMessageBytes)
+		return fmt.Errorf("the ingest memory (%d bytes) must hold the largest batch: %d bytes (%d times the %d-byte message limit and the batch decode memory)", l.Memory, need, wireFactor, grpcclient.MaxMessageBytes)
 	}
 	return nil
 }
 
-func maxBatchCost(l Limits) int64 { return 2*grpcclient.MaxMessageBytes + l.BatchDecoded }
+func maxBatchCost(l Limits) int64 { return wireFactor*grpcclient.MaxMessageBytes + l.BatchDecoded }
+
+// wireFactor is the memory a batch takes per byte of its message until its
+// ack: the message, the sanitized exchanges that replace it, and the
+// store's encoded rows.
+const wireFactor = 3
 
 // cost is what a batch reserves of Limits.Memory before it is sanitized:
-// the message and the sanitized exchanges that replace it (twice its wire
-// size), and decode room for its compressed bodies, at most BatchDecoded.
+// wireFactor times its wire size, and decode room for its compressed
+// bodies, at most BatchDecoded.
 func (l Limits) cost(req *reprisev1.IngestRequest) (total, decode int64) {
 	n := int64(0)
 	for _, ex := range req.GetExchanges() {
 		n += int64(encodedBodies(ex))
 	}
 	decode = min(l.BatchDecoded, n*decodeFactor*l.BodyDecoded)
-	return 2*int64(req.SizeVT()) + decode, decode
+	return wireFactor*int64(req.SizeVT()) + decode, decode
 }
 
 // encodedBodies counts the exchange's bodies that carry a Content-Encoding
