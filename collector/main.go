@@ -231,8 +231,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 
 // softLimitHeadroom is the heap beyond --ingest-memory the collector's soft
 // memory limit allows, without a cgroup limit: queries (pages of 16 MiB),
-// the store's caches and the runtime.
-const softLimitHeadroom = 192 << 20
+// messages being received and the runtime.
+const softLimitHeadroom = 128 << 20
 
 // bodyLimit returns the sanitizer's limits.max_body_bytes in a sanitize
 // config (0, the default, when path is "" or the file sets none): ingest

@@ -37,22 +37,26 @@ import (
 // retry a batch refused with InvalidArgument.
 type Service struct {
 	reprisev1.UnimplementedIngestServiceServer
-	store     store.Store
-	sanitizer *sanitize.Sanitizer
-	hub       *tail.Hub
-	metrics   metrics.Metrics
-	log       *slog.Logger
-	limits    Limits
-	memory    *semaphore.Weighted // of limits.Memory
-	streams   streams
+	store      store.Store
+	sanitizer  *sanitize.Sanitizer
+	hub        *tail.Hub
+	metrics    metrics.Metrics
+	log        *slog.Logger
+	limits     Limits
+	memory     *semaphore.Weighted // of wireMemory: messages and what replaces them
+	decoding   *semaphore.Weighted // of limits.BatchDecoded: decoded bodies
+	wireMemory int64               // limits.Memory less the decode room
+	reserved   reservations        // taken by Codec, not yet claimed
+	streams    streams
 }
 
 // New returns the ingest service writing to st and publishing each
 // committed batch to hub, within the limits (see Limits.Check).
 func New(st store.Store, sanitizer *sanitize.Sanitizer, hub *tail.Hub, m metrics.Metrics, limits Limits) *Service {
 	limits = limits.withDefaults()
+	wire := max(limits.Memory-limits.BatchDecoded, 1)
 	return &Service{store: st, sanitizer: sanitizer, hub: hub, metrics: m, log: slog.With("component", "ingest"),
-		limits: limits, memory: semaphore.NewWeighted(limits.Memory)}
+		limits: limits, wireMemory: wire, memory: semaphore.NewWeighted(wire), decoding: semaphore.NewWeighted(limits.BatchDecoded)}
 }
 
 // maxInFlight is how many batches of one stream are sanitized or committed
@@ -71,8 +75,8 @@ type batch struct {
 	redactions int
 	duplicate  bool       // committed before: acked, not stored again
 	done       chan error // buffered; a status error, nil once committed
-	held       int64      // bytes of Limits.Memory it holds
-	decode     int64      // of held, its decode room
+	held       int64      // bytes of Service.memory it holds
+	decode     int64      // bytes of Service.decoding it holds
 }
 
 // Ingest implements reprisev1.IngestServiceServer. Batches are processed
@@ -107,9 +111,11 @@ func (s *Service) Ingest(stream reprisev1.IngestService_IngestServer) error {
 				return
 			}
 			idleTimer.Reset(s.limits.Idle)
-			b := &batch{req: req, done: make(chan error, 1)}
+			b := &batch{req: req, done: make(chan error, 1), held: s.reserved.claim(req)}
 			invalid := s.reject(req)
 			if invalid != nil {
+				s.memory.Release(b.held)
+				b.held = 0
 				b.done <- invalid
 			} else if err := s.admit(ctx, b); err != nil {
 				return
@@ -117,7 +123,7 @@ func (s *Service) Ingest(stream reprisev1.IngestService_IngestServer) error {
 			select {
 			case queue <- b:
 			case <-ctx.Done():
-				s.memory.Release(b.held)
+				s.release(b)
 				return
 			}
 			if invalid != nil {
@@ -133,7 +139,7 @@ func (s *Service) Ingest(stream reprisev1.IngestService_IngestServer) error {
 		go func() {
 			for b := range queue {
 				<-b.done
-				s.memory.Release(b.held)
+				s.release(b)
 			}
 		}()
 	}()
@@ -147,7 +153,7 @@ func (s *Service) Ingest(stream reprisev1.IngestService_IngestServer) error {
 			break
 		}
 		err := s.ack(stream, b)
-		s.memory.Release(b.held)
+		s.release(b)
 		if err != nil {
 			return err
 		}
@@ -165,16 +171,31 @@ func (s *Service) Ingest(stream reprisev1.IngestService_IngestServer) error {
 	}
 }
 
-// admit waits until the batch's cost fits in the process's ingest memory and
-// takes it; it fails only when ctx ends.
+// admit makes the batch hold its share of the ingest memory: for its
+// message, what Codec took for it (or, decoded by another codec, that much
+// taken now), then its decode room. It fails only when ctx ends.
 func (s *Service) admit(ctx context.Context, b *batch) error {
-	b.held, b.decode = s.limits.cost(b.req)
-	b.held = min(b.held, s.limits.Memory)
-	if err := s.memory.Acquire(ctx, b.held); err != nil {
-		b.held = 0
+	if b.held == 0 {
+		n := min(wireCost(b.req.SizeVT()), s.wireMemory)
+		if err := s.memory.Acquire(ctx, n); err != nil {
+			return err
+		}
+		b.held = n
+	}
+	decode := s.limits.decodeCost(b.req)
+	if err := s.decoding.Acquire(ctx, decode); err != nil {
+		s.release(b)
 		return err
 	}
+	b.decode = decode
 	return nil
+}
+
+// release gives back what the batch holds.
+func (s *Service) release(b *batch) {
+	s.memory.Release(b.held)
+	s.decoding.Release(b.decode)
+	b.held, b.decode = 0, 0
 }
 
 // ack sends the batch's ack once it is committed, then publishes it.
@@ -225,8 +246,8 @@ func (s *Service) process(ctx context.Context, b *batch) error {
 	b.kept, b.redactions = s.sanitize(req, budget)
 	// Only what the sanitized batch keeps stays held until its ack.
 	unused := budget.left.Load()
-	s.memory.Release(unused)
-	b.held -= unused
+	s.decoding.Release(unused)
+	b.decode -= unused
 	var err error
 	b.duplicate, err = s.store.PutBatch(ctx, store.Batch{ID: req.GetBatchId(), AgentID: req.GetAgentId(), Exchanges: b.kept})
 	if err != nil {

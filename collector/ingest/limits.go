@@ -20,8 +20,11 @@ import (
 // memory or goroutines; zero fields take the defaults below.
 type Limits struct {
 	// Memory bounds the bytes of all batches in work at once, process-wide:
-	// received, sanitized and waiting for their commit. A batch waits for
-	// its share before it is sanitized; the stream reads nothing meanwhile.
+	// decoded, sanitized and waiting for their commit. BatchDecoded of it is
+	// the room for decoding bodies, shared by all batches; the rest is for
+	// the messages. A batch waits for its share before it is decoded from
+	// the wire and again before it is sanitized; the stream reads nothing
+	// meanwhile.
 	Memory int64
 	// BatchDecoded bounds the bytes one batch may decode compressed bodies
 	// to. Once a batch has used it, its further compressed bodies are
@@ -40,7 +43,7 @@ type Limits struct {
 // The defaults of Limits. DefaultBodyDecoded is the sanitizer's default
 // max_body_bytes.
 const (
-	DefaultMemory       = 192 << 20
+	DefaultMemory       = 160 << 20
 	DefaultBatchDecoded = 64 << 20
 	DefaultBodyDecoded  = 16 << 20
 	DefaultStreams      = 256
@@ -75,35 +78,35 @@ func (l Limits) withDefaults() Limits {
 }
 
 // Check reports limits that cannot work together: a batch must be able to
-// decode one body, and the largest batch must fit in Memory.
+// decode one body, and the largest message must fit in what Memory leaves
+// beside the decode room.
 func (l Limits) Check() error {
 	l = l.withDefaults()
 	if l.BatchDecoded < decodeFactor*l.BodyDecoded {
 		return fmt.Errorf("the batch decode memory (%d bytes) must hold %d times the largest body (%d bytes)", l.BatchDecoded, decodeFactor, l.BodyDecoded)
 	}
-	if need := maxBatchCost(l); l.Memory < need {
-		return fmt.Errorf("the ingest memory (%d bytes) must hold the largest batch: %d bytes (%d times the %d-byte message limit and the batch decode memory)", l.Memory, need, wireFactor, grpcclient.MaxMessageBytes)
+	if need := wireFactor*grpcclient.MaxMessageBytes + l.BatchDecoded; l.Memory < need {
+		return fmt.Errorf("the ingest memory (%d bytes) must hold the largest batch and the decode room: %d bytes (%d times the %d-byte message limit and the batch decode memory)", l.Memory, need, wireFactor, grpcclient.MaxMessageBytes)
 	}
 	return nil
 }
-
-func maxBatchCost(l Limits) int64 { return wireFactor*grpcclient.MaxMessageBytes + l.BatchDecoded }
 
 // wireFactor is the memory a batch takes per byte of its message until its
 // ack: the message, the sanitized exchanges that replace it, and the
 // store's encoded rows.
 const wireFactor = 3
 
-// cost is what a batch reserves of Limits.Memory before it is sanitized:
-// wireFactor times its wire size, and decode room for its compressed
-// bodies, at most BatchDecoded.
-func (l Limits) cost(req *reprisev1.IngestRequest) (total, decode int64) {
+// wireCost is what a batch holds of the message part of Limits.Memory.
+func wireCost(wireBytes int) int64 { return wireFactor * int64(wireBytes) }
+
+// decodeCost is the decode room a batch takes before it is sanitized: the
+// worst case of its compressed bodies, at most BatchDecoded.
+func (l Limits) decodeCost(req *reprisev1.IngestRequest) int64 {
 	n := int64(0)
 	for _, ex := range req.GetExchanges() {
 		n += int64(encodedBodies(ex))
 	}
-	decode = min(l.BatchDecoded, n*decodeFactor*l.BodyDecoded)
-	return wireFactor*int64(req.SizeVT()) + decode, decode
+	return min(l.BatchDecoded, n*decodeFactor*l.BodyDecoded)
 }
 
 // encodedBodies counts the exchange's bodies that carry a Content-Encoding

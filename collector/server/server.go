@@ -108,8 +108,9 @@ func NewGRPC(st store.Store, m metrics.Metrics, cfg Config) *grpc.Server {
 		san = sanitize.Default()
 	}
 	hub := tail.NewHub()
-	srv := grpc.NewServer(opts...)
-	reprisev1.RegisterIngestServiceServer(srv, ingest.New(st, san, hub, m, cfg.Ingest))
+	in := ingest.New(st, san, hub, m, cfg.Ingest)
+	srv := grpc.NewServer(append(opts, grpc.ForceServerCodecV2(in.Codec()))...)
+	reprisev1.RegisterIngestServiceServer(srv, in)
 	reprisev1.RegisterQueryServiceServer(srv, query.New(st, hub, m))
 	reflection.Register(srv)
 	return srv
