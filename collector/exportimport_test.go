@@ -3,15 +3,21 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"math/rand/v2"
 	"net"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/reprise-dev/reprise/collector/metrics"
 	"github.com/reprise-dev/reprise/collector/server"
 	"github.com/reprise-dev/reprise/collector/store"
 	"github.com/reprise-dev/reprise/internal/exchfile"
+	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
 func runOK(t *testing.T, args ...string) string {
@@ -106,4 +112,71 @@ func startEmpty(t *testing.T) string {
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)
 	return lis.Addr().String()
+}
+
+// TestLargeExchangesRoundTrip checks that the CLI reads back what the
+// collector accepts: an exchange with a 5 MB header (over gRPC's 4 MiB
+// default) goes through query and export, and an export of 48 MiB of bodies
+// imports in batches under the message limit.
+func TestLargeExchangesRoundTrip(t *testing.T) {
+	st, err := store.OpenSQLite(filepath.Join(t.TempDir(), "reprise.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	now := time.Now()
+	exs := []*reprisev1.Exchange{{
+		Id:        "big-header",
+		StartTime: timestamppb.New(now.Add(-time.Minute)),
+		Request: &reprisev1.HttpRequest{Method: "GET", Target: "/h", Headers: []*reprisev1.Header{
+			{Name: "X-Big", Value: strings.Repeat("x", 5_000_000)}}},
+		Response: &reprisev1.HttpResponse{StatusCode: 200},
+	}}
+	for i := range 24 {
+		body := make([]byte, 2<<20)
+		for j := range body {
+			body[j] = byte(rand.Uint32())
+		}
+		exs = append(exs, &reprisev1.Exchange{
+			Id:        fmt.Sprintf("big-body-%02d", i),
+			StartTime: timestamppb.New(now.Add(time.Duration(i-30) * time.Second)),
+			Request:   &reprisev1.HttpRequest{Method: "POST", Target: "/b", Body: body, BodySize: int64(len(body))},
+			Response:  &reprisev1.HttpResponse{StatusCode: 201},
+		})
+	}
+	if err := st.Put(context.Background(), exs); err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := server.NewGRPC(st, metrics.Nop{}, server.Config{})
+	go srv.Serve(lis)
+	t.Cleanup(srv.Stop)
+	from := lis.Addr().String()
+
+	out := runOK(t, "query", "--addr", from, "--path-prefix", "/h")
+	if !strings.Contains(out, `"big-header"`) || len(out) < 5_000_000 {
+		t.Errorf("query printed %d bytes, want the exchange with its 5 MB header", len(out))
+	}
+	file := filepath.Join(t.TempDir(), "big.jsonl")
+	runOK(t, "export", "--addr", from, "--out", file)
+	n := 0
+	for ex, err := range exchfile.ReadFile(file) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+		if ex.GetId() == "big-header" && len(ex.GetRequest().GetHeaders()[0].GetValue()) != 5_000_000 {
+			t.Errorf("exported header of %d bytes, want 5000000", len(ex.GetRequest().GetHeaders()[0].GetValue()))
+		}
+	}
+	if n != len(exs) {
+		t.Fatalf("exported %d exchanges, want %d", n, len(exs))
+	}
+	to := startEmpty(t)
+	if msg := runOK(t, "import", "--addr", to, file); !strings.Contains(msg, fmt.Sprintf("%d stored", len(exs))) {
+		t.Errorf("import said %q, want all %d stored", msg, len(exs))
+	}
 }
