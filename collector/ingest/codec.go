@@ -7,7 +7,6 @@ import (
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
 
-	"github.com/reprise-dev/reprise/internal/wirecodec"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
@@ -15,9 +14,9 @@ import (
 // once its share of Limits.Memory is taken (the stream waits until it is):
 // decoding a message copies it twice, and eight streams decoding 28 MiB
 // batches at once took the collector past 600 MB.
-// Other messages decode as the process's codec does.
-func (s *Service) Codec() encoding.CodecV2 {
-	return &codec{s: s, next: encoding.GetCodecV2(wirecodec.Name)}
+// Other messages, and the decoding itself, are next's.
+func (s *Service) Codec(next encoding.CodecV2) encoding.CodecV2 {
+	return &codec{s: s, next: next}
 }
 
 type codec struct {

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/encoding"
 	_ "google.golang.org/grpc/encoding/gzip" // agents compress their batches (older agents, or --compression gzip)
 	"google.golang.org/grpc/reflection"
 
@@ -30,7 +31,7 @@ import (
 	"github.com/reprise-dev/reprise/internal/grpcclient"
 	_ "github.com/reprise-dev/reprise/internal/s2compress" // agents compress their batches
 	"github.com/reprise-dev/reprise/internal/sanitize"
-	_ "github.com/reprise-dev/reprise/internal/wirecodec" // gRPC codec: vtprotobuf code
+	"github.com/reprise-dev/reprise/internal/wirecodec" // gRPC codec: vtprotobuf code
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
@@ -109,7 +110,10 @@ func NewGRPC(st store.Store, m metrics.Metrics, cfg Config) *grpc.Server {
 	}
 	hub := tail.NewHub()
 	in := ingest.New(st, san, hub, m, cfg.Ingest)
-	srv := grpc.NewServer(append(opts, grpc.ForceServerCodecV2(in.Codec()))...)
+	// A batch waits for its memory before it is decoded; a string that is
+	// not UTF-8 is InvalidArgument, not gRPC's Internal for codec errors.
+	utf8 := &utf8Codec{CodecV2: in.Codec(encoding.GetCodecV2(wirecodec.Name))}
+	srv := grpc.NewServer(append(opts, utf8.serverOptions()...)...)
 	reprisev1.RegisterIngestServiceServer(srv, in)
 	reprisev1.RegisterQueryServiceServer(srv, query.New(st, hub, m))
 	reflection.Register(srv)
