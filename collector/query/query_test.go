@@ -22,6 +22,7 @@ import (
 	"github.com/reprise-dev/reprise/collector/query"
 	"github.com/reprise-dev/reprise/collector/store"
 	"github.com/reprise-dev/reprise/collector/tail"
+	"github.com/reprise-dev/reprise/internal/grpcclient"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
@@ -249,5 +250,13 @@ func TestErrorCodes(t *testing.T) {
 				t.Errorf("error %v, want code %v mentioning %q", err, tt.code, tt.mention)
 			}
 		})
+	}
+}
+
+// TestPageFitsInOneMessage checks the relation PageBytes documents: a full
+// page and its reply's own fields fit in one gRPC message.
+func TestPageFitsInOneMessage(t *testing.T) {
+	if store.PageBytes > grpcclient.MaxMessageBytes/2 {
+		t.Errorf("store.PageBytes %d is over half of grpcclient.MaxMessageBytes %d", store.PageBytes, grpcclient.MaxMessageBytes)
 	}
 }
