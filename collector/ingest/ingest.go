@@ -167,7 +167,7 @@ func (s *Service) Ingest(stream reprisev1.IngestService_IngestServer) error {
 	case err := <-recvErr:
 		return err
 	default:
-		return ctx.Err()
+		return status.FromContextError(ctx.Err()).Err() // nil after the sender's EOF
 	}
 }
 
