@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/reprise-dev/reprise/collector/auth"
+	"github.com/reprise-dev/reprise/collector/ingest"
 	"github.com/reprise-dev/reprise/internal/grpcclient"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
@@ -199,5 +200,41 @@ func TestAuthorizationMetadata(t *testing.T) {
 				t.Errorf("ingest with %q: %v, want %v", agentKV, err, tt.wantQuery)
 			}
 		})
+	}
+}
+
+// TestStreamsPerAgent checks that one agent of the agents file cannot hold
+// more than its share of ingest streams, while another agent still can.
+func TestStreamsPerAgent(t *testing.T) {
+	digest := func(tok string) string { s := sha256.Sum256([]byte(tok)); return hex.EncodeToString(s[:]) }
+	agents, err := auth.ParseAgents([]byte("agents:\n  - id: node-a\n    token_sha256: " + digest("a-secret") +
+		"\n  - id: node-b\n    token_sha256: " + digest("b-secret") + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := startGRPC(t, Config{Tokens: auth.Tokens{Agents: agents}, Ingest: ingest.Limits{AgentStreams: 1}})
+	ic := reprisev1.NewIngestServiceClient(dial(t, addr))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// open starts a stream as agent and returns once a batch is acked on it
+	// (so the server counts it), or the stream's error.
+	open := func(agent, tok string) error {
+		s, err := ic.Ingest(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok))
+		if err == nil {
+			err = s.Send(&reprisev1.IngestRequest{BatchId: agent + "-probe", AgentId: agent})
+		}
+		if err == nil || errors.Is(err, io.EOF) {
+			_, err = s.Recv()
+		}
+		return err
+	}
+	if err := open("node-a", "a-secret"); err != nil {
+		t.Fatalf("node-a's first stream: %v", err)
+	}
+	if err := open("node-a", "a-secret"); status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "node-a") {
+		t.Errorf("node-a's second stream: %v, want ResourceExhausted naming node-a", err)
+	}
+	if err := open("node-b", "b-secret"); err != nil {
+		t.Errorf("node-b's stream beside node-a's: %v", err)
 	}
 }
