@@ -42,7 +42,7 @@ func BenchmarkIngest(b *testing.B) {
 	debug.SetGCPercent(gcPercent)
 	defer debug.SetGCPercent(gcPercent)
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1)) // -1 reads it
-	tuneGC(cgroupMemoryMax)
+	tuneGC(cgroupMemoryMax, 0)
 	tmpl := sample.Checkout()
 	b.Run("grpc", func(b *testing.B) {
 		st, err := store.OpenSQLite(filepath.Join(b.TempDir(), "reprise.db"))

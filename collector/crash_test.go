@@ -30,13 +30,20 @@ func buildCollector(t *testing.T) string {
 	return bin
 }
 
-var servingRE = regexp.MustCompile(`msg=serving .*grpc=(\S+)`)
+var servingRE = regexp.MustCompile(`msg=serving .*grpc=(\S+) http=(\S+)`)
 
-// startBinary runs "collector serve" on ephemeral ports and returns the
-// process and its gRPC address once it serves.
-func startBinary(t *testing.T, bin, storePath string) (*exec.Cmd, string) {
+// startBinary runs "collector serve" on ephemeral ports, with the extra
+// flags, and returns the process and its gRPC address once it serves.
+func startBinary(t *testing.T, bin, storePath string, extra ...string) (*exec.Cmd, string) {
+	cmd, addr, _ := startServe(t, bin, storePath, extra...)
+	return cmd, addr
+}
+
+// startServe is startBinary that also returns the HTTP address.
+func startServe(t *testing.T, bin, storePath string, extra ...string) (*exec.Cmd, string, string) {
 	t.Helper()
-	cmd := exec.Command(bin, "serve", "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--store", storePath)
+	args := append([]string{"serve", "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--store", storePath}, extra...)
+	cmd := exec.Command(bin, args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -45,24 +52,24 @@ func startBinary(t *testing.T, bin, storePath string) (*exec.Cmd, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	addrc := make(chan string, 1)
+	addrc := make(chan []string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			if m := servingRE.FindStringSubmatch(sc.Text()); m != nil {
-				addrc <- m[1]
+				addrc <- m
 				break
 			}
 		}
 		io.Copy(io.Discard, stderr)
 	}()
 	select {
-	case addr := <-addrc:
-		return cmd, addr
+	case m := <-addrc:
+		return cmd, m[1], m[2]
 	case <-time.After(30 * time.Second):
 		t.Fatal("collector did not start serving within 30s")
 	}
-	return nil, ""
+	return nil, "", ""
 }
 
 // TestKill9LosesNoAckedExchange kills the collector with SIGKILL while an

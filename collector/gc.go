@@ -21,14 +21,19 @@ const cgroupMemoryMax = "/sys/fs/cgroup/memory.max"
 // leaves unset, and returns the GC percent and memory limit in effect
 // (limit 0: none). Under a cgroup memory limit the soft limit is 3/4 of it,
 // so the headroom of the higher GOGC makes the GC work harder near the
-// limit instead of getting the container killed.
-func tuneGC(memoryMaxFile string) (percent int, limit int64) {
+// limit instead of getting the container killed. Without one it is
+// fallback (0: none): GOGC 400 lets a heap whose live part the ingest and
+// page bounds hold to a few hundred MB grow to five times that, which is
+// the memory a hostile sender would then take.
+func tuneGC(memoryMaxFile string, fallback int64) (percent int, limit int64) {
 	if _, set := os.LookupEnv("GOGC"); !set {
 		debug.SetGCPercent(defaultGCPercent)
 	}
 	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
 		if memMax := cgroupLimit(memoryMaxFile); memMax > 0 {
 			debug.SetMemoryLimit(memMax / 4 * 3)
+		} else if fallback > 0 {
+			debug.SetMemoryLimit(fallback)
 		}
 	}
 	percent = debug.SetGCPercent(-1)

@@ -18,10 +18,10 @@ func TestTuneGC(t *testing.T) {
 		wantPercent  int
 		wantLimit    int64
 	}{
-		{name: "defaults, no cgroup limit", memoryMax: "max\n", wantPercent: defaultGCPercent},
-		{name: "no cgroup file", wantPercent: defaultGCPercent},
+		{name: "defaults, no cgroup limit", memoryMax: "max\n", wantPercent: defaultGCPercent, wantLimit: 512 << 20},
+		{name: "no cgroup file", wantPercent: defaultGCPercent, wantLimit: 512 << 20},
 		{name: "cgroup limit", memoryMax: "1073741824\n", wantPercent: defaultGCPercent, wantLimit: 805306368},
-		{name: "GOGC set", gogc: "150", memoryMax: "max", wantPercent: 150},
+		{name: "GOGC set", gogc: "150", memoryMax: "max", wantPercent: 150, wantLimit: 512 << 20},
 		{name: "GOMEMLIMIT set", memlim: "100MiB", memoryMax: "1073741824", wantPercent: defaultGCPercent, wantLimit: 100 << 20},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -43,7 +43,7 @@ func TestTuneGC(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			percent, limit := tuneGC(path)
+			percent, limit := tuneGC(path, 512<<20)
 			if percent != tc.wantPercent || limit != tc.wantLimit {
 				t.Errorf("tuneGC = GOGC %d, limit %d; want %d, %d", percent, limit, tc.wantPercent, tc.wantLimit)
 			}

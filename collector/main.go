@@ -20,9 +20,12 @@ import (
 
 	"github.com/dustin/go-humanize"
 	"github.com/google/uuid"
+	"go.yaml.in/yaml/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/reprise-dev/reprise/collector/auth"
+	"github.com/reprise-dev/reprise/collector/ingest"
 	"github.com/reprise-dev/reprise/collector/server"
 	"github.com/reprise-dev/reprise/internal/exchfile"
 	"github.com/reprise-dev/reprise/internal/filterflag"
@@ -133,11 +136,15 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	retentionSize := fs.String("retention-size", "", "delete the oldest exchanges while the store holds more than this (e.g. 10GB; empty: no limit)")
 	sanitizeConfig := fs.String("sanitize-config", "", "YAML sanitize rules (default: the built-in rules)")
 	tokenKeyFile := fs.String("token-key-file", "", "HMAC key of tokenize rules (default: $REPRISE_TOKEN_KEY)")
+	ingestMemory := fs.String("ingest-memory", humanize.IBytes(ingest.DefaultMemory), "memory for the batches in work, process-wide; further batches wait")
+	batchMemory := fs.String("ingest-batch-memory", humanize.IBytes(ingest.DefaultBatchDecoded), "memory one batch may decode compressed bodies into; its further compressed bodies are removed")
+	ingestStreams := fs.Int("ingest-streams", ingest.DefaultStreams, "ingest streams open at once; more are refused with ResourceExhausted")
+	agentStreams := fs.Int("ingest-agent-streams", ingest.DefaultAgentStreams, "ingest streams one agent of --agents-file may have open")
+	ingestIdle := fs.Duration("ingest-idle", ingest.DefaultIdle, "close an ingest stream that sends no batch for this long")
+	allowOpen := fs.Bool("allow-unauthenticated", false, "serve IngestService or QueryService without a token or client certificate on an address other than loopback")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	gcPercent, memLimit := tuneGC(cgroupMemoryMax)
-	slog.Info("garbage collector", "component", "collector", "gogc", gcPercent, "memory_limit_bytes", memLimit)
 	var cfg server.Config
 	var err error
 	if cfg.Tokens.Ingest, err = tokenFrom(*ingestTokenFile, ingestTokenEnv, "--ingest-token-file"); err != nil {
@@ -157,6 +164,12 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if cfg.TLS, err = server.LoadTLS(*tlsCert, *tlsKey, *tlsClientCA); err != nil {
 		return fmt.Errorf("--tls-cert, --tls-key, --tls-client-ca: %w", err)
 	}
+	if open := openServices(cfg.Tokens, *tlsClientCA != ""); len(open) > 0 {
+		if !*allowOpen && !loopback(*grpcAddr) {
+			return fmt.Errorf("%s would accept calls from anyone on %s: give --ingest-token-file, --agents-file, --query-token-file or --tls-client-ca, or pass --allow-unauthenticated to serve it open", strings.Join(open, " and "), *grpcAddr)
+		}
+		slog.Warn("serving without authentication", "component", "collector", "services", strings.Join(open, ","), "grpc", *grpcAddr)
+	}
 	if *retentionAge < 0 {
 		return fmt.Errorf("--retention-age must not be negative, got %s", *retentionAge)
 	}
@@ -175,6 +188,29 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if cfg.Sanitizer, err = sanitize.Load(*sanitizeConfig, key); err != nil {
 		return fmt.Errorf("--sanitize-config: %w", err)
 	}
+	if cfg.Ingest.BodyDecoded, err = bodyLimit(*sanitizeConfig); err != nil {
+		return fmt.Errorf("--sanitize-config: %w", err)
+	}
+	for _, l := range []struct {
+		name string
+		v    string
+		to   *int64
+	}{{"--ingest-memory", *ingestMemory, &cfg.Ingest.Memory}, {"--ingest-batch-memory", *batchMemory, &cfg.Ingest.BatchDecoded}} {
+		n, err := humanize.ParseBytes(l.v)
+		if err != nil || n == 0 || n > math.MaxInt64 {
+			return fmt.Errorf("%s: want a size like 256MiB, got %q", l.name, l.v)
+		}
+		*l.to = int64(n)
+	}
+	if *ingestStreams <= 0 || *agentStreams <= 0 || *ingestIdle <= 0 {
+		return errors.New("--ingest-streams, --ingest-agent-streams and --ingest-idle must be positive")
+	}
+	cfg.Ingest.Streams, cfg.Ingest.AgentStreams, cfg.Ingest.Idle = *ingestStreams, *agentStreams, *ingestIdle
+	if err := cfg.Ingest.Check(); err != nil {
+		return fmt.Errorf("--ingest-memory, --ingest-batch-memory: %w", err)
+	}
+	gcPercent, memLimit := tuneGC(cgroupMemoryMax, cfg.Ingest.Memory+softLimitHeadroom)
+	slog.Info("garbage collector", "component", "collector", "gogc", gcPercent, "memory_limit_bytes", memLimit)
 
 	st, err := server.OpenStore(*storePath)
 	if err != nil {
@@ -191,6 +227,61 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("listen http: %w", err)
 	}
 	return server.Serve(ctx, grpcLis, httpLis, st, cfg)
+}
+
+// softLimitHeadroom is the heap beyond --ingest-memory the collector's soft
+// memory limit allows, without a cgroup limit: queries (pages of 16 MiB),
+// messages being received and the runtime.
+const softLimitHeadroom = 128 << 20
+
+// bodyLimit returns the sanitizer's limits.max_body_bytes in a sanitize
+// config (0, the default, when path is "" or the file sets none): ingest
+// sizes its decode room by it.
+func bodyLimit(path string) (int64, error) {
+	if path == "" {
+		return 0, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	var c struct {
+		Limits sanitize.Limits `yaml:"limits"`
+	}
+	if err := yaml.Unmarshal(b, &c); err != nil {
+		return 0, err
+	}
+	return c.Limits.MaxBodyBytes, nil
+}
+
+// openServices names the gRPC services that accept calls from anyone: no
+// token and no client certificate required.
+func openServices(t auth.Tokens, clientCerts bool) []string {
+	if clientCerts {
+		return nil // mutual TLS: every caller has a certificate of the CA
+	}
+	var open []string
+	if t.Ingest == "" && t.Agents == nil {
+		open = append(open, "IngestService")
+	}
+	if t.Query == "" {
+		open = append(open, "QueryService")
+	}
+	return open
+}
+
+// loopback reports whether a listen address only accepts connections from
+// this host: a loopback IP or "localhost" (not "", which is every address).
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Environment variables that hold the serve tokens when no file is given.
@@ -372,8 +463,16 @@ func export(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	return nil
 }
 
-// importBatch is how many exchanges one ingest batch of an import carries.
-const importBatch = 256
+// An import batch closes at importBatch exchanges or importBatchBytes of
+// encoded exchanges, whichever comes first, so large bodies stay under
+// grpcclient.MaxMessageBytes.
+const (
+	importBatch      = 256
+	importBatchBytes = grpcclient.MaxMessageBytes / 4
+	// importBatchOverhead is room for the batch's own fields around one
+	// exchange.
+	importBatchOverhead = 1 << 10
+)
 
 // importFile sends a file's exchanges to the collector's IngestService, so
 // they are sanitized and stored exactly like captured ones.
@@ -422,6 +521,7 @@ func importFile(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return nil
 	}
 	var batch []*reprisev1.Exchange
+	batchBytes := 0
 	for ex, err := range exchfile.ReadFile(path) {
 		if err != nil {
 			return fmt.Errorf("after %d exchanges: %w", sent+len(batch), err)
@@ -432,11 +532,22 @@ func importFile(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if ex.Capture == nil {
 			ex.Capture = &reprisev1.Capture{Source: reprisev1.CaptureSource_CAPTURE_SOURCE_IMPORT}
 		}
-		if batch = append(batch, ex); len(batch) == importBatch {
+		size := proto.Size(ex)
+		if size > grpcclient.MaxMessageBytes-importBatchOverhead {
+			return fmt.Errorf("exchange %s of %s is %d bytes encoded, over the %d bytes of one message", ex.GetId(), path, size, grpcclient.MaxMessageBytes-importBatchOverhead)
+		}
+		if len(batch) > 0 && batchBytes+size > importBatchBytes {
 			if err := send(batch); err != nil {
 				return err
 			}
-			batch = nil
+			batch, batchBytes = nil, 0
+		}
+		batch, batchBytes = append(batch, ex), batchBytes+size
+		if len(batch) == importBatch {
+			if err := send(batch); err != nil {
+				return err
+			}
+			batch, batchBytes = nil, 0
 		}
 	}
 	if len(batch) > 0 {

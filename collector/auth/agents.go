@@ -93,15 +93,15 @@ func ParseAgents(b []byte) (*Agents, error) {
 // of the listed agents'; a verified client certificate must name a listed
 // agent; when both are present they must name the same one.
 func (a *Agents) identify(ctx context.Context) (string, error) {
-	byToken, tokenGiven := "", false
-	for _, tok := range bearerTokens(ctx) {
-		tokenGiven = true
-		if id := a.byToken(tok); id != "" {
-			byToken = id
-			break
-		}
+	tok, err := bearerToken(ctx)
+	if err != nil {
+		return "", err
 	}
-	if tokenGiven && byToken == "" {
+	byToken := ""
+	if tok != "" {
+		byToken = a.byToken(tok)
+	}
+	if tok != "" && byToken == "" {
 		return "", status.Error(codes.Unauthenticated, "unknown agent token: this collector's agents file lists no agent with it")
 	}
 	names := certNames(ctx)

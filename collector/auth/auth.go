@@ -5,6 +5,7 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"strings"
 
@@ -48,7 +49,7 @@ func (t Tokens) ServerOptions() []grpc.ServerOption {
 				return err
 			}
 			if agent != "" {
-				ss = &agentStream{ServerStream: ss, agent: agent}
+				ss = &agentStream{ServerStream: ss, agent: agent, ctx: context.WithValue(ss.Context(), agentKey{}, agent)}
 			}
 			return handler(srv, ss)
 		}),
@@ -71,25 +72,36 @@ func (t Tokens) check(ctx context.Context, method string) (string, error) {
 	if want == "" {
 		return "", nil
 	}
-	for _, got := range bearerTokens(ctx) {
-		if subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1 {
-			return "", nil
-		}
+	got, err := bearerToken(ctx)
+	if err != nil {
+		return "", err
 	}
-	return "", status.Error(codes.Unauthenticated, "missing or wrong bearer token in the authorization metadata")
+	// Digests of equal length: the compare's time says nothing of the
+	// token's length or of how much of a guess was right.
+	gotSum, wantSum := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(want))
+	if got == "" || subtle.ConstantTimeCompare(gotSum[:], wantSum[:]) != 1 {
+		return "", status.Error(codes.Unauthenticated, "missing or wrong bearer token in the authorization metadata")
+	}
+	return "", nil
 }
 
-// bearerTokens returns the tokens of the call's "authorization: Bearer"
-// metadata.
-func bearerTokens(ctx context.Context) []string {
+// bearerToken returns the token of the call's one "authorization: Bearer"
+// metadata value, "" when there is none. Several values are refused, so one
+// call cannot try several guesses; the scheme is case-insensitive (RFC 9110).
+func bearerToken(ctx context.Context) (string, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
-	var toks []string
-	for _, v := range md.Get("authorization") {
-		if tok, ok := strings.CutPrefix(v, "Bearer "); ok {
-			toks = append(toks, tok)
-		}
+	vals := md.Get("authorization")
+	switch {
+	case len(vals) == 0:
+		return "", nil
+	case len(vals) > 1:
+		return "", status.Errorf(codes.Unauthenticated, "%d authorization metadata values; send exactly one", len(vals))
 	}
-	return toks
+	scheme, tok, _ := strings.Cut(strings.TrimSpace(vals[0]), " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		return "", status.Error(codes.Unauthenticated, "authorization metadata: want the Bearer scheme")
+	}
+	return strings.TrimLeft(tok, " "), nil
 }
 
 // agentStream holds an authenticated agent to its own id: a batch, or an
@@ -98,6 +110,17 @@ func bearerTokens(ctx context.Context) []string {
 type agentStream struct {
 	grpc.ServerStream
 	agent string
+	ctx   context.Context
+}
+
+func (s *agentStream) Context() context.Context { return s.ctx }
+
+type agentKey struct{}
+
+// Agent returns the agent a call authenticated as with Agents, "" without.
+func Agent(ctx context.Context) string {
+	id, _ := ctx.Value(agentKey{}).(string)
+	return id
 }
 
 func (s *agentStream) RecvMsg(m any) error {

@@ -71,7 +71,7 @@ func TestDuplicateBatchAfterReconnect(t *testing.T) {
 			var clients []reprisev1.IngestServiceClient
 			for _, st := range []store.Store{first, second} {
 				srv := grpc.NewServer()
-				reprisev1.RegisterIngestServiceServer(srv, ingest.New(st, sanitize.Default(), hub, m))
+				reprisev1.RegisterIngestServiceServer(srv, ingest.New(st, sanitize.Default(), hub, m, ingest.Limits{}))
 				clients = append(clients, reprisev1.NewIngestServiceClient(grpctest.Dial(t, srv)))
 			}
 			req := &reprisev1.IngestRequest{BatchId: "b-1", AgentId: "agent-1"}

@@ -42,7 +42,7 @@ func TestDropRuleIsNotStored(t *testing.T) {
 	hub := tail.NewHub()
 	sub := hub.Subscribe(m)
 	srv := grpc.NewServer()
-	reprisev1.RegisterIngestServiceServer(srv, ingest.New(st, san, hub, metrics.Nop{}))
+	reprisev1.RegisterIngestServiceServer(srv, ingest.New(st, san, hub, metrics.Nop{}, ingest.Limits{}))
 	client := reprisev1.NewIngestServiceClient(grpctest.Dial(t, srv))
 
 	kept, dropped := exchange("kept"), exchange("dropped")

@@ -10,10 +10,15 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/semaphore"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/reprise-dev/reprise/collector/auth"
 	"github.com/reprise-dev/reprise/collector/metrics"
 	"github.com/reprise-dev/reprise/collector/store"
 	"github.com/reprise-dev/reprise/collector/tail"
@@ -32,17 +37,26 @@ import (
 // retry a batch refused with InvalidArgument.
 type Service struct {
 	reprisev1.UnimplementedIngestServiceServer
-	store     store.Store
-	sanitizer *sanitize.Sanitizer
-	hub       *tail.Hub
-	metrics   metrics.Metrics
-	log       *slog.Logger
+	store      store.Store
+	sanitizer  *sanitize.Sanitizer
+	hub        *tail.Hub
+	metrics    metrics.Metrics
+	log        *slog.Logger
+	limits     Limits
+	memory     *semaphore.Weighted // of wireMemory: messages and what replaces them
+	decoding   *semaphore.Weighted // of limits.BatchDecoded: decoded bodies
+	wireMemory int64               // limits.Memory less the decode room
+	reserved   reservations        // taken by Codec, not yet claimed
+	streams    streams
 }
 
 // New returns the ingest service writing to st and publishing each
-// committed batch to hub.
-func New(st store.Store, sanitizer *sanitize.Sanitizer, hub *tail.Hub, m metrics.Metrics) *Service {
-	return &Service{store: st, sanitizer: sanitizer, hub: hub, metrics: m, log: slog.With("component", "ingest")}
+// committed batch to hub, within the limits (see Limits.Check).
+func New(st store.Store, sanitizer *sanitize.Sanitizer, hub *tail.Hub, m metrics.Metrics, limits Limits) *Service {
+	limits = limits.withDefaults()
+	wire := max(limits.Memory-limits.BatchDecoded, 1)
+	return &Service{store: st, sanitizer: sanitizer, hub: hub, metrics: m, log: slog.With("component", "ingest"),
+		limits: limits, wireMemory: wire, memory: semaphore.NewWeighted(wire), decoding: semaphore.NewWeighted(limits.BatchDecoded)}
 }
 
 // maxInFlight is how many batches of one stream are sanitized or committed
@@ -61,14 +75,27 @@ type batch struct {
 	redactions int
 	duplicate  bool       // committed before: acked, not stored again
 	done       chan error // buffered; a status error, nil once committed
+	held       int64      // bytes of Service.memory it holds
+	decode     int64      // bytes of Service.decoding it holds
 }
 
 // Ingest implements reprisev1.IngestServiceServer. Batches are processed
 // concurrently, but each is acked only after its own commit, in the order
 // they came.
 func (s *Service) Ingest(stream reprisev1.IngestService_IngestServer) error {
+	agent := auth.Agent(stream.Context())
+	if reason, err := s.streams.acquire(s.limits, agent); err != nil {
+		s.metrics.IngestLimited(reason)
+		return err
+	}
+	defer s.streams.release(agent)
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel() // stops the receiver and the batches still in flight
+	// A stream that sends nothing for the idle time is closed: it holds a
+	// connection's stream and goroutines for nothing.
+	var idle atomic.Bool
+	idleTimer := time.AfterFunc(s.limits.Idle, func() { idle.Store(true); cancel() })
+	defer idleTimer.Stop()
 	// The queue holds the batches in arrival order; with the one awaiting
 	// its ack it bounds the batches in flight.
 	queue := make(chan *batch, maxInFlight-1)
@@ -83,14 +110,20 @@ func (s *Service) Ingest(stream reprisev1.IngestService_IngestServer) error {
 				}
 				return
 			}
-			b := &batch{req: req, done: make(chan error, 1)}
+			idleTimer.Reset(s.limits.Idle)
+			b := &batch{req: req, done: make(chan error, 1), held: s.reserved.claim(req)}
 			invalid := s.reject(req)
 			if invalid != nil {
+				s.memory.Release(b.held)
+				b.held = 0
 				b.done <- invalid
+			} else if err := s.admit(ctx, b); err != nil {
+				return
 			}
 			select {
 			case queue <- b:
 			case <-ctx.Done():
+				s.release(b)
 				return
 			}
 			if invalid != nil {
@@ -100,38 +133,98 @@ func (s *Service) Ingest(stream reprisev1.IngestService_IngestServer) error {
 			go func() { b.done <- s.process(ctx, b) }()
 		}
 	}()
-	for b := range queue {
-		if err := <-b.done; err != nil {
+	// Whatever is still queued when the stream ends gives its memory back
+	// once its work has stopped.
+	defer func() {
+		go func() {
+			for b := range queue {
+				<-b.done
+				s.release(b)
+			}
+		}()
+	}()
+	for {
+		var b *batch
+		select {
+		case b = <-queue:
+		case <-ctx.Done():
+		}
+		if b == nil {
+			break
+		}
+		err := s.ack(stream, b)
+		s.release(b)
+		if err != nil {
 			return err
 		}
-		stored := len(b.kept)
-		if b.duplicate {
-			stored = 0
-		}
-		if err := stream.Send(&reprisev1.IngestResponse{
-			BatchId: b.req.GetBatchId(),
-			Stored:  uint32(stored),
-			Dropped: uint32(len(b.req.GetExchanges()) - len(b.kept)),
-		}); err != nil {
-			return err
-		}
-		if b.duplicate {
-			// Already published and counted when it was first committed.
-			s.metrics.BatchDuplicate()
-			s.log.Debug("duplicate batch", "batch_id", b.req.GetBatchId(), "agent_id", b.req.GetAgentId())
-			continue
-		}
-		// Published in stream order, after the commit, as a tail expects.
-		s.hub.Publish(b.kept)
-		s.metrics.BatchIngested(len(b.kept), b.redactions)
-		s.log.Debug("batch stored", "batch_id", b.req.GetBatchId(), "agent_id", b.req.GetAgentId(), "exchanges", len(b.kept))
+		idleTimer.Reset(s.limits.Idle)
+	}
+	if idle.Load() {
+		s.metrics.IngestLimited("idle")
+		return status.Errorf(codes.Unavailable, "ingest stream idle for %s; open a new one when there is something to send", s.limits.Idle)
 	}
 	select {
 	case err := <-recvErr:
 		return err
 	default:
+		return status.FromContextError(ctx.Err()).Err() // nil after the sender's EOF
+	}
+}
+
+// admit makes the batch hold its share of the ingest memory: for its
+// message, what Codec took for it (or, decoded by another codec, that much
+// taken now), then its decode room. It fails only when ctx ends.
+func (s *Service) admit(ctx context.Context, b *batch) error {
+	if b.held == 0 {
+		n := min(wireCost(b.req.SizeVT()), s.wireMemory)
+		if err := s.memory.Acquire(ctx, n); err != nil {
+			return err
+		}
+		b.held = n
+	}
+	decode := s.limits.decodeCost(b.req)
+	if err := s.decoding.Acquire(ctx, decode); err != nil {
+		s.release(b)
+		return err
+	}
+	b.decode = decode
+	return nil
+}
+
+// release gives back what the batch holds.
+func (s *Service) release(b *batch) {
+	s.memory.Release(b.held)
+	s.decoding.Release(b.decode)
+	b.held, b.decode = 0, 0
+}
+
+// ack sends the batch's ack once it is committed, then publishes it.
+func (s *Service) ack(stream reprisev1.IngestService_IngestServer, b *batch) error {
+	if err := <-b.done; err != nil {
+		return err
+	}
+	stored := len(b.kept)
+	if b.duplicate {
+		stored = 0
+	}
+	if err := stream.Send(&reprisev1.IngestResponse{
+		BatchId: b.req.GetBatchId(),
+		Stored:  uint32(stored),
+		Dropped: uint32(len(b.req.GetExchanges()) - len(b.kept)),
+	}); err != nil {
+		return err
+	}
+	if b.duplicate {
+		// Already published and counted when it was first committed.
+		s.metrics.BatchDuplicate()
+		s.log.Debug("duplicate batch", "batch_id", b.req.GetBatchId(), "agent_id", b.req.GetAgentId())
 		return nil
 	}
+	// Published in stream order, after the commit, as a tail expects.
+	s.hub.Publish(b.kept)
+	s.metrics.BatchIngested(len(b.kept), b.redactions)
+	s.log.Debug("batch stored", "batch_id", b.req.GetBatchId(), "agent_id", b.req.GetAgentId(), "exchanges", len(b.kept))
+	return nil
 }
 
 // reject returns the InvalidArgument status of an invalid batch, else nil.
@@ -148,7 +241,13 @@ func (s *Service) reject(req *reprisev1.IngestRequest) error {
 // process sanitizes and commits one valid batch; errors are status errors.
 func (s *Service) process(ctx context.Context, b *batch) error {
 	req := b.req
-	b.kept, b.redactions = s.sanitize(req)
+	budget := &decodeBudget{}
+	budget.left.Store(b.decode)
+	b.kept, b.redactions = s.sanitize(req, budget)
+	// Only what the sanitized batch keeps stays held until its ack.
+	unused := budget.left.Load()
+	s.decoding.Release(unused)
+	b.decode -= unused
 	var err error
 	b.duplicate, err = s.store.PutBatch(ctx, store.Batch{ID: req.GetBatchId(), AgentID: req.GetAgentId(), Exchanges: b.kept})
 	if err != nil {
@@ -165,7 +264,11 @@ func (s *Service) process(ctx context.Context, b *batch) error {
 
 // sanitize sanitizes the batch's exchanges on all cores and returns those to
 // store, in batch order, and how many redactions were made.
-func (s *Service) sanitize(req *reprisev1.IngestRequest) ([]*reprisev1.Exchange, int) {
+//
+// A compressed body is decoded only with room for its worst case in the
+// batch's decode budget; what it keeps (a rewritten body is stored decoded)
+// stays taken. Without room it is removed undecoded.
+func (s *Service) sanitize(req *reprisev1.IngestRequest, budget *decodeBudget) ([]*reprisev1.Exchange, int) {
 	exs := req.GetExchanges()
 	keep := make([]bool, len(exs))
 	workers := max(1, min(runtime.GOMAXPROCS(0), len(exs)/minChunk))
@@ -176,9 +279,22 @@ func (s *Service) sanitize(req *reprisev1.IngestRequest) ([]*reprisev1.Exchange,
 		wg.Go(func() {
 			n := 0 // counted here: counts[w] shares a cache line with the others
 			for i := lo; i < hi; i++ {
+				ex := exs[i]
+				need := int64(encodedBodies(ex)) * decodeFactor * s.limits.BodyDecoded
+				var shed []*reprisev1.Redaction
+				if need > 0 && !budget.take(need) {
+					shed, need = shedBodies(ex), 0
+					s.metrics.IngestLimited("batch_memory")
+				}
+				size := bodyBytes(ex)
 				// Sanitize replaces the Redactions the agent sent.
-				keep[i] = s.sanitizer.Sanitize(exs[i])
-				n += len(exs[i].GetRedactions())
+				keep[i] = s.sanitizer.Sanitize(ex)
+				if need > 0 {
+					budget.give(need - max(0, bodyBytes(ex)-size))
+				}
+				// After Sanitize, which does not trust redactions it did not make.
+				ex.Redactions = append(ex.Redactions, shed...)
+				n += len(ex.GetRedactions())
 			}
 			counts[w] = n
 		})

@@ -46,7 +46,7 @@ func start(t *testing.T, wrap func(store.Store) store.Store) (reprisev1.IngestSe
 		served = wrap(st)
 	}
 	srv := grpc.NewServer()
-	reprisev1.RegisterIngestServiceServer(srv, ingest.New(served, sanitize.Default(), tail.NewHub(), metrics.Nop{}))
+	reprisev1.RegisterIngestServiceServer(srv, ingest.New(served, sanitize.Default(), tail.NewHub(), metrics.Nop{}, ingest.Limits{}))
 	return reprisev1.NewIngestServiceClient(grpctest.Dial(t, srv)), st, dir
 }
 

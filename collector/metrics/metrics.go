@@ -18,7 +18,17 @@ type Metrics interface {
 	StoreError(op string)
 	// Pruned counts exchanges deleted by retention.
 	Pruned(exchanges int)
+	// IngestLimited counts what an ingest limit refused or removed, by
+	// reason (see IngestLimitReasons).
+	IngestLimited(reason string)
 }
+
+// IngestLimitReasons are the reasons of IngestLimited: a stream refused
+// because too many were open ("streams") or too many of one agent
+// ("agent_streams"), a stream closed after sending nothing for the idle
+// time ("idle"), and a body removed because its batch had used its decode
+// memory ("batch_memory").
+var IngestLimitReasons = []string{"streams", "agent_streams", "idle", "batch_memory"}
 
 // Nop discards every event.
 type Nop struct{}
@@ -28,6 +38,7 @@ func (Nop) BatchRejected()         {}
 func (Nop) BatchDuplicate()        {}
 func (Nop) StoreError(string)      {}
 func (Nop) Pruned(int)             {}
+func (Nop) IngestLimited(string)   {}
 
 // Prometheus exports the events as Prometheus counters.
 type Prometheus struct {
@@ -38,6 +49,7 @@ type Prometheus struct {
 	duplicates  prometheus.Counter
 	pruned      prometheus.Counter
 	storeErrors *prometheus.CounterVec
+	limited     *prometheus.CounterVec
 }
 
 // NewPrometheus registers the collector's counters on reg.
@@ -59,7 +71,14 @@ func NewPrometheus(reg prometheus.Registerer) *Prometheus {
 			Help: "Store operations that failed, by operation.",
 		}, []string{"op"}),
 	}
-	reg.MustRegister(m.storeErrors)
+	m.limited = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "reprise", Subsystem: "collector", Name: "ingest_limited_total",
+		Help: "Ingest streams refused or closed and bodies removed by the ingest limits, by reason.",
+	}, []string{"reason"})
+	reg.MustRegister(m.storeErrors, m.limited)
+	for _, r := range IngestLimitReasons {
+		m.limited.WithLabelValues(r)
+	}
 	// Export every operation from the start, so a rate over the counter works
 	// before the first error.
 	for _, op := range []string{"put", "get", "list", "count", "stream", "services", "stats", "prune"} {
@@ -81,6 +100,9 @@ func (m *Prometheus) BatchDuplicate() { m.duplicates.Inc() }
 func (m *Prometheus) StoreError(op string) { m.storeErrors.WithLabelValues(op).Inc() }
 
 func (m *Prometheus) Pruned(exchanges int) { m.pruned.Add(float64(exchanges)) }
+
+// IngestLimited implements Metrics.
+func (m *Prometheus) IngestLimited(reason string) { m.limited.WithLabelValues(reason).Inc() }
 
 // RegisterRuleCounts exports the sanitizer's per-rule counters, read at
 // scrape time, as reprise_collector_sanitize_matches_total{rule}.

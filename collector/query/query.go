@@ -40,6 +40,9 @@ func (s *Service) ListExchanges(ctx context.Context, req *reprisev1.ListExchange
 	if err := validateFilter(req.GetFilter()); err != nil {
 		return nil, err
 	}
+	if err := validateString("page_token", req.GetPageToken()); err != nil {
+		return nil, err
+	}
 	size := int(req.GetPageSize())
 	switch {
 	case size < 0:
@@ -64,6 +67,9 @@ func (s *Service) GetExchange(ctx context.Context, req *reprisev1.GetExchangeReq
 	if req.GetId() == "" {
 		return nil, status.Error(codes.InvalidArgument, "id must not be empty")
 	}
+	if err := validateString("id", req.GetId()); err != nil {
+		return nil, err
+	}
 	ex, err := s.store.Get(ctx, req.GetId())
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, status.Errorf(codes.NotFound, "exchange %q not found", req.GetId())
@@ -81,6 +87,9 @@ func (s *Service) StreamExchanges(req *reprisev1.StreamExchangesRequest, stream 
 	}
 	if req.GetLimit() < 0 {
 		return status.Errorf(codes.InvalidArgument, "limit must not be negative, got %d", req.GetLimit())
+	}
+	if err := validateString("after_cursor", req.GetAfterCursor()); err != nil {
+		return err
 	}
 	ctx := stream.Context()
 	// Send errors are already status errors; keep them apart from store errors.
@@ -181,9 +190,31 @@ func (s *Service) storeError(ctx context.Context, op string, err error) error {
 	return status.Errorf(codes.Internal, "%s exchanges: %v", op, err)
 }
 
+// maxArgBytes bounds every string argument of a query (filter fields,
+// page tokens, cursors, ids): what the collector issues or stores is far
+// shorter, and a longer one is refused before any work is done on it (a
+// million-character glob once cost 1.4 GB to reject).
+const maxArgBytes = 1 << 10
+
+// validateString refuses a string argument that is too long.
+func validateString(field, v string) error {
+	if len(v) > maxArgBytes {
+		return status.Errorf(codes.InvalidArgument, "%s is %d bytes, longer than the %d allowed", field, len(v), maxArgBytes)
+	}
+	return nil
+}
+
 func validateFilter(f *reprisev1.ExchangeFilter) error {
 	if f == nil {
 		return nil
+	}
+	for field, v := range map[string]string{
+		"filter.service": f.GetService(), "filter.method": f.GetMethod(), "filter.path_prefix": f.GetPathPrefix(),
+		"filter.host": f.GetHost(), "filter.agent_id": f.GetAgentId(), "filter.path_glob": f.GetPathGlob(),
+	} {
+		if err := validateString(field, v); err != nil {
+			return err
+		}
 	}
 	if f.GetStartTime() != nil {
 		if err := f.GetStartTime().CheckValid(); err != nil {

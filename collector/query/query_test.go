@@ -22,6 +22,7 @@ import (
 	"github.com/reprise-dev/reprise/collector/query"
 	"github.com/reprise-dev/reprise/collector/store"
 	"github.com/reprise-dev/reprise/collector/tail"
+	"github.com/reprise-dev/reprise/internal/grpcclient"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
@@ -225,6 +226,14 @@ func TestErrorCodes(t *testing.T) {
 			_, err := client.ListExchanges(ctx, &reprisev1.ListExchangesRequest{Filter: &reprisev1.ExchangeFilter{PathGlob: "/a/[b"}})
 			return err
 		}, codes.InvalidArgument, "filter.path_glob"},
+		{"a million-character glob", func() error {
+			_, err := client.ListExchanges(ctx, &reprisev1.ListExchangesRequest{Filter: &reprisev1.ExchangeFilter{PathGlob: "/" + strings.Repeat("*a", 500_000)}})
+			return err
+		}, codes.InvalidArgument, "filter.path_glob is 1000001 bytes"},
+		{"long cursor", func() error {
+			_, err := stream(ctx, client, &reprisev1.StreamExchangesRequest{AfterCursor: strings.Repeat("c", 5000)})
+			return err
+		}, codes.InvalidArgument, "after_cursor is 5000 bytes"},
 		{"services end time", func() error {
 			_, err := client.ListServices(ctx, &reprisev1.ListServicesRequest{EndTime: badTime})
 			return err
@@ -241,5 +250,13 @@ func TestErrorCodes(t *testing.T) {
 				t.Errorf("error %v, want code %v mentioning %q", err, tt.code, tt.mention)
 			}
 		})
+	}
+}
+
+// TestPageFitsInOneMessage checks the relation PageBytes documents: a full
+// page and its reply's own fields fit in one gRPC message.
+func TestPageFitsInOneMessage(t *testing.T) {
+	if store.PageBytes > grpcclient.MaxMessageBytes/2 {
+		t.Errorf("store.PageBytes %d is over half of grpcclient.MaxMessageBytes %d", store.PageBytes, grpcclient.MaxMessageBytes)
 	}
 }

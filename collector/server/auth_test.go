@@ -2,21 +2,26 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 
 	"github.com/reprise-dev/reprise/collector/auth"
+	"github.com/reprise-dev/reprise/collector/ingest"
 	"github.com/reprise-dev/reprise/internal/grpcclient"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
@@ -139,4 +144,97 @@ func TestAuthAndTLS(t *testing.T) {
 			t.Errorf("reflection without a token: %v", err)
 		}
 	})
+}
+
+// TestAuthorizationMetadata checks how the authorization metadata is read:
+// exactly one value (several are refused, even with the right token among
+// them), and the Bearer scheme in any case.
+func TestAuthorizationMetadata(t *testing.T) {
+	digest := sha256.Sum256([]byte("node-a-secret"))
+	agents, err := auth.ParseAgents([]byte("agents:\n  - id: node-a\n    token_sha256: " + hex.EncodeToString(digest[:]) + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := startGRPC(t, Config{Tokens: auth.Tokens{Query: "query-secret", Agents: agents}})
+	conn := dial(t, addr)
+	qc, ic := reprisev1.NewQueryServiceClient(conn), reprisev1.NewIngestServiceClient(conn)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	tests := []struct {
+		name      string
+		values    []string
+		wantQuery codes.Code
+	}{
+		{"one bearer", []string{"Bearer query-secret"}, codes.OK},
+		{"lower-case scheme", []string{"bearer query-secret"}, codes.OK},
+		{"upper-case scheme", []string{"BEARER query-secret"}, codes.OK},
+		{"right token among several", []string{"Bearer wrong", "Bearer query-secret"}, codes.Unauthenticated},
+		{"the same token twice", []string{"Bearer query-secret", "Bearer query-secret"}, codes.Unauthenticated},
+		{"other scheme", []string{"Basic query-secret"}, codes.Unauthenticated},
+		{"prefix of the token", []string{"Bearer query-secre"}, codes.Unauthenticated},
+		{"empty token", []string{"Bearer "}, codes.Unauthenticated},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var kv []string
+			for _, v := range tt.values {
+				kv = append(kv, "authorization", v)
+			}
+			_, err := qc.CountExchanges(metadata.AppendToOutgoingContext(ctx, kv...), &reprisev1.CountExchangesRequest{})
+			if got := status.Code(err); got != tt.wantQuery {
+				t.Errorf("query with %q: %v, want %v", tt.values, err, tt.wantQuery)
+			}
+			// The agents' tokens follow the same rules.
+			var agentKV []string
+			for _, v := range tt.values {
+				agentKV = append(agentKV, "authorization", strings.Replace(v, "query-secret", "node-a-secret", 1))
+			}
+			s, err := ic.Ingest(metadata.AppendToOutgoingContext(ctx, agentKV...))
+			if err == nil {
+				err = s.Send(&reprisev1.IngestRequest{BatchId: "b", AgentId: "node-a"})
+			}
+			if err == nil || errors.Is(err, io.EOF) {
+				_, err = s.Recv()
+			}
+			if got := status.Code(err); got != tt.wantQuery {
+				t.Errorf("ingest with %q: %v, want %v", agentKV, err, tt.wantQuery)
+			}
+		})
+	}
+}
+
+// TestStreamsPerAgent checks that one agent of the agents file cannot hold
+// more than its share of ingest streams, while another agent still can.
+func TestStreamsPerAgent(t *testing.T) {
+	digest := func(tok string) string { s := sha256.Sum256([]byte(tok)); return hex.EncodeToString(s[:]) }
+	agents, err := auth.ParseAgents([]byte("agents:\n  - id: node-a\n    token_sha256: " + digest("a-secret") +
+		"\n  - id: node-b\n    token_sha256: " + digest("b-secret") + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := startGRPC(t, Config{Tokens: auth.Tokens{Agents: agents}, Ingest: ingest.Limits{AgentStreams: 1}})
+	ic := reprisev1.NewIngestServiceClient(dial(t, addr))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// open starts a stream as agent and returns once a batch is acked on it
+	// (so the server counts it), or the stream's error.
+	open := func(agent, tok string) error {
+		s, err := ic.Ingest(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok))
+		if err == nil {
+			err = s.Send(&reprisev1.IngestRequest{BatchId: agent + "-probe", AgentId: agent})
+		}
+		if err == nil || errors.Is(err, io.EOF) {
+			_, err = s.Recv()
+		}
+		return err
+	}
+	if err := open("node-a", "a-secret"); err != nil {
+		t.Fatalf("node-a's first stream: %v", err)
+	}
+	if err := open("node-a", "a-secret"); status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "node-a") {
+		t.Errorf("node-a's second stream: %v, want ResourceExhausted naming node-a", err)
+	}
+	if err := open("node-b", "b-secret"); err != nil {
+		t.Errorf("node-b's stream beside node-a's: %v", err)
+	}
 }

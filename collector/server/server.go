@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/encoding"
 	_ "google.golang.org/grpc/encoding/gzip" // agents compress their batches (older agents, or --compression gzip)
 	"google.golang.org/grpc/reflection"
 
@@ -30,13 +31,9 @@ import (
 	"github.com/reprise-dev/reprise/internal/grpcclient"
 	_ "github.com/reprise-dev/reprise/internal/s2compress" // agents compress their batches
 	"github.com/reprise-dev/reprise/internal/sanitize"
-	_ "github.com/reprise-dev/reprise/internal/wirecodec" // gRPC codec: vtprotobuf code
+	"github.com/reprise-dev/reprise/internal/wirecodec" // gRPC codec: vtprotobuf code
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
-
-// maxRecvMsgSize bounds one ingest batch. gRPC's 4 MiB default is too small
-// for a batch of exchanges that carry bodies.
-const maxRecvMsgSize = 32 << 20
 
 // shutdownTimeout bounds the graceful stop: agents keep their ingest streams
 // open indefinitely, so after this the remaining streams are cut. Batches
@@ -87,12 +84,23 @@ type Config struct {
 	Retention store.Retention
 	// RetentionEvery is how often retention runs (default one minute).
 	RetentionEvery time.Duration
+	// Ingest bounds ingest's memory and streams (zero: the defaults).
+	Ingest ingest.Limits
 }
+
+// maxConnStreams bounds the concurrent streams of one client connection
+// (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS): an agent uses one, a replayer a
+// few; 20,000 idle streams on one connection once made 40,000 goroutines.
+const maxConnStreams = 64
 
 // NewGRPC returns a gRPC server with IngestService, QueryService and server
 // reflection (so grpcurl works without the proto files).
 func NewGRPC(st store.Store, m metrics.Metrics, cfg Config) *grpc.Server {
-	opts := append([]grpc.ServerOption{grpc.MaxRecvMsgSize(maxRecvMsgSize)}, cfg.Tokens.ServerOptions()...)
+	opts := append([]grpc.ServerOption{
+		grpc.MaxRecvMsgSize(grpcclient.MaxMessageBytes),
+		grpc.MaxSendMsgSize(grpcclient.MaxMessageBytes),
+		grpc.MaxConcurrentStreams(maxConnStreams),
+	}, cfg.Tokens.ServerOptions()...)
 	if cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(cfg.TLS))
 	}
@@ -101,8 +109,12 @@ func NewGRPC(st store.Store, m metrics.Metrics, cfg Config) *grpc.Server {
 		san = sanitize.Default()
 	}
 	hub := tail.NewHub()
-	srv := grpc.NewServer(opts...)
-	reprisev1.RegisterIngestServiceServer(srv, ingest.New(st, san, hub, m))
+	in := ingest.New(st, san, hub, m, cfg.Ingest)
+	// A batch waits for its memory before it is decoded; a string that is
+	// not UTF-8 is InvalidArgument, not gRPC's Internal for codec errors.
+	utf8 := &utf8Codec{CodecV2: in.Codec(encoding.GetCodecV2(wirecodec.Name))}
+	srv := grpc.NewServer(append(opts, utf8.serverOptions()...)...)
+	reprisev1.RegisterIngestServiceServer(srv, in)
 	reprisev1.RegisterQueryServiceServer(srv, query.New(st, hub, m))
 	reflection.Register(srv)
 	return srv

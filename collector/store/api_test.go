@@ -362,3 +362,58 @@ func TestPruneByAgeAcrossDays(t *testing.T) {
 		}
 	})
 }
+
+// TestPagesBoundedByBytes checks that a page of large exchanges stops at
+// PageBytes with a token for the rest, and that paging and streaming still
+// return every exchange once, in order.
+func TestPagesBoundedByBytes(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s Store) {
+		ctx := context.Background()
+		const n, bodySize = 40, 1 << 20
+		var want []string
+		var exs []*reprisev1.Exchange
+		for i := range n {
+			ex := newEx(fmt.Sprintf("big-%02d", i), time.Duration(i)*time.Millisecond)
+			// Random-looking bytes: the store's compression must not hide the size.
+			ex.Response.Body = make([]byte, bodySize)
+			for j := range ex.Response.Body {
+				ex.Response.Body[j] = byte(j*7 + i*j>>3)
+			}
+			exs, want = append(exs, ex), append(want, ex.Id)
+		}
+		if err := s.Put(ctx, exs); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		token, pages := "", 0
+		for {
+			page, next, err := s.List(ctx, nil, 1000, token)
+			if err != nil {
+				t.Fatal(err)
+			}
+			size := 0
+			for _, ex := range page {
+				size += proto.Size(ex)
+				got = append(got, ex.GetId())
+			}
+			if size > PageBytes {
+				t.Errorf("page %d holds %d bytes, over PageBytes %d", pages, size, PageBytes)
+			}
+			if pages++; next == "" {
+				break
+			}
+			token = next
+		}
+		if !slices.Equal(got, want) || pages < n*bodySize/PageBytes {
+			t.Errorf("listed %d exchanges in %d pages, want all %d in order in at least %d pages", len(got), pages, n, n*bodySize/PageBytes)
+		}
+		got = got[:0]
+		err := s.Stream(ctx, nil, "", 0, func(ex *reprisev1.Exchange, _ string) error {
+			got = append(got, ex.GetId())
+			return nil
+		})
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("streamed %d exchanges, %v; want all %d in order", len(got), err, n)
+		}
+	})
+}

@@ -154,3 +154,29 @@ func TestTwoCollectors(t *testing.T) {
 		}
 	})
 }
+
+// TestBatchIDsPerAgent checks that batch IDs are scoped to their agent:
+// node-b's batch "shared-1" after node-a's is stored, while each agent's
+// own resend is still a duplicate.
+func TestBatchIDsPerAgent(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s Store) {
+		ctx := context.Background()
+		a := batchOf("shared-1", 3)
+		a.AgentID = "node-a"
+		b := Batch{ID: "shared-1", AgentID: "node-b"}
+		for i := range 4 {
+			b.Exchanges = append(b.Exchanges, newEx(fmt.Sprintf("node-b-%d", i), time.Duration(i)*time.Millisecond))
+		}
+		for _, tt := range []struct {
+			b       Batch
+			wantDup bool
+		}{{a, false}, {b, false}, {a, true}, {b, true}} {
+			if dup, err := s.PutBatch(ctx, tt.b); err != nil || dup != tt.wantDup {
+				t.Fatalf("PutBatch(%s of %s) = %v, %v; want duplicate %v", tt.b.ID, tt.b.AgentID, dup, err, tt.wantDup)
+			}
+		}
+		if n, err := s.Count(ctx, nil); err != nil || n != 7 {
+			t.Errorf("Count = %d, %v; want 7 (both agents' batches)", n, err)
+		}
+	})
+}

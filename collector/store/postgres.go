@@ -60,6 +60,11 @@ var pgMigrations = [][]string{
 	// version 5 it changes no table, it makes older collectors refuse the
 	// database instead of failing on reads.
 	{},
+	// 3: batch IDs are unique per agent (SQLite's version 6).
+	{
+		`ALTER TABLE batches DROP CONSTRAINT batches_pkey`,
+		`ALTER TABLE batches ADD PRIMARY KEY (agent_id, id)`,
+	},
 }
 
 // Advisory lock keys: migrations and partition changes of one database are
@@ -272,7 +277,7 @@ func (s *Postgres) insert(ctx context.Context, b Batch, rows []row, blobs [][]by
 	dup := false
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if b.ID != "" {
-			tag, err := tx.Exec(ctx, `INSERT INTO batches (id, agent_id, committed_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING`,
+			tag, err := tx.Exec(ctx, `INSERT INTO batches (id, agent_id, committed_at) VALUES ($1, $2, $3) ON CONFLICT (agent_id, id) DO NOTHING`,
 				d.text(b.ID), d.text(b.AgentID), time.Now().UnixNano())
 			if err != nil {
 				return fmt.Errorf("record batch %s: %w", b.ID, err)
@@ -337,11 +342,11 @@ func (s *Postgres) Stream(ctx context.Context, filter *reprisev1.ExchangeFilter,
 	return stream(ctx, s.page, filter, afterCursor, limit, fn)
 }
 
-func (s *Postgres) page(ctx context.Context, filter *reprisev1.ExchangeFilter, after *position, n int) ([]*reprisev1.Exchange, error) {
+func (s *Postgres) page(ctx context.Context, filter *reprisev1.ExchangeFilter, after *position, n int) ([]*reprisev1.Exchange, bool, error) {
 	q := pageQuery(postgresSQL, filter, after, n)
 	rows, err := s.pool.Query(ctx, q.sql.String(), q.args...)
 	if err != nil {
-		return nil, fmt.Errorf("query exchanges: %w", err)
+		return nil, false, fmt.Errorf("query exchanges: %w", err)
 	}
 	defer rows.Close()
 	return scanPage(rows)

@@ -6,6 +6,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
@@ -169,26 +170,31 @@ type rowScanner interface {
 	Err() error
 }
 
-// scanPage decodes the exchanges of a pageQuery.
-func scanPage(rows rowScanner) ([]*reprisev1.Exchange, error) {
-	var out []*reprisev1.Exchange
+// scanPage decodes the exchanges of a pageQuery, up to PageBytes of them
+// (and always the first); full reports that it stopped there with rows left.
+func scanPage(rows rowScanner) (out []*reprisev1.Exchange, full bool, err error) {
+	total := 0
 	for rows.Next() {
 		var id string
 		var enc int
 		var b []byte
 		if err := rows.Scan(&id, &enc, &b); err != nil {
-			return nil, fmt.Errorf("scan exchange: %w", err)
+			return nil, false, fmt.Errorf("scan exchange: %w", err)
 		}
 		ex, err := decode(id, enc, b)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
-		out = append(out, ex)
+		size := proto.Size(ex)
+		if len(out) > 0 && total+size > PageBytes {
+			return out, true, nil
+		}
+		out, total = append(out, ex), total+size
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("query exchanges: %w", err)
+		return nil, false, fmt.Errorf("query exchanges: %w", err)
 	}
-	return out, nil
+	return out, false, nil
 }
 
 // scanStats groups the rows of a statsQuery. They come in group order, so

@@ -44,7 +44,7 @@ func newInserter(ctx context.Context, db *sql.DB) (*inserter, error) {
 	// Seen by the transaction too, so a batch twice in one group is stored
 	// once.
 	batch, err := conn.PrepareContext(ctx, `INSERT INTO batches (id, agent_id, committed_at) VALUES (?, ?, ?)
-		ON CONFLICT (id) DO NOTHING`)
+		ON CONFLICT (agent_id, id) DO NOTHING`)
 	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("prepare put: %w", err)

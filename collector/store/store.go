@@ -36,8 +36,10 @@ type Store interface {
 	// Put stores the exchanges in one transaction: when it returns nil they
 	// are durable. An exchange whose id is already stored is ignored.
 	Put(ctx context.Context, exchanges []*reprisev1.Exchange) error
-	// PutBatch stores the batch like Put, unless a batch with its ID was
-	// committed before: then it stores nothing and reports a duplicate. The
+	// PutBatch stores the batch like Put, unless a batch of the same agent
+	// with its ID was committed before: then it stores nothing and reports
+	// a duplicate (IDs are the agent's own: another agent's batch with the
+	// same ID is stored). The
 	// ID is recorded in the transaction of the exchanges, so a batch resent
 	// after a lost ack is never stored twice.
 	PutBatch(ctx context.Context, b Batch) (duplicate bool, err error)
@@ -69,7 +71,8 @@ type Store interface {
 
 // Batch is one batch an agent sent.
 type Batch struct {
-	// ID identifies the batch; "" stores it without a duplicate check.
+	// ID identifies the batch among AgentID's; "" stores it without a
+	// duplicate check.
 	ID        string
 	AgentID   string
 	Exchanges []*reprisev1.Exchange
@@ -227,9 +230,20 @@ func requestPath(target string) string {
 	return target
 }
 
+// PageBytes bounds the encoded size of the exchanges of one List page and of
+// one chunk Stream reads (a single larger exchange still goes alone): a page
+// of large exchanges is cut short, with a token for the rest, instead of
+// building a reply larger than a gRPC message may be, or holding a
+// thousand large rows in memory at once. It is half of
+// grpcclient.MaxMessageBytes (a test in query checks): what a page holds
+// plus the reply's own fields stay under one message.
+const PageBytes = 16 << 20
+
 // pageFunc reads up to n exchanges matching filter after the position, in
-// order; each store implements it, and List and Stream page with it.
-type pageFunc func(ctx context.Context, filter *reprisev1.ExchangeFilter, after *position, n int) ([]*reprisev1.Exchange, error)
+// order, and at most PageBytes of them; full reports that it stopped on
+// bytes with rows left. Each store implements it, and List and Stream page
+// with it.
+type pageFunc func(ctx context.Context, filter *reprisev1.ExchangeFilter, after *position, n int) (exs []*reprisev1.Exchange, full bool, err error)
 
 // list implements Store.List on a store's page function.
 func list(ctx context.Context, page pageFunc, filter *reprisev1.ExchangeFilter, pageSize int, token string) ([]*reprisev1.Exchange, string, error) {
@@ -241,14 +255,14 @@ func list(ctx context.Context, page pageFunc, filter *reprisev1.ExchangeFilter, 
 		return nil, "", err
 	}
 	// One row more than the page tells whether another page follows.
-	exs, err := page(ctx, filter, after, pageSize+1)
+	exs, full, err := page(ctx, filter, after, pageSize+1)
 	if err != nil {
 		return nil, "", err
 	}
-	if len(exs) <= pageSize {
+	if len(exs) <= pageSize && !full {
 		return exs, "", nil
 	}
-	exs = exs[:pageSize]
+	exs = exs[:min(len(exs), pageSize)]
 	return exs, pageToken(positionOf(exs[len(exs)-1]), filter), nil
 }
 
@@ -269,7 +283,7 @@ func stream(ctx context.Context, page pageFunc, filter *reprisev1.ExchangeFilter
 		if n == 0 {
 			return nil
 		}
-		exs, err := page(ctx, filter, after, n)
+		exs, full, err := page(ctx, filter, after, n)
 		if err != nil {
 			return err
 		}
@@ -279,7 +293,7 @@ func stream(ctx context.Context, page pageFunc, filter *reprisev1.ExchangeFilter
 			}
 		}
 		sent += len(exs)
-		if len(exs) < n {
+		if len(exs) < n && !full {
 			return nil
 		}
 		p := positionOf(exs[len(exs)-1])

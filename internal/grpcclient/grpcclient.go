@@ -19,6 +19,13 @@ import (
 	_ "github.com/reprise-dev/reprise/internal/wirecodec" // gRPC codec: vtprotobuf code
 )
 
+// MaxMessageBytes is the largest gRPC message the collector and its clients
+// send or receive: an ingest batch, one exchange of a query stream, one page
+// of ListExchanges. Servers and clients use this one value, so anything the
+// collector accepts its own tools can read back. gRPC's 4 MiB default is too
+// small for exchanges with large bodies or headers.
+const MaxMessageBytes = 32 << 20
+
 // TokenEnv names the environment variable that holds the token when
 // --token-file is not given.
 const TokenEnv = "REPRISE_TOKEN"
@@ -100,7 +107,10 @@ func (f *Flags) DialOptions() ([]grpc.DialOption, error) {
 		creds = credentials.NewTLS(cfg)
 		secure = true
 	}
-	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	opts := []grpc.DialOption{
+		grpc.WithTransportCredentials(creds),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes), grpc.MaxCallSendMsgSize(MaxMessageBytes)),
+	}
 	tok, err := f.Token()
 	if err != nil {
 		return nil, err
