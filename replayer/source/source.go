@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/reprise-dev/reprise/internal/grpcclient"
 	"io"
 	"iter"
 	"strings"
@@ -83,7 +84,8 @@ func fromCollector(ctx context.Context, s Spec) (iter.Seq2[*reprisev1.Exchange, 
 	dial := s.Dial
 	if dial == nil {
 		dial = func(addr string) (*grpc.ClientConn, error) {
-			return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+				grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(grpcclient.MaxMessageBytes)))
 		}
 	}
 	conn, err := dial(s.Collector)
