@@ -18,7 +18,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	_ "google.golang.org/grpc/encoding/gzip" // agents compress their batches (older agents, or --compression gzip)
 	"google.golang.org/grpc/reflection"
 
 	"github.com/reprise-dev/reprise/collector/auth"
@@ -28,9 +27,7 @@ import (
 	"github.com/reprise-dev/reprise/collector/store"
 	"github.com/reprise-dev/reprise/collector/tail"
 	"github.com/reprise-dev/reprise/internal/grpcclient"
-	_ "github.com/reprise-dev/reprise/internal/s2compress" // agents compress their batches
 	"github.com/reprise-dev/reprise/internal/sanitize"
-	_ "github.com/reprise-dev/reprise/internal/wirecodec" // gRPC codec: vtprotobuf code
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 

@@ -1,7 +1,8 @@
 // Package wirecodec marshals protobuf messages with the code vtprotobuf
 // generates for them (MarshalVT, UnmarshalVT, SizeVT), falling back to
-// google.golang.org/protobuf for messages without it. Importing it replaces
-// gRPC's default "proto" codec in the whole process.
+// google.golang.org/protobuf for messages without it. Register makes it
+// gRPC's "proto" codec in the whole process; each binary's main calls it, so
+// that importing the package for Append or Unmarshal changes nothing else.
 //
 // The bytes are the same protobuf any peer reads and writes. What the
 // generated code leaves out, the checks that proto3 strings are valid
@@ -17,6 +18,7 @@ package wirecodec
 
 import (
 	"slices"
+	"sync"
 
 	"google.golang.org/grpc/encoding"
 	// Imported for its init: registering after it makes this codec win.
@@ -28,12 +30,22 @@ import (
 // Name is the codec's name, that of gRPC's default codec it replaces.
 const Name = "proto"
 
-// fallback is gRPC's own proto codec, for messages without generated code.
-var fallback encoding.CodecV2
+var (
+	// fallback is gRPC's own proto codec, for messages without generated
+	// code.
+	fallback encoding.CodecV2
+	register sync.Once
+)
 
-func init() {
-	fallback = encoding.GetCodecV2(Name)
-	encoding.RegisterCodecV2(codec{})
+// Register replaces gRPC's "proto" codec with this one in the whole
+// process. Call it from main before any gRPC connection or server is made
+// (gRPC reads its registry without a lock); calls after the first do
+// nothing.
+func Register() {
+	register.Do(func() {
+		fallback = encoding.GetCodecV2(Name)
+		encoding.RegisterCodecV2(codec{})
+	})
 }
 
 // vtMessage is what protoc-gen-go-vtproto generates with the features

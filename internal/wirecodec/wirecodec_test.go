@@ -21,6 +21,12 @@ import (
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
+// The tests run with the codec registered, as the binaries do.
+func TestMain(m *testing.M) {
+	Register()
+	m.Run()
+}
+
 func TestRegistered(t *testing.T) {
 	if _, ok := encoding.GetCodecV2(Name).(codec); !ok {
 		t.Fatalf("codec %q is %T, want wirecodec's", Name, encoding.GetCodecV2(Name))
