@@ -8,6 +8,7 @@
 # except in CI).
 set -euo pipefail
 packages=(clang llvm libbpf-dev bpftool curl jq wrk bc nginx-light nodejs python3 postgresql)
+packages+=(docker.io busybox-static) # make images and the deploy tests: dockerd/containerd/runc/ctr, busybox's sh in the builder image
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

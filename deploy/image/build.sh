@@ -10,7 +10,7 @@ set -eu
 out=${1:?usage: build.sh OUT}
 mkdir -p "$out/etc/ssl/certs" "$out/data"
 for cmd in agent collector replayer; do
-  CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$out/$cmd" "./$cmd"
+  CGO_ENABLED=0 go build -ldflags='-s -w' -o "$out/$cmd" "./$cmd"
 done
 cp /etc/ssl/certs/ca-certificates.crt "$out/etc/ssl/certs/"
 printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' >"$out/etc/passwd"
