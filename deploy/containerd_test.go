@@ -56,6 +56,7 @@ func TestAgentInContainerd(t *testing.T) {
 	dspec := o.dep.Spec.Template.Spec
 	data := filepath.Join(dir, "data")
 	mkdirOwned(t, data, dspec.SecurityContext.RunAsUser)
+	writeFile(t, filepath.Join(dir, "config", "sanitize.yaml"), readFile(t, "sanitize.yaml"))
 	collID := "collector-" + randomHex(4)
 	collector := startContainer(t, podContainer{
 		id: collID, image: "docker.io/reprise/collector:" + tag, spec: dspec, c: dspec.Containers[0],
@@ -63,7 +64,6 @@ func TestAgentInContainerd(t *testing.T) {
 		env:     map[string]string{"REPRISE_STORE": "/data/reprise.db"},
 		extra:   []string{"--mount", "type=bind,src=" + data + ",dst=/data,options=rbind:rw"},
 	})
-	writeFile(t, filepath.Join(dir, "config", "sanitize.yaml"), readFile(t, "sanitize.yaml"))
 	collector.waitLog(t, `"msg":"serving"`)
 
 	// The agent: the DaemonSet's container in the collector's network
@@ -374,8 +374,11 @@ func waitExchange(t *testing.T, collectorID, serverName, path string) *reprisev1
 	for i := 0; time.Now().Before(deadline); i++ {
 		out, err := exec.Command("ctr", "-n", ctrNamespace, "task", "exec", "--exec-id", "query-"+strconv.Itoa(i), collectorID,
 			"/collector", "query", "--addr", "127.0.0.1:7070", "--tls-ca", "/etc/reprise/tls/ca.crt", "--tls-server-name", serverName,
-			"--token-file", "/etc/reprise/auth/query-token", "--path-prefix", path, "--direction", "inbound").CombinedOutput()
+			"--token-file", "/etc/reprise/auth/query-token", "--path-prefix", path, "--direction", "inbound").Output()
 		last = string(out)
+		if ee, ok := err.(*exec.ExitError); ok {
+			last += string(ee.Stderr)
+		}
 		if err == nil {
 			for x, err := range exchfile.Read(bytes.NewReader(out), exchfile.JSONL) {
 				if err != nil {
@@ -505,21 +508,16 @@ http {
 	return root
 }
 
-// copyFile copies src to each of dsts.
-func copyFile(t *testing.T, src string, dsts ...string) {
+// copyFile copies src to dst, with its permissions.
+func copyFile(t *testing.T, src, dst string) {
 	t.Helper()
-	b := readFile(t, src)
 	st, err := os.Stat(src)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, d := range dsts {
-		if err := os.MkdirAll(filepath.Dir(d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(d, b, st.Mode().Perm()); err != nil {
-			t.Fatal(err)
-		}
+	writeFile(t, dst, readFile(t, src))
+	if err := os.Chmod(dst, st.Mode().Perm()); err != nil {
+		t.Fatal(err)
 	}
 }
 
