@@ -60,7 +60,7 @@ func TestAgentInContainerd(t *testing.T) {
 	collID := "collector-" + randomHex(4)
 	collector := startContainer(t, podContainer{
 		id: collID, image: "docker.io/reprise/collector:" + tag, spec: dspec, c: dspec.Containers[0],
-		volumes: map[string]string{"config": filepath.Join(dir, "config"), "auth": sec.auth, "tls": sec.tls},
+		volumes: map[string]string{"config": filepath.Join(dir, "config"), "auth": sec.auth, "tls": sec.tls, "token-key": sec.tokenKey},
 		env:     map[string]string{"REPRISE_STORE": "/data/reprise.db"},
 		extra:   []string{"--mount", "type=bind,src=" + data + ",dst=/data,options=rbind:rw"},
 	})
@@ -120,14 +120,16 @@ func TestAgentInContainerd(t *testing.T) {
 // secrets are the host directories standing in for the Secrets
 // deploy/secrets.sh makes.
 type secrets struct {
-	tokens, auth, tls string
+	tokens, auth, tls, tokenKey string
 	serverName        string
 }
 
 // writeSecrets writes what deploy/secrets.sh puts in the Secrets, and a CA
 // and collector certificate as cert-manager issues them.
 func writeSecrets(t *testing.T, dir, node, serverName string) secrets {
-	s := secrets{tokens: filepath.Join(dir, "agent-tokens"), auth: filepath.Join(dir, "auth"), tls: filepath.Join(dir, "tls"), serverName: serverName}
+	s := secrets{tokens: filepath.Join(dir, "agent-tokens"), auth: filepath.Join(dir, "auth"), tls: filepath.Join(dir, "tls"),
+		tokenKey: filepath.Join(dir, "token-key"), serverName: serverName}
+	writeFile(t, filepath.Join(s.tokenKey, "token-key"), []byte(randomHex(32)))
 	token := randomHex(32)
 	sum := sha256.Sum256([]byte(token))
 	writeFile(t, filepath.Join(s.tokens, node), []byte(token))
@@ -154,7 +156,7 @@ func writeSecrets(t *testing.T, dir, node, serverName string) secrets {
 	writeFile(t, filepath.Join(s.tls, "tls.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER}))
 	writeFile(t, filepath.Join(s.tls, "tls.key"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
 	// Kubernetes mounts Secrets readable by the pod's user: 0644 here.
-	for _, d := range []string{s.tokens, s.auth, s.tls} {
+	for _, d := range []string{s.tokens, s.auth, s.tls, s.tokenKey} {
 		files, _ := os.ReadDir(d)
 		for _, f := range files {
 			_ = os.Chmod(filepath.Join(d, f.Name()), 0o644)
@@ -249,10 +251,27 @@ func (p podContainer) ctrArgs(t *testing.T) []string {
 	}
 	args = append(args, p.extra...)
 	args = append(args, p.image, p.id)
+	// As the kubelet does: the command, else the image's entrypoint,
+	// followed by the arguments.
+	command := p.c.Command
+	if len(command) == 0 {
+		command = entrypoint(t, strings.TrimPrefix(p.image, "docker.io/"))
+	}
+	args = append(args, command...)
 	for _, a := range p.c.Args {
 		args = append(args, os.Expand(strings.ReplaceAll(a, "$(", "${"), func(k string) string { return env[k] }))
 	}
 	return args
+}
+
+// entrypoint reads an image's entrypoint from dockerd, which built it.
+func entrypoint(t *testing.T, image string) []string {
+	t.Helper()
+	var ep []string
+	if err := json.Unmarshal([]byte(docker(t, "inspect", "--format", "{{json .Config.Entrypoint}}", image)), &ep); err != nil {
+		t.Fatalf("entrypoint of %s: %v", image, err)
+	}
+	return ep
 }
 
 var (

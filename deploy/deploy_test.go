@@ -202,6 +202,7 @@ const (
 	agentTokens   = "reprise-agent-tokens"
 	collectorAuth = "reprise-collector-auth"
 	collectorTLS  = "reprise-collector-tls"
+	tokenKey      = "reprise-token-key"
 )
 
 func TestSecureDefault(t *testing.T) {
@@ -229,12 +230,13 @@ func TestSecureDefault(t *testing.T) {
 		secretKey(t, spec, c, "--query-token-file", collectorAuth, "query-token")
 		secretKey(t, spec, c, "--tls-cert", collectorTLS, "tls.crt")
 		secretKey(t, spec, c, "--tls-key", collectorTLS, "tls.key")
+		secretKey(t, spec, c, "--token-key-file", tokenKey, "token-key")
 		for _, open := range []string{"--allow-unauthenticated", "--ingest-token-file"} {
 			if _, ok := flags[open]; ok {
 				t.Errorf("%s in the default setup", open)
 			}
 		}
-		for _, key := range []string{"--from-file=agents.yaml=", "--from-file=query-token=", "apply " + collectorAuth, "apply " + collectorTLS} {
+		for _, key := range []string{"--from-file=agents.yaml=", "--from-file=query-token=", "apply " + collectorAuth, "apply " + collectorTLS, "apply " + tokenKey} {
 			if !strings.Contains(string(script), key) {
 				t.Errorf("secrets.sh does not make %q", key)
 			}
@@ -309,7 +311,7 @@ func checkVolumes(t *testing.T, o objects, spec corev1.PodSpec) {
 	for _, v := range spec.Volumes {
 		vols[v.Name] = v
 		if s := v.Secret; s != nil && !slices.Contains(o.secrets, s.SecretName) &&
-			!slices.Contains([]string{agentTokens, collectorAuth, collectorTLS}, s.SecretName) {
+			!slices.Contains([]string{agentTokens, collectorAuth, collectorTLS, tokenKey}, s.SecretName) {
 			t.Errorf("volume %s reads Secret %s, neither in the manifests nor made by secrets.sh", v.Name, s.SecretName)
 		}
 	}

@@ -4,6 +4,7 @@
 #   reprise-agent-tokens    one key per node, the token of that node's agent
 #   reprise-collector-auth  agents.yaml (each agent's id and the SHA-256 of
 #                           its token, for --agents-file) and query-token
+#   reprise-token-key       token-key, the HMAC key of the tokenize rules
 #   reprise-collector-tls   only with --self-signed: a CA (ca.crt) and the
 #                           collector's certificate and key signed by it.
 #                           Otherwise cert-manager makes it (docs/collector.md).
@@ -35,9 +36,14 @@ query=$(existing reprise-collector-auth query-token)
 [ -n "$query" ] || query=$(token)
 printf '%s' "$query" >"$work/query-token"
 
+tokenkey=$(existing reprise-token-key token-key)
+[ -n "$tokenkey" ] || tokenkey=$(token)
+printf '%s' "$tokenkey" >"$work/token-key"
+
 apply() { kubectl -n "$ns" create secret generic "$@" --dry-run=client -o yaml | kubectl apply -f -; }
 apply reprise-agent-tokens --from-file="$work/tokens"
 apply reprise-collector-auth --from-file=agents.yaml="$work/agents.yaml" --from-file=query-token="$work/query-token"
+apply reprise-token-key --from-file=token-key="$work/token-key"
 
 if $self_signed; then
   name=reprise-collector.$ns.svc
