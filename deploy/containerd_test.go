@@ -210,7 +210,9 @@ func (p podContainer) ctrArgs(t *testing.T) []string {
 		args = append(args, "--allow-new-privs")
 	}
 	if p.spec.HostPID {
-		args = append(args, "--with-ns", "pid:/proc/1/ns/pid")
+		// The host's PID namespace is the test's (pid 1's may be unreadable
+		// in a VM).
+		args = append(args, "--with-ns", "pid:/proc/"+strconv.Itoa(os.Getpid())+"/ns/pid")
 	}
 	vols := map[string]corev1.Volume{}
 	for _, v := range p.spec.Volumes {
@@ -258,8 +260,9 @@ func (p podContainer) ctrArgs(t *testing.T) []string {
 		command = entrypoint(t, strings.TrimPrefix(p.image, "docker.io/"))
 	}
 	args = append(args, command...)
+	// The kubelet expands $(VAR) of the container's environment.
 	for _, a := range p.c.Args {
-		args = append(args, os.Expand(strings.ReplaceAll(a, "$(", "${"), func(k string) string { return env[k] }))
+		args = append(args, envRef.ReplaceAllStringFunc(a, func(ref string) string { return env[ref[2:len(ref)-1]] }))
 	}
 	return args
 }
@@ -273,6 +276,8 @@ func entrypoint(t *testing.T, image string) []string {
 	}
 	return ep
 }
+
+var envRef = regexp.MustCompile(`\$\([A-Za-z_][A-Za-z0-9_]*\)`)
 
 var (
 	defaultCaps     []string
