@@ -307,10 +307,11 @@ func defaultCapabilities(t *testing.T) []string {
 
 // container is a running task.
 type container struct {
-	id   string
-	pid  int
-	cmd  *exec.Cmd
-	logs *lockedBuffer
+	id     string
+	pid    int
+	cmd    *exec.Cmd
+	logs   *lockedBuffer
+	exited chan struct{} // closed once ctr run returned
 }
 
 func startContainer(t *testing.T, p podContainer) *container {
@@ -334,17 +335,16 @@ func startRootfsContainer(t *testing.T, id, rootfs string, command ...string) *c
 // the task is killed at the end of the test.
 func runCtr(t *testing.T, id string, args []string) *container {
 	t.Helper()
-	c := &container{id: id, cmd: exec.Command("ctr", args...), logs: &lockedBuffer{}}
+	c := &container{id: id, cmd: exec.Command("ctr", args...), logs: &lockedBuffer{}, exited: make(chan struct{})}
 	c.cmd.Stdout, c.cmd.Stderr = c.logs, c.logs
 	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan struct{})
-	go func() { _ = c.cmd.Wait(); close(exited) }()
+	go func() { _ = c.cmd.Wait(); close(c.exited) }()
 	t.Cleanup(func() {
 		_ = exec.Command("ctr", "-n", ctrNamespace, "task", "kill", "-s", "SIGKILL", id).Run()
 		select {
-		case <-exited:
+		case <-c.exited:
 		case <-time.After(30 * time.Second):
 			_ = c.cmd.Process.Kill()
 		}
@@ -364,7 +364,7 @@ func runCtr(t *testing.T, id string, args []string) *container {
 			}
 		}
 		select {
-		case <-exited:
+		case <-c.exited:
 			t.Fatalf("ctr run %s exited: %s\n%s", id, c.cmd.ProcessState, c.logs.String())
 		case <-time.After(100 * time.Millisecond):
 		}
@@ -381,10 +381,11 @@ func (c *container) waitLog(t *testing.T, s string) {
 		if strings.Contains(c.logs.String(), s) {
 			return
 		}
-		if c.cmd.ProcessState != nil {
-			break
+		select {
+		case <-c.exited:
+			t.Fatalf("%s exited before logging %s:\n%s", c.id, s, lastLines(c.logs.String(), 30))
+		case <-time.After(100 * time.Millisecond):
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("%s did not log %s:\n%s", c.id, s, lastLines(c.logs.String(), 30))
 }
