@@ -89,6 +89,10 @@ lint: $(TOOLS)/buf ## gofmt, go vet and buf lint
 	$(GO) vet ./...
 	cd proto && $(TOOLS)/buf lint
 
+.PHONY: images
+images: deps ## Build the reprise/agent, collector and replayer images with no registry (root; starts dockerd if needed; TAG=latest)
+	./deploy/image/images.sh
+
 .PHONY: demo
 demo: deps ## Capture, store, query and replay on this machine (root)
 	./scripts/demo.sh

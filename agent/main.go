@@ -34,9 +34,12 @@ import (
 	"github.com/reprise-dev/reprise/agent/metrics"
 	"github.com/reprise-dev/reprise/agent/pipeline"
 	"github.com/reprise-dev/reprise/agent/spool"
+	"github.com/reprise-dev/reprise/internal/exitcode"
 	"github.com/reprise-dev/reprise/internal/grpcclient"
+	"github.com/reprise-dev/reprise/internal/logging"
 	"github.com/reprise-dev/reprise/internal/s2compress"
 	"github.com/reprise-dev/reprise/internal/sanitize"
+	"github.com/reprise-dev/reprise/internal/wirecodec"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
@@ -68,6 +71,9 @@ type config struct {
 }
 
 func main() {
+	// The gRPC codec and compressor of the stream to the collector.
+	wirecodec.Register()
+	s2compress.Register()
 	os.Exit(run(os.Args[1:]))
 }
 
@@ -78,6 +84,7 @@ func parseFlags(args []string) (config, error) {
 	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
 	fs.StringVar(&cfg.collector, "collector", "127.0.0.1:7070", "collector gRPC address")
 	cfg.conn = grpcclient.Register(fs)
+	logging.Register(fs)
 	fs.StringVar(&ports, "ports", "", "comma-separated ports; capture only connections with one of them as local or remote port (default all)")
 	fs.StringVar(&pids, "pids", "", "comma-separated process ids (host namespace); capture only their connections (default all)")
 	fs.StringVar(&cgroups, "cgroups", "", "comma-separated cgroup v2 paths; capture only processes inside them (default all)")
@@ -105,6 +112,7 @@ func parseFlags(args []string) (config, error) {
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
+	logging.Install(fs)
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
@@ -205,17 +213,17 @@ func run(args []string) int {
 	}
 	cfg, err := parseFlags(args)
 	if errors.Is(err, flag.ErrHelp) {
-		return 0
+		return exitcode.OK
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "agent:", err)
-		return 2
+		return exitcode.Error
 	}
 	if err := serve(cfg); err != nil {
 		slog.Error("agent stopped", "err", err)
-		return 2
+		return exitcode.Error
 	}
-	return 0
+	return exitcode.OK
 }
 
 func serve(cfg config) error {

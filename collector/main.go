@@ -22,15 +22,20 @@ import (
 	"github.com/google/uuid"
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/grpc"
+	_ "google.golang.org/grpc/encoding/gzip" // registers gzip: agents with --compression gzip, or older ones
 	"google.golang.org/protobuf/proto"
 
 	"github.com/reprise-dev/reprise/collector/auth"
 	"github.com/reprise-dev/reprise/collector/ingest"
 	"github.com/reprise-dev/reprise/collector/server"
 	"github.com/reprise-dev/reprise/internal/exchfile"
+	"github.com/reprise-dev/reprise/internal/exitcode"
 	"github.com/reprise-dev/reprise/internal/filterflag"
 	"github.com/reprise-dev/reprise/internal/grpcclient"
+	"github.com/reprise-dev/reprise/internal/logging"
+	"github.com/reprise-dev/reprise/internal/s2compress"
 	"github.com/reprise-dev/reprise/internal/sanitize"
+	"github.com/reprise-dev/reprise/internal/wirecodec"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
@@ -48,25 +53,28 @@ Run "collector <command> -h" for the flags of a command.
 `
 
 func main() {
-	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	// gRPC's codec for every command; s2 (and gzip, imported above) for
+	// the batches agents compress.
+	wirecodec.Register()
+	s2compress.Register()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
 
-// run executes one command and returns the exit code: 0 success, 2 usage or
-// runtime error.
+// run executes one command and returns the exit code: exitcode.OK, or
+// exitcode.Error for a usage or runtime error.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return 2
+		return exitcode.Error
 	}
 	var err error
 	switch args[0] {
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
-		return 0
+		return exitcode.OK
 	case "serve":
 		err = serve(ctx, args[1:], stderr)
 	case "query":
@@ -79,17 +87,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = importFile(ctx, args[1:], stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "collector: unknown command %q\n\n%s", args[0], usage)
-		return 2
+		return exitcode.Error
 	}
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
-		return 0
+		return exitcode.OK
 	case errors.Is(err, errUsage):
 		// The flag package has already printed the problem and the usage.
-		return 2
+		return exitcode.Error
 	default:
 		fmt.Fprintf(stderr, "collector %s: %v\n", args[0], err)
-		return 2
+		return exitcode.Error
 	}
 }
 
@@ -108,12 +116,14 @@ func parse(fs *flag.FlagSet, args []string) error {
 		fs.Usage()
 		return errUsage
 	}
+	logging.Install(fs)
 	return nil
 }
 
 func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	logging.Register(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: collector %s\n\nFlags:\n", synopsis)
 		fs.PrintDefaults()
@@ -491,6 +501,7 @@ func importFile(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fs.Usage()
 		return errUsage
 	}
+	logging.Install(fs)
 	path := fs.Arg(0)
 	conn, err := connFlags.Dial(*addr)
 	if err != nil {

@@ -22,8 +22,11 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/reprise-dev/reprise/internal/exitcode"
 	"github.com/reprise-dev/reprise/internal/filterflag"
 	"github.com/reprise-dev/reprise/internal/grpcclient"
+	"github.com/reprise-dev/reprise/internal/logging"
+	"github.com/reprise-dev/reprise/internal/wirecodec"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 	"github.com/reprise-dev/reprise/replayer/goals"
 	"github.com/reprise-dev/reprise/replayer/progress"
@@ -36,12 +39,13 @@ import (
 
 // Exit codes, shared by every reprise command.
 const (
-	exitOK     = 0
-	exitFailed = 1 // some exchange differed or could not be sent, or a goal was missed
-	exitError  = 2 // usage or runtime error, or nothing to replay
+	exitOK     = exitcode.OK
+	exitFailed = exitcode.Failed // some exchange differed or could not be sent, or a goal was missed
+	exitError  = exitcode.Error  // usage or runtime error, or nothing to replay
 )
 
 func main() {
+	wirecodec.Register()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
@@ -204,6 +208,7 @@ func (r *rateFlag) Set(s string) error {
 
 func newRunFlags() (*flag.FlagSet, *config) {
 	fs := flag.NewFlagSet("replayer run", flag.ContinueOnError)
+	logging.Register(fs)
 	c := &config{targetMap: mapFlag{}}
 	fs.StringVar(&c.collector, "collector", "127.0.0.1:7070", "collector gRPC address (host:port)")
 	fs.StringVar(&c.file, "file", "", "replay the exchanges of this file exported by the collector (.jsonl or .har) instead of asking the collector")
@@ -359,6 +364,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stderr, "replayer run: unexpected arguments %q\n", fs.Args())
 		return exitError
 	}
+	logging.Install(fs)
 	cfg.set = map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { cfg.set[f.Name] = true })
 	if cfg.runID == "" {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/reprise-dev/reprise/internal/filterflag"
 	"github.com/reprise-dev/reprise/internal/grpcclient"
+	"github.com/reprise-dev/reprise/internal/logging"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 	"github.com/reprise-dev/reprise/replayer/mock"
 	"github.com/reprise-dev/reprise/replayer/source"
@@ -38,6 +39,7 @@ type mockFlags struct {
 
 func newMockFlags() (*flag.FlagSet, *mockFlags) {
 	fs := flag.NewFlagSet("replayer mock", flag.ContinueOnError)
+	logging.Register(fs)
 	m := &mockFlags{}
 	fs.StringVar(&m.collector, "collector", "", "collector gRPC address (host:port); or --file")
 	fs.StringVar(&m.file, "file", "", "JSONL or HAR file exported by the collector; or --collector")
@@ -77,6 +79,7 @@ Flags of mock:
 		fmt.Fprintf(stderr, "replayer mock: unexpected arguments %q\n", fs.Args())
 		return exitError
 	}
+	logging.Install(fs)
 	code, err := serveMock(ctx, m, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "replayer mock: %v\n", err)

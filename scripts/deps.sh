@@ -9,6 +9,7 @@
 set -euo pipefail
 packages=(clang llvm libbpf-dev bpftool curl jq wrk bc nginx-light nodejs python3 postgresql)
 packages+=(wget python3-requests) # the replayer's go-httpbin tests record traffic from wget and Python requests
+packages+=(docker.io busybox-static) # make images and the deploy tests: dockerd/containerd/runc/ctr, busybox's sh in the builder image
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -18,8 +18,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/encoding"
-	_ "google.golang.org/grpc/encoding/gzip" // agents compress their batches (older agents, or --compression gzip)
 	"google.golang.org/grpc/reflection"
 
 	"github.com/reprise-dev/reprise/collector/auth"
@@ -29,9 +27,8 @@ import (
 	"github.com/reprise-dev/reprise/collector/store"
 	"github.com/reprise-dev/reprise/collector/tail"
 	"github.com/reprise-dev/reprise/internal/grpcclient"
-	_ "github.com/reprise-dev/reprise/internal/s2compress" // agents compress their batches
 	"github.com/reprise-dev/reprise/internal/sanitize"
-	"github.com/reprise-dev/reprise/internal/wirecodec" // gRPC codec: vtprotobuf code
+	"github.com/reprise-dev/reprise/internal/wirecodec"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
@@ -112,7 +109,7 @@ func NewGRPC(st store.Store, m metrics.Metrics, cfg Config) *grpc.Server {
 	in := ingest.New(st, san, hub, m, cfg.Ingest)
 	// A batch waits for its memory before it is decoded; a string that is
 	// not UTF-8 is InvalidArgument, not gRPC's Internal for codec errors.
-	utf8 := &utf8Codec{CodecV2: in.Codec(encoding.GetCodecV2(wirecodec.Name))}
+	utf8 := &utf8Codec{CodecV2: in.Codec(wirecodec.Codec())}
 	srv := grpc.NewServer(append(opts, utf8.serverOptions()...)...)
 	reprisev1.RegisterIngestServiceServer(srv, in)
 	reprisev1.RegisterQueryServiceServer(srv, query.New(st, hub, m))

@@ -15,8 +15,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
-
-	_ "github.com/reprise-dev/reprise/internal/wirecodec" // gRPC codec: vtprotobuf code
 )
 
 // MaxMessageBytes is the largest gRPC message the collector and its clients

@@ -1,6 +1,6 @@
 // Package s2compress registers S2 (github.com/klauspost/compress/s2, a
-// faster Snappy) as the gRPC compressor "s2". Importing it is all it takes,
-// on both ends: agents compress their batches with it by default and
+// faster Snappy) as the gRPC compressor "s2". Register is called by the
+// main of both ends: agents compress their batches with it by default and
 // collectors accept it. S2 costs the traced node a fraction of gzip's CPU
 // for a somewhat larger stream; the agent runs next to the services it
 // watches, where CPU matters more than bytes on the cluster's network
@@ -18,7 +18,12 @@ import (
 // Name is the compressor's name on the wire (grpc-encoding).
 const Name = "s2"
 
-func init() { encoding.RegisterCompressor(compressor{}) }
+var register sync.Once
+
+// Register adds the compressor to gRPC's registry, for the whole process.
+// Call it from main before any gRPC connection or server is made; calls
+// after the first do nothing.
+func Register() { register.Do(func() { encoding.RegisterCompressor(compressor{}) }) }
 
 type compressor struct{}
 

@@ -9,6 +9,12 @@ import (
 	"google.golang.org/grpc/encoding"
 )
 
+// The tests run with the compressor registered, as the binaries do.
+func TestMain(m *testing.M) {
+	Register()
+	m.Run()
+}
+
 func roundTrip(t *testing.T, c encoding.Compressor, in []byte) []byte {
 	t.Helper()
 	var wire bytes.Buffer

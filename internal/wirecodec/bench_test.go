@@ -27,7 +27,7 @@ func BenchmarkCodec(b *testing.B) {
 	for _, c := range []struct {
 		name  string
 		codec encoding.CodecV2
-	}{{"proto", fallback}, {"vt", codec{}}} {
+	}{{"proto", fallback()}, {"vt", codec{}}} {
 		b.Run("marshal/"+c.name, func(b *testing.B) {
 			defer reportCPU(b)()
 			for i := 0; i < b.N; i += n {

@@ -1,7 +1,8 @@
 // Package wirecodec marshals protobuf messages with the code vtprotobuf
 // generates for them (MarshalVT, UnmarshalVT, SizeVT), falling back to
-// google.golang.org/protobuf for messages without it. Importing it replaces
-// gRPC's default "proto" codec in the whole process.
+// google.golang.org/protobuf for messages without it. Register makes it
+// gRPC's "proto" codec in the whole process; each binary's main calls it, so
+// that importing the package for Append or Unmarshal changes nothing else.
 //
 // The bytes are the same protobuf any peer reads and writes. What the
 // generated code leaves out, the checks that proto3 strings are valid
@@ -17,6 +18,7 @@ package wirecodec
 
 import (
 	"slices"
+	"sync"
 
 	"google.golang.org/grpc/encoding"
 	// Imported for its init: registering after it makes this codec win.
@@ -28,12 +30,29 @@ import (
 // Name is the codec's name, that of gRPC's default codec it replaces.
 const Name = "proto"
 
-// fallback is gRPC's own proto codec, for messages without generated code.
-var fallback encoding.CodecV2
+var (
+	// fallback is gRPC's own proto codec, for messages without generated
+	// code, taken before this one replaces it in the registry.
+	fallback = sync.OnceValue(func() encoding.CodecV2 { return encoding.GetCodecV2(Name) })
+	register sync.Once
+)
 
-func init() {
-	fallback = encoding.GetCodecV2(Name)
-	encoding.RegisterCodecV2(codec{})
+// Register replaces gRPC's "proto" codec with this one in the whole
+// process. Call it from main before any gRPC connection or server is made
+// (gRPC reads its registry without a lock); calls after the first do
+// nothing.
+func Register() {
+	register.Do(func() {
+		fallback()
+		encoding.RegisterCodecV2(codec{})
+	})
+}
+
+// Codec returns the codec, for a server that sets it explicitly rather
+// than relying on the process-wide registry.
+func Codec() encoding.CodecV2 {
+	fallback()
+	return codec{}
 }
 
 // vtMessage is what protoc-gen-go-vtproto generates with the features
@@ -91,7 +110,7 @@ func (codec) Name() string { return Name }
 func (codec) Marshal(v any) (mem.BufferSlice, error) {
 	vt, ok := v.(vtMessage)
 	if !ok {
-		return fallback.Marshal(v)
+		return fallback().Marshal(v)
 	}
 	n := vt.SizeVT()
 	if mem.IsBelowBufferPoolingThreshold(n) {
@@ -113,7 +132,7 @@ func (codec) Marshal(v any) (mem.BufferSlice, error) {
 func (codec) Unmarshal(data mem.BufferSlice, v any) error {
 	m, ok := v.(vtMessage)
 	if !ok {
-		return fallback.Unmarshal(data, v)
+		return fallback().Unmarshal(data, v)
 	}
 	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
 	defer buf.Free()

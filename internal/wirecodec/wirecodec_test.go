@@ -21,6 +21,12 @@ import (
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
+// The tests run with the codec registered, as the binaries do.
+func TestMain(m *testing.M) {
+	Register()
+	m.Run()
+}
+
 func TestRegistered(t *testing.T) {
 	if _, ok := encoding.GetCodecV2(Name).(codec); !ok {
 		t.Fatalf("codec %q is %T, want wirecodec's", Name, encoding.GetCodecV2(Name))
@@ -295,7 +301,7 @@ func TestGRPC(t *testing.T) {
 	go func() { _ = srv.Serve(lis) }()
 	defer srv.Stop()
 	r := rand.New(rand.NewPCG(5, 6))
-	for _, c := range []encoding.CodecV2{fallback, codec{}} {
+	for _, c := range []encoding.CodecV2{fallback(), codec{}} {
 		conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
 			grpc.WithDefaultCallOptions(grpc.ForceCodecV2(c)))
 		if err != nil {

@@ -20,11 +20,12 @@ import (
 
 	"github.com/reprise-dev/reprise/internal/ingestload"
 	"github.com/reprise-dev/reprise/internal/sample"
-	_ "github.com/reprise-dev/reprise/internal/wirecodec" // gRPC codec: vtprotobuf code
+	"github.com/reprise-dev/reprise/internal/wirecodec"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
 func main() {
+	wirecodec.Register()
 	targets := flag.String("target", "127.0.0.1:7070", "collector gRPC addresses, comma-separated")
 	streams := flag.Int("streams", 2, "agents sending at once, spread over the targets")
 	n := flag.Int("n", 60000, "exchanges to send in all")

@@ -24,8 +24,8 @@ import (
 	_ "google.golang.org/grpc/encoding/gzip" // as a collector does: the agent pays for its compression
 	"google.golang.org/grpc/status"
 
-	_ "github.com/reprise-dev/reprise/internal/s2compress" // as a collector does
-	_ "github.com/reprise-dev/reprise/internal/wirecodec"  // gRPC codec: vtprotobuf code
+	"github.com/reprise-dev/reprise/internal/s2compress"
+	"github.com/reprise-dev/reprise/internal/wirecodec"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
@@ -70,6 +70,8 @@ func newServer(s *sink) *grpc.Server {
 }
 
 func main() {
+	wirecodec.Register()
+	s2compress.Register() // as a collector does
 	grpcAddr := flag.String("grpc-listen", "127.0.0.1:17070", "IngestService address")
 	httpAddr := flag.String("http-listen", "127.0.0.1:17071", "address of GET /stats and /healthz")
 	flag.Parse()
