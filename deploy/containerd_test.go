@@ -121,7 +121,7 @@ func TestAgentInContainerd(t *testing.T) {
 // deploy/secrets.sh makes.
 type secrets struct {
 	tokens, auth, tls, tokenKey string
-	serverName        string
+	serverName                  string
 }
 
 // writeSecrets writes what deploy/secrets.sh puts in the Secrets, and a CA
