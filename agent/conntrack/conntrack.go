@@ -8,6 +8,7 @@
 package conntrack
 
 import (
+	"net/netip"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -68,6 +69,24 @@ type Config struct {
 	// Filter selects the exchanges emitted; the others are counted in
 	// Stats.Filtered.
 	Filter Filter
+	// Skipper, when set, is told where the bytes of a body past BodyCap
+	// end, so that the kernel does not copy them (capture.Capture).
+	Skipper Skipper
+	// Roles, when set, finds the role of a connection opened before the
+	// capture when its start lines leave it ambiguous (see decide).
+	Roles Roles
+}
+
+// Skipper stops the copy of a connection direction's bytes before stream
+// position pos.
+type Skipper interface {
+	SkipTo(id event.ConnID, d event.Direction, pos uint64) error
+}
+
+// Roles finds the role of process pid on the connection local→remote
+// (sockdiag.Resolver).
+type Roles interface {
+	Role(pid uint32, local, remote netip.AddrPort) (event.Role, error)
 }
 
 func (c Config) withDefaults() Config {
@@ -114,6 +133,11 @@ type Stats struct {
 	// BytesUnavailable counts body bytes sent with sendfile, framed but
 	// never seen.
 	BytesUnavailable uint64
+	// BytesSkipped counts body bytes past the body cap that the kernel did
+	// not copy, framed and counted in body_size (not a loss).
+	BytesSkipped uint64
+	// SkipErrors counts failed requests to the kernel to skip a body.
+	SkipErrors uint64
 	// Streamed counts responses emitted before their end (StreamTimeout or
 	// the body cap of an event stream).
 	Streamed uint64

@@ -318,8 +318,10 @@ func (t *Tracker) send(c *conn, e *pending) {
 	a.req.Body, a.req.BodyTruncated, a.req.BodySize = e.req.Body, e.req.BodyTruncated, e.req.BodySize
 	a.capture.Source = reprisev1.CaptureSource_CAPTURE_SOURCE_SYSCALL
 	a.capture.BytesLost = e.lost
-	a.capture.RequestIncomplete = e.req.Incomplete || e.req.BodyTruncated
-	a.capture.ResponseIncomplete = e.resp == nil || e.resp.Incomplete || e.resp.BodyTruncated || e.streaming
+	// A body cut at the cap is marked truncated, not incomplete: its
+	// message was framed to its end.
+	a.capture.RequestIncomplete = e.req.Incomplete
+	a.capture.ResponseIncomplete = e.resp == nil || e.resp.Incomplete || e.streaming
 	a.capture.ResponseStreaming = e.streaming
 	a.capture.RequestBodyUnavailable = e.req.BodyUnavailable
 	x := &a.x

@@ -2,6 +2,7 @@ package conntrack
 
 import (
 	"bytes"
+	"math"
 	"net/netip"
 	"slices"
 	"strings"
@@ -22,6 +23,7 @@ type conn struct {
 	local, remote netip.AddrPort
 	lastSeen      time.Time
 	midstream     bool
+	roleAsked     bool // Config.Roles was asked for role
 
 	dirs    [2]stream // by event.Direction
 	decided bool      // reqDir is known and the parsers exist
@@ -47,15 +49,17 @@ type conn struct {
 
 // segment is a piece of one direction's stream: the bytes of one data event,
 // with lost set a hole of that many bytes, or with skip set that many bytes
-// whose content never passed through user memory (sendfile).
+// whose content never passed through user memory (sendfile) or, with
+// discard, that the kernel did not copy because no body keeps them.
 type segment struct {
-	pos  uint64
-	size uint32 // stream bytes covered; len(data) is less when truncated
-	data []byte
-	lost uint64
-	skip uint64
-	at   time.Time
-	tid  uint32
+	pos     uint64
+	size    uint32 // stream bytes covered; len(data) is less when truncated
+	data    []byte
+	lost    uint64
+	skip    uint64
+	discard bool
+	at      time.Time
+	tid     uint32
 	// borrowed: data points into the event's buffer, which the source
 	// reuses once Handle returns (see own).
 	borrowed bool
@@ -68,6 +72,8 @@ type stream struct {
 	ready  []segment // in order, not yet parsed
 	held   int       // bytes in future and ready
 	parser *http1.Parser
+	// skipTo is the stream position the kernel was last told to skip to.
+	skipTo uint64
 	// start and tid describe the event holding the first byte of the
 	// message being parsed; last is the time of the latest byte parsed.
 	start time.Time
@@ -81,8 +87,8 @@ func (t *Tracker) data(c *conn, ev event.Event) {
 	s := &c.dirs[d]
 	seg := segment{pos: ev.Pos, size: ev.Size, data: ev.Data[:min(len(ev.Data), int(ev.Size))], at: ev.Time, tid: ev.TID}
 	seg.borrowed = len(seg.data) > 0
-	if ev.Unavailable {
-		seg.data, seg.skip, seg.borrowed = nil, uint64(ev.Size), false
+	if ev.Unavailable || ev.Skipped {
+		seg.data, seg.skip, seg.borrowed, seg.discard = nil, uint64(ev.Size), false, ev.Skipped
 	}
 	switch {
 	case c.upgraded:
@@ -271,9 +277,17 @@ func (t *Tracker) overflow(c *conn, d event.Direction) {
 	t.desync(c, d, dropped)
 }
 
-// decide finds which direction carries requests: the one where a request
-// line shows, or the other one where a status line shows. When both
-// directions look like requests, the role reported by the kernel decides.
+// decide finds which direction carries requests. This is the one place a
+// connection's role is decided, in this order:
+//  1. the start lines: the direction where a request line shows, or the
+//     other one where a status line shows;
+//  2. when both directions look like requests, the role the kernel saw at
+//     the handshake (an open event, or the role on the data events);
+//  3. for a connection opened before the capture, which has none, the
+//     role Config.Roles finds (sock_diag: a listener on the local port
+//     makes it the server), asked once;
+//  4. otherwise the direction stays undecided until one side alone shows
+//     a start line.
 func (t *Tracker) decide(c *conn) bool {
 	var looks [2]bool
 	for d := range c.dirs {
@@ -284,6 +298,10 @@ func (t *Tracker) decide(c *conn) bool {
 		if http1.IndexResponseStart(b) >= 0 {
 			looks[d^1] = true
 		}
+	}
+	if looks[event.Ingress] && looks[event.Egress] && c.role == event.RoleUnknown && !c.roleAsked && t.cfg.Roles != nil {
+		c.roleAsked = true
+		c.role, _ = t.cfg.Roles.Role(c.id.TGID, c.local, c.remote) // unknown on error: the process is gone
 	}
 	switch {
 	case looks[event.Ingress] && looks[event.Egress] && c.role == event.RoleServer, looks[event.Ingress] && !looks[event.Egress]:
@@ -369,21 +387,58 @@ func (t *Tracker) feed(c *conn, d event.Direction) {
 		// Usually all of it: keep the array for the next event's segment.
 		clear(s.ready)
 		s.ready = s.ready[:0]
-		return
+	} else {
+		s.ready = s.ready[i:]
 	}
-	s.ready = s.ready[i:]
+	t.skipAhead(c, d)
 }
 
-// skip accounts for bytes sent with sendfile: inside a body the framing goes
-// on and the body is marked unavailable; anywhere else they are lost.
+// minSkip is the fewest bytes worth telling the kernel to skip: one
+// syscall to update its map against the copy of a chunk or two.
+const minSkip = 32 << 10
+
+// skipAhead tells the kernel, through Config.Skipper, where the bytes the
+// parser of direction d will not keep end, so it stops copying them: the
+// rest of a body past the cap.
+func (t *Tracker) skipAhead(c *conn, d event.Direction) {
+	s := &c.dirs[d]
+	n := s.parser.Discarding()
+	if t.cfg.Skipper == nil || n < minSkip {
+		return
+	}
+	// The parser's position: what the stream reached less what waits.
+	pos := s.next
+	for _, seg := range s.ready {
+		pos -= uint64(len(seg.data)) + seg.lost + seg.skip
+	}
+	end := pos + uint64(n)
+	if end < pos { // a body that ends with the stream
+		end = math.MaxUint64
+	}
+	if end <= s.skipTo {
+		return
+	}
+	s.skipTo = end
+	if err := t.cfg.Skipper.SkipTo(c.id, d, end); err != nil {
+		t.stats.SkipErrors++
+	}
+}
+
+// skip accounts for bytes sent with sendfile or left uncopied past a body's
+// cap: inside a body the framing goes on and the body is marked unavailable
+// or truncated; anywhere else they are lost.
 func (t *Tracker) skip(c *conn, d event.Direction, seg *segment) {
 	s := &c.dirs[d]
-	m, ok := s.parser.Skip(int64(seg.skip))
+	pass, counter := s.parser.Skip, &t.stats.BytesUnavailable
+	if seg.discard {
+		pass, counter = s.parser.Discard, &t.stats.BytesSkipped
+	}
+	m, ok := pass(int64(seg.skip))
 	if !ok {
 		t.desync(c, d, seg.skip)
 		return
 	}
-	t.stats.BytesUnavailable += seg.skip
+	*counter += seg.skip
 	s.last = seg.at
 	if d == c.reqDir {
 		t.request(c, m)

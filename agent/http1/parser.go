@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 )
 
 // Defaults of Config.
@@ -178,6 +179,17 @@ func (p *Parser) Feed(data []byte) (n int, msg *Message, err error) {
 // false without consuming when they do not fit in the current body; the
 // caller then treats them as lost.
 func (p *Parser) Skip(n int64) (*Message, bool) {
+	return p.pass(n, true)
+}
+
+// Discard is Skip for body bytes the capture left out on purpose because
+// the body is past its cap (see Discarding): the message is marked
+// truncated, not unavailable.
+func (p *Parser) Discard(n int64) (*Message, bool) {
+	return p.pass(n, false)
+}
+
+func (p *Parser) pass(n int64, unavailable bool) (*Message, bool) {
 	switch {
 	case n <= 0:
 		return nil, true
@@ -189,7 +201,8 @@ func (p *Parser) Skip(n int64) (*Message, bool) {
 	}
 	m := p.msg
 	m.BodySize += n
-	m.BodyTruncated, m.BodyUnavailable = true, true
+	m.BodyTruncated = true
+	m.BodyUnavailable = m.BodyUnavailable || unavailable
 	switch {
 	case p.remain > 0 || p.state == stCloseBody:
 		return nil, true
@@ -198,6 +211,23 @@ func (p *Parser) Skip(n int64) (*Message, bool) {
 	}
 	p.state = stChunkEnd
 	return nil, true
+}
+
+// Discarding returns how many of the next bytes the parser would count and
+// not keep: the rest of a body (or of its current chunk) once the body has
+// reached BodyCap; math.MaxInt64 for a body that ends with the stream. The
+// capture need not copy them (Discard).
+func (p *Parser) Discarding() int64 {
+	if m := p.msg; m == nil || len(m.Body) < p.cfg.BodyCap {
+		return 0
+	}
+	switch p.state {
+	case stBody, stChunkData:
+		return p.remain
+	case stCloseBody:
+		return math.MaxInt64
+	}
+	return 0
 }
 
 // Recycle gives back a message Feed returned, once nothing refers to it or
