@@ -344,6 +344,11 @@ func (t *Tracker) feed(c *conn, d event.Direction) {
 	i := 0 // segments consumed
 	for i < len(s.ready) && !c.upgraded {
 		seg := &s.ready[i]
+		if seg.lost > 0 && s.parser.Discarding() >= int64(seg.lost) {
+			// Bytes of a body past its cap, which it would not keep: the
+			// loss costs the exchange nothing.
+			seg.skip, seg.discard, seg.lost = seg.lost, true, 0
+		}
 		if seg.lost > 0 {
 			t.desync(c, d, seg.lost)
 			i++
@@ -412,7 +417,7 @@ func (t *Tracker) skipAhead(c *conn, d event.Direction) {
 		pos -= uint64(len(seg.data)) + seg.lost + seg.skip
 	}
 	end := pos + uint64(n)
-	if end < pos { // a body that ends with the stream
+	if n == math.MaxInt64 { // a body that ends with the stream
 		end = math.MaxUint64
 	}
 	if end <= s.skipTo {
