@@ -108,6 +108,9 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// NumLosses is the number of reprisev1.Loss values.
+const NumLosses = int(reprisev1.Loss_LOSS_NO_RESPONSE) + 1
+
 // Stats counts what a Tracker saw and dropped, since it was created.
 type Stats struct {
 	Events    uint64 // events handled
@@ -117,6 +120,9 @@ type Stats struct {
 	// Incomplete counts exchanges emitted with a part missing or cut
 	// (request or response incomplete, or no response).
 	Incomplete uint64
+	// IncompleteBy counts them by their first cause (a streaming response
+	// is incomplete with none).
+	IncompleteBy [NumLosses]uint64
 	// BytesLost counts stream bytes never seen (holes, truncated copies) or
 	// dropped because MaxBuffered was exceeded.
 	BytesLost   uint64

@@ -10,6 +10,7 @@ import (
 
 	"github.com/reprise-dev/reprise/agent/event"
 	"github.com/reprise-dev/reprise/agent/http1"
+	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
 // conn is one tracked connection.
@@ -58,8 +59,11 @@ type segment struct {
 	lost    uint64
 	skip    uint64
 	discard bool
-	at      time.Time
-	tid     uint32
+	reason  reprisev1.Loss // of a hole
+	// afterLoss: the kernel flagged the record before this one as dropped.
+	afterLoss bool
+	at        time.Time
+	tid       uint32
 	// borrowed: data points into the event's buffer, which the source
 	// reuses once Handle returns (see own).
 	borrowed bool
@@ -85,7 +89,8 @@ type stream struct {
 func (t *Tracker) data(c *conn, ev event.Event) {
 	d := ev.Dir
 	s := &c.dirs[d]
-	seg := segment{pos: ev.Pos, size: ev.Size, data: ev.Data[:min(len(ev.Data), int(ev.Size))], at: ev.Time, tid: ev.TID}
+	seg := segment{pos: ev.Pos, size: ev.Size, data: ev.Data[:min(len(ev.Data), int(ev.Size))], at: ev.Time, tid: ev.TID,
+		afterLoss: ev.AfterLoss}
 	seg.borrowed = len(seg.data) > 0
 	if ev.Unavailable || ev.Skipped {
 		seg.data, seg.skip, seg.borrowed, seg.discard = nil, uint64(ev.Size), false, ev.Skipped
@@ -158,7 +163,7 @@ func (t *Tracker) accept(c *conn, d event.Direction, seg segment) {
 			s.ready = append(s.ready, seg)
 		} else {
 			// Without a parser there is no framing to keep.
-			t.hole(c, d, seg.skip)
+			t.hole(c, d, seg.skip, reprisev1.Loss_LOSS_GAP)
 		}
 		return
 	}
@@ -167,16 +172,16 @@ func (t *Tracker) accept(c *conn, d event.Direction, seg segment) {
 		s.held += len(seg.data)
 	}
 	if lost := uint64(seg.size) - uint64(len(seg.data)); lost > 0 {
-		t.hole(c, d, lost)
+		t.hole(c, d, lost, reprisev1.Loss_LOSS_COPY_FAILED)
 	}
 }
 
 // hole records lost bytes at the end of the ready bytes of direction d.
-func (t *Tracker) hole(c *conn, d event.Direction, lost uint64) {
+func (t *Tracker) hole(c *conn, d event.Direction, lost uint64, reason reprisev1.Loss) {
 	s := &c.dirs[d]
 	if c.decided {
 		// The parser learns of it in stream order, after the bytes before.
-		s.ready = append(s.ready, segment{lost: lost})
+		s.ready = append(s.ready, segment{lost: lost, reason: reason})
 		return
 	}
 	// Without parsers yet, the bytes before the hole cannot be joined to
@@ -207,7 +212,11 @@ func (t *Tracker) drain(c *conn, d event.Direction) {
 func (t *Tracker) skipGap(c *conn, d event.Direction) {
 	s := &c.dirs[d]
 	f := s.future[0]
-	t.hole(c, d, f.pos-s.next)
+	reason := reprisev1.Loss_LOSS_GAP
+	if f.afterLoss {
+		reason = reprisev1.Loss_LOSS_RING_FULL
+	}
+	t.hole(c, d, f.pos-s.next, reason)
 	s.next = f.pos
 	t.drain(c, d)
 }
@@ -274,7 +283,7 @@ func (t *Tracker) overflow(c *conn, d event.Direction) {
 	}
 	// Nothing is left before the hole, so the parser can learn of it now.
 	t.stats.Overflows++
-	t.desync(c, d, dropped)
+	t.desync(c, d, dropped, reprisev1.Loss_LOSS_BUFFER_OVERFLOW)
 }
 
 // decide finds which direction carries requests. This is the one place a
@@ -350,7 +359,7 @@ func (t *Tracker) feed(c *conn, d event.Direction) {
 			seg.skip, seg.discard, seg.lost = seg.lost, true, 0
 		}
 		if seg.lost > 0 {
-			t.desync(c, d, seg.lost)
+			t.desync(c, d, seg.lost, seg.reason)
 			i++
 			continue
 		}
@@ -375,7 +384,7 @@ func (t *Tracker) feed(c *conn, d event.Direction) {
 		switch {
 		case err != nil:
 			t.stats.ParseErrors++
-			t.desync(c, d, 0)
+			t.desync(c, d, 0, reprisev1.Loss_LOSS_PARSE_ERROR)
 		case isReq:
 			t.request(c, m)
 		case m != nil:
@@ -440,7 +449,7 @@ func (t *Tracker) skip(c *conn, d event.Direction, seg *segment) {
 	}
 	m, ok := pass(int64(seg.skip))
 	if !ok {
-		t.desync(c, d, seg.skip)
+		t.desync(c, d, seg.skip, reprisev1.Loss_LOSS_GAP)
 		return
 	}
 	*counter += seg.skip

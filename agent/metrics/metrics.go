@@ -5,12 +5,14 @@ package metrics
 
 import (
 	"log/slog"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/reprise-dev/reprise/agent/capture"
 	"github.com/reprise-dev/reprise/agent/conntrack"
 	"github.com/reprise-dev/reprise/agent/export"
+	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
 // Sources are the snapshots a scrape reads.
@@ -32,7 +34,7 @@ type collector struct {
 	drops, truncated, streamLost, conns, exportBacklog *prometheus.Desc
 	droppedBytes, unavailable, filtered, streamed      *prometheus.Desc
 	invalidText, copied, skipped, bodySkipped          *prometheus.Desc
-	skipErrors                                         *prometheus.Desc
+	skipErrors, incompleteBy                           *prometheus.Desc
 	incomplete, ringUnread, pendingBytes               *prometheus.Desc
 	exportDropped, spooled, spoolDropped, retries      *prometheus.Desc
 	spoolBatches, spoolBytes, spoolExchanges           *prometheus.Desc
@@ -52,6 +54,7 @@ func NewCollector(src Sources) prometheus.Collector {
 		copied:         prometheus.NewDesc(name("kernel_copied_bytes_total"), "Payload bytes the kernel copied into the ring buffer.", nil, nil),
 		skipped:        prometheus.NewDesc(name("kernel_skipped_bytes_total"), "Bytes the kernel left uncopied on purpose: bodies past --body-cap (not a loss).", nil, nil),
 		bodySkipped:    prometheus.NewDesc(name("skipped_body_bytes_total"), "Body bytes past --body-cap framed without their content (not a loss).", nil, nil),
+		incompleteBy:   prometheus.NewDesc(name("incomplete_exchanges_by_loss_total"), "Incomplete exchanges by the first cause of their loss (Capture.loss).", []string{"loss"}, nil),
 		skipErrors:     prometheus.NewDesc(name("skip_errors_total"), "Failed requests to the kernel to stop copying a body past --body-cap.", nil, nil),
 		streamLost:     prometheus.NewDesc(name("stream_bytes_lost_total"), "Stream bytes the parser never saw, for any reason (gaps, truncation).", nil, nil),
 		conns:          prometheus.NewDesc(name("connections"), "Connections tracked now.", nil, nil),
@@ -127,6 +130,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.unavailable, ts.BytesUnavailable)
 	counter(c.filtered, ts.Filtered)
 	counter(c.incomplete, ts.Incomplete)
+	for loss, v := range ts.IncompleteBy {
+		if loss != 0 {
+			name := strings.ToLower(strings.TrimPrefix(reprisev1.Loss(loss).String(), "LOSS_"))
+			counter(c.incompleteBy, v, name)
+		}
+	}
 	counter(c.streamed, ts.Streamed)
 	counter(c.invalidText, ts.InvalidText)
 	counter(c.truncated, ks.TruncatedBytes)
