@@ -135,8 +135,11 @@ func runLargeChild(mode, addr string) error {
 		return err
 	}
 	defer closeS()
-	if mode == "download" {
+	switch mode {
+	case "download":
 		return download(cfd, sfd)
+	case "serve":
+		return serve(cfd, sfd)
 	}
 	for i, n := range largeSizes {
 		// Head and body in one write, the body read in one recv.
@@ -398,4 +401,130 @@ func TestPrivilegedDownloadPastCapIsNotCopied(t *testing.T) {
 		t.Errorf("losses: kernel %+v tracker %+v", kstats, tstats)
 	}
 	t.Logf("kernel: copied %d bytes, skipped %d, ring full %d; tracker skipped %d", kstats.CopiedBytes, kstats.SkippedBytes, kstats.RingbufFullBytes, tstats.BytesSkipped)
+}
+
+// serveEnv sets what serve does: the body size, how many responses, and
+// the size of the server's writes.
+const serveEnv = "REPRISE_PIPELINE_SERVE"
+
+// serve answers GETs with a body of the size serveEnv says, written in
+// writes of the size it says.
+func serve(cfd, sfd int) error {
+	var size, count, write int
+	if _, err := fmt.Sscan(os.Getenv(serveEnv), &size, &count, &write); err != nil {
+		return fmt.Errorf("%s: %w", serveEnv, err)
+	}
+	get := []byte("GET /doc HTTP/1.1\r\nHost: large\r\n\r\n")
+	resp := append([]byte(respHead(size)), payload(400, size)...)
+	for range count {
+		if err := writeOnce(cfd, get); err != nil {
+			return err
+		}
+		if _, err := readOnce(sfd, len(get)); err != nil {
+			return err
+		}
+		done := make(chan error, 1)
+		go func() {
+			for off := 0; off < len(resp); off += write {
+				if err := writeOnce(sfd, resp[off:min(off+write, len(resp))]); err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+		if _, err := readOnce(cfd, len(resp)); err != nil {
+			return err
+		}
+		if err := <-done; err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// BenchmarkAgentCPUPerResponse measures the CPU the agent's side (this
+// process: ring reader and tracker) spends per response of 1 MiB and of
+// 3 MB, written at once or in 64 KiB writes, both ends captured. Past the
+// cap the kernel copies nothing more, so a 3 MB response costs about what
+// a 1 MiB one does. agent-cpu-µs/op is this process's user+system time.
+//
+//	sudo go test -run '^$' -bench AgentCPU -benchtime 40x ./agent/pipeline/
+func BenchmarkAgentCPUPerResponse(b *testing.B) {
+	for _, write := range []struct {
+		name string
+		size int // 0: the whole response at once
+	}{{"one-write", 0}, {"64KiB-writes", 64 << 10}} {
+		for _, size := range []int{bodyCap, 3 << 20} {
+			b.Run(fmt.Sprintf("%s/%dKiB", write.name, size>>10), func(b *testing.B) {
+				w := write.size
+				if w == 0 {
+					w = size + 1024
+				}
+				benchServe(b, size, w)
+			})
+		}
+	}
+}
+
+func benchServe(b *testing.B, size, write int) {
+	privileged.RequireRoot(b)
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	lnFile, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer lnFile.Close()
+	capt, err := capture.Open(capture.Config{Ports: []uint16{uint16(ln.Addr().(*net.TCPAddr).Port)}})
+	privileged.CheckOpen(b, err)
+	defer capt.Close()
+	exchanges := make(chan *reprisev1.Exchange, 2*b.N)
+	p := New(conntrack.New(conntrack.Config{Skipper: capt}, func(ex *reprisev1.Exchange) { exchanges <- ex }))
+	done := make(chan error, 1)
+	go func() { done <- p.Run(capt, 100*time.Millisecond) }()
+
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), largeEnv+"=serve "+ln.Addr().String(), fmt.Sprintf("%s=%d %d %d", serveEnv, size, b.N, write))
+	cmd.ExtraFiles = []*os.File{lnFile}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	before := cpuTime()
+	b.ResetTimer()
+	if err := cmd.Run(); err != nil {
+		b.Fatalf("child: %v: %s", err, stderr.String())
+	}
+	incomplete := 0
+	for range 2 * b.N {
+		select {
+		case ex := <-exchanges:
+			// The ring overflows when this process is not scheduled in time
+			// (a loaded machine): counted, not a failure of a benchmark.
+			if ex.Capture.GetResponseIncomplete() {
+				incomplete++
+			} else if ex.Response.GetBodySize() != int64(size) {
+				b.Fatalf("response of %d bytes, capture %v", ex.Response.GetBodySize(), ex.Capture)
+			}
+		case <-time.After(30 * time.Second):
+			b.Fatalf("exchanges missing (lost with their requests); tracker %+v", p.Stats())
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64((cpuTime()-before).Microseconds())/float64(b.N), "agent-cpu-µs/op")
+	b.ReportMetric(float64(incomplete)/float64(2*b.N), "incomplete/exchange")
+	if st, err := capt.Stats(); err == nil {
+		b.ReportMetric(float64(st.CopiedBytes)/float64(b.N)/(1<<20), "copied-MiB/op")
+	}
+	capt.Close()
+	<-done
+}
+
+// cpuTime is the user and system CPU time of this process.
+func cpuTime() time.Duration {
+	var ru unix.Rusage
+	_ = unix.Getrusage(unix.RUSAGE_SELF, &ru) // cannot fail for RUSAGE_SELF
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
