@@ -157,11 +157,12 @@ struct conn_key {
 	__s32 fd;
 };
 
-// Where the bytes the agent no longer needs end, by enum dir: the stream
-// positions before which data is not copied (the rest of a body past its
-// cap).
+// The bytes the agent does not need, by enum dir: stream positions
+// [from, to) are not copied (the part of a body past its cap). The agent
+// sets them once it has read the head, before the data gets there.
 struct skip_to {
-	__u64 pos[2];
+	__u64 from[2];
+	__u64 to[2];
 };
 
 // A tracked connection, keyed by its struct sock. The key is unique while
@@ -705,44 +706,48 @@ static __always_inline void emit_unavailable(struct conn_info *ci, __u8 dir, __u
 	ci->lost[dir & 1] = emit_empty(ci, dir, pos, total, FLAG_UNAVAILABLE) != 0;
 }
 
-// How many of the n bytes from pos in direction dir the agent asked to
-// skip.
-static __always_inline __u64 skip_len(struct conn_info *ci, __u8 dir, __u64 pos, __u64 n)
+// Copies up to copy bytes at offset off of the syscall's n bytes (moved
+// from pos) and skips the rest of those n - off; returns the bytes
+// consumed.
+static __always_inline __u64 emit_part(struct conn_info *ci, __u8 dir, __u64 pos, __u64 addr, __u64 nseg,
+				       __u64 off, __u64 copy)
 {
-	struct conn_key k = {.start = ci->start, .tgid = ci->tgid, .fd = ci->fd};
-	struct skip_to *to = bpf_map_lookup_elem(&skips, &k);
-	if (!to)
+	dir &= 1;
+	if (copy > syscall_cap)
+		copy = syscall_cap;
+	if (!copy)
 		return 0;
-	__u64 end = to->pos[dir & 1];
-	if (end <= pos)
-		return 0;
-	return end - pos < n ? end - pos : n;
+	if (nseg)
+		ci->lost[dir] = emit_iov(ci, dir, pos + off, addr, nseg, off, copy) != 0;
+	else
+		ci->lost[dir] = emit_flat(ci, dir, pos + off, addr + off, copy) != 0;
+	return copy;
 }
 
 // Emits n bytes that just moved from pos, from the flat buffer at addr
-// (nseg 0) or nseg iovec entries at addr: first those the agent asked to
-// skip, then up to syscall_cap bytes copied, then the rest skipped.
+// (nseg 0) or nseg iovec entries at addr: copied, but for those in the
+// range the agent asked to skip and those past syscall_cap copied, which
+// are one event without payload each.
 static __always_inline void emit_data(struct conn_info *ci, __u8 dir, __u64 pos, __u64 addr, __u64 nseg,
 				      __u64 n)
 {
 	dir &= 1;
-	__u64 skip = skip_len(ci, dir, pos, n);
-	if (skip) {
-		ci->lost[dir] = emit_empty(ci, dir, pos, skip, FLAG_SKIPPED) != 0;
-		pos += skip;
+	__u64 end = pos + n, from = end, to = end;
+	struct conn_key k = {.start = ci->start, .tgid = ci->tgid, .fd = ci->fd};
+	struct skip_to *sk = bpf_map_lookup_elem(&skips, &k);
+	if (sk && sk->to[dir] > pos && sk->from[dir] < end) {
+		from = sk->from[dir] > pos ? sk->from[dir] : pos;
+		to = sk->to[dir] < end ? sk->to[dir] : end;
 	}
-	__u64 copy = n - skip;
-	if (copy > syscall_cap)
-		copy = syscall_cap;
-	if (copy) {
-		if (nseg)
-			ci->lost[dir] = emit_iov(ci, dir, pos, addr, nseg, skip, copy) != 0;
-		else
-			ci->lost[dir] = emit_flat(ci, dir, pos, addr + skip, copy) != 0;
+	// Before the range, the range, after it.
+	__u64 off = emit_part(ci, dir, pos, addr, nseg, 0, from - pos);
+	if (off < to - pos) {
+		ci->lost[dir] = emit_empty(ci, dir, pos + off, to - pos - off, FLAG_SKIPPED) != 0;
+		off = to - pos;
 	}
-	__u64 rest = n - skip - copy;
-	if (rest)
-		ci->lost[dir] = emit_empty(ci, dir, pos + copy, rest, FLAG_SKIPPED) != 0;
+	off += emit_part(ci, dir, pos, addr, nseg, off, end - to);
+	if (off < n)
+		ci->lost[dir] = emit_empty(ci, dir, pos + off, n - off, FLAG_SKIPPED) != 0;
 }
 
 // The index of the message of thread task's recvmmsg/sendmmsg call (nr,

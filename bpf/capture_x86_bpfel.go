@@ -98,8 +98,9 @@ type CaptureMmsgState struct {
 }
 
 type CaptureSkipTo struct {
-	_   structs.HostLayout
-	Pos [2]uint64
+	_    structs.HostLayout
+	From [2]uint64
+	To   [2]uint64
 }
 
 // Names of all BPF objects in the ELF.

@@ -199,25 +199,22 @@ func (c *Capture) Read() (event.Event, error) {
 	}
 }
 
-// SkipTo tells the kernel that the bytes of connection id's direction d
-// before stream position pos are not needed: they are then counted, not
+// Skip tells the kernel that the bytes of connection id's direction d at
+// stream positions [from, to) are not needed: they are then counted, not
 // copied (events with Skipped set). Bytes already in the ring still come.
-func (c *Capture) SkipTo(id event.ConnID, d event.Direction, pos uint64) error {
+func (c *Capture) Skip(id event.ConnID, d event.Direction, from, to uint64) error {
 	c.skipMu.Lock()
 	defer c.skipMu.Unlock()
-	to := c.skipping[id]
-	if pos <= to.Pos[d&1] {
-		return nil
-	}
-	to.Pos[d&1] = pos
+	r := c.skipping[id]
+	r.From[d&1], r.To[d&1] = from, to
 	if len(c.skipping) >= maxSkipping {
 		clear(c.skipping) // close events were lost; the kernel's LRU evicts their entries
 	}
 	key := bpf.CaptureConnKey{Start: id.Start, Tgid: id.TGID, Fd: id.FD}
-	if err := c.coll.Maps[bpf.CaptureMapSkips].Put(key, to); err != nil {
-		return fmt.Errorf("skip %s %s to %d: %w", id, d, pos, err)
+	if err := c.coll.Maps[bpf.CaptureMapSkips].Put(key, r); err != nil {
+		return fmt.Errorf("skip %s %s [%d, %d): %w", id, d, from, to, err)
 	}
-	c.skipping[id] = to
+	c.skipping[id] = r
 	return nil
 }
 

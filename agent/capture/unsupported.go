@@ -24,8 +24,8 @@ func Open(Config) (*Capture, error) { return nil, errArch }
 // Read fails: see errArch.
 func (*Capture) Read() (event.Event, error) { return event.Event{}, errArch }
 
-// SkipTo fails: see errArch.
-func (*Capture) SkipTo(event.ConnID, event.Direction, uint64) error { return errArch }
+// Skip fails: see errArch.
+func (*Capture) Skip(event.ConnID, event.Direction, uint64, uint64) error { return errArch }
 
 // Unread is 0.
 func (*Capture) Unread() int64 { return 0 }

@@ -69,18 +69,18 @@ type Config struct {
 	// Filter selects the exchanges emitted; the others are counted in
 	// Stats.Filtered.
 	Filter Filter
-	// Skipper, when set, is told where the bytes of a body past BodyCap
-	// end, so that the kernel does not copy them (capture.Capture).
+	// Skipper, when set, is told which bytes of a body are past BodyCap,
+	// so that the kernel does not copy them (capture.Capture).
 	Skipper Skipper
 	// Roles, when set, finds the role of a connection opened before the
 	// capture when its start lines leave it ambiguous (see decide).
 	Roles Roles
 }
 
-// Skipper stops the copy of a connection direction's bytes before stream
-// position pos.
+// Skipper stops the copy of a connection direction's bytes at stream
+// positions [from, to).
 type Skipper interface {
-	SkipTo(id event.ConnID, d event.Direction, pos uint64) error
+	Skip(id event.ConnID, d event.Direction, from, to uint64) error
 }
 
 // Roles finds the role of process pid on the connection local→remote

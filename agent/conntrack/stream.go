@@ -353,7 +353,7 @@ func (t *Tracker) feed(c *conn, d event.Direction) {
 	i := 0 // segments consumed
 	for i < len(s.ready) && !c.upgraded {
 		seg := &s.ready[i]
-		if seg.lost > 0 && s.parser.Discarding() >= int64(seg.lost) {
+		if keep, n := s.parser.Discarding(); seg.lost > 0 && keep == 0 && n >= int64(seg.lost) {
 			// Bytes of a body past its cap, which it would not keep: the
 			// loss costs the exchange nothing.
 			seg.skip, seg.discard, seg.lost = seg.lost, true, 0
@@ -411,12 +411,13 @@ func (t *Tracker) feed(c *conn, d event.Direction) {
 // syscall to update its map against the copy of a chunk or two.
 const minSkip = 32 << 10
 
-// skipAhead tells the kernel, through Config.Skipper, where the bytes the
-// parser of direction d will not keep end, so it stops copying them: the
-// rest of a body past the cap.
+// skipAhead tells the kernel, through Config.Skipper, which bytes of
+// direction d the parser will not keep, so it does not copy them: the part
+// of a body past the cap. It is known once the head is read, before those
+// bytes move, so the kernel need not wait for the agent to catch up.
 func (t *Tracker) skipAhead(c *conn, d event.Direction) {
 	s := &c.dirs[d]
-	n := s.parser.Discarding()
+	keep, n := s.parser.Discarding()
 	if t.cfg.Skipper == nil || n < minSkip {
 		return
 	}
@@ -425,15 +426,16 @@ func (t *Tracker) skipAhead(c *conn, d event.Direction) {
 	for _, seg := range s.ready {
 		pos -= uint64(len(seg.data)) + seg.lost + seg.skip
 	}
-	end := pos + uint64(n)
+	from := pos + uint64(keep)
+	to := from + uint64(n)
 	if n == math.MaxInt64 { // a body that ends with the stream
-		end = math.MaxUint64
+		to = math.MaxUint64
 	}
-	if end <= s.skipTo {
+	if to <= s.skipTo {
 		return
 	}
-	s.skipTo = end
-	if err := t.cfg.Skipper.SkipTo(c.id, d, end); err != nil {
+	s.skipTo = to
+	if err := t.cfg.Skipper.Skip(c.id, d, from, to); err != nil {
 		t.stats.SkipErrors++
 	}
 }

@@ -213,21 +213,24 @@ func (p *Parser) pass(n int64, unavailable bool) (*Message, bool) {
 	return nil, true
 }
 
-// Discarding returns how many of the next bytes the parser would count and
-// not keep: the rest of a body (or of its current chunk) once the body has
-// reached BodyCap; math.MaxInt64 for a body that ends with the stream. The
-// capture need not copy them (Discard).
-func (p *Parser) Discarding() int64 {
-	if m := p.msg; m == nil || len(m.Body) < p.cfg.BodyCap {
-		return 0
+// Discarding returns how many of the next bytes of the current body (or of
+// its current chunk) the parser will keep, then how many after those it
+// will count and not keep because the body reached BodyCap:
+// math.MaxInt64 for a body that ends with the stream. The capture need not
+// copy those (Discard).
+func (p *Parser) Discarding() (keep, discard int64) {
+	if p.msg == nil {
+		return 0, 0
 	}
+	room := int64(max(p.cfg.BodyCap-len(p.msg.Body), 0))
 	switch p.state {
 	case stBody, stChunkData:
-		return p.remain
+		keep = min(room, p.remain)
+		return keep, p.remain - keep
 	case stCloseBody:
-		return math.MaxInt64
+		return room, math.MaxInt64
 	}
-	return 0
+	return 0, 0
 }
 
 // Recycle gives back a message Feed returned, once nothing refers to it or

@@ -448,23 +448,24 @@ func TestSkip(t *testing.T) {
 func TestDiscard(t *testing.T) {
 	for _, tc := range []struct {
 		name, head string
-		want       int64
+		keep, want int64
 		after      string // completes the message after Discard(want)
 	}{
-		{"below the cap", "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n012", 0, ""},
-		{"content-length", "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n01234", 5, ""},
-		{"chunk", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\na\r\n01234", 5, "\r\n0\r\n\r\n"},
-		{"close-delimited", "HTTP/1.1 200 OK\r\n\r\n01234", math.MaxInt64, ""},
+		{"below the cap", "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n012", 1, 6, ""},
+		{"content-length", "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n01234", 0, 5, ""},
+		{"chunk", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\na\r\n01234", 0, 5, "\r\n0\r\n\r\n"},
+		{"close-delimited", "HTTP/1.1 200 OK\r\n\r\n01234", 0, math.MaxInt64, ""},
+		{"between messages", "HTTP/1.1 204 No Content\r\n\r\n", 0, 0, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := NewResponseParser(Config{BodyCap: 4}, nil)
 			if _, _, err := p.Feed([]byte(tc.head)); err != nil {
 				t.Fatal(err)
 			}
-			if got := p.Discarding(); got != tc.want {
-				t.Fatalf("Discarding = %d, want %d", got, tc.want)
+			if keep, got := p.Discarding(); keep != tc.keep || got != tc.want {
+				t.Fatalf("Discarding = %d, %d, want %d, %d", keep, got, tc.keep, tc.want)
 			}
-			if tc.want == 0 || tc.want == math.MaxInt64 {
+			if tc.keep != 0 || tc.want == 0 || tc.want == math.MaxInt64 {
 				return
 			}
 			h := p.Head()
