@@ -278,7 +278,9 @@ func runLarge(t *testing.T, mode string, want int) (map[reprisev1.Direction][]*r
 	go func() { done <- p.Run(capt, 100*time.Millisecond) }()
 
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), largeEnv+"="+mode+" "+ln.Addr().String())
+	// A signal ends a recv with MSG_WAITALL early: no async preemption
+	// (SIGURG) in the child, whose reads must each be one syscall.
+	cmd.Env = append(os.Environ(), largeEnv+"="+mode+" "+ln.Addr().String(), "GODEBUG=asyncpreemptoff=1")
 	cmd.ExtraFiles = []*os.File{lnFile}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -488,7 +490,8 @@ func benchServe(b *testing.B, size, write int) {
 	go func() { done <- p.Run(capt, 100*time.Millisecond) }()
 
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), largeEnv+"=serve "+ln.Addr().String(), fmt.Sprintf("%s=%d %d %d", serveEnv, size, b.N, write))
+	cmd.Env = append(os.Environ(), largeEnv+"=serve "+ln.Addr().String(), fmt.Sprintf("%s=%d %d %d", serveEnv, size, b.N, write),
+		"GODEBUG=asyncpreemptoff=1")
 	cmd.ExtraFiles = []*os.File{lnFile}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
