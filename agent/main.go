@@ -33,6 +33,7 @@ import (
 	"github.com/reprise-dev/reprise/agent/metadata"
 	"github.com/reprise-dev/reprise/agent/metrics"
 	"github.com/reprise-dev/reprise/agent/pipeline"
+	"github.com/reprise-dev/reprise/agent/sockdiag"
 	"github.com/reprise-dev/reprise/agent/spool"
 	"github.com/reprise-dev/reprise/internal/exitcode"
 	"github.com/reprise-dev/reprise/internal/grpcclient"
@@ -132,6 +133,9 @@ func parseFlags(args []string) (config, error) {
 		if v <= 0 {
 			return cfg, fmt.Errorf("%s must be positive, got %d", name, v)
 		}
+	}
+	if cfg.track.BodyCap > 1<<30 {
+		return cfg, fmt.Errorf("--body-cap must be at most 1 GiB, got %d", cfg.track.BodyCap)
 	}
 	if cfg.track.IdleTimeout <= 0 || cfg.track.StreamTimeout <= 0 {
 		return cfg, errors.New("--idle-timeout and --stream-timeout must be positive")
@@ -245,7 +249,7 @@ func serve(cfg config) error {
 	defer conn.Close()
 
 	capt, err := capture.Open(capture.Config{Ports: cfg.ports, Pids: cfg.pids, Cgroups: cfg.cgroups,
-		SampleRate: cfg.sampleRate, RingSize: uint32(cfg.ringSize)})
+		SampleRate: cfg.sampleRate, RingSize: uint32(cfg.ringSize), BodyCap: cfg.track.BodyCap})
 	if err != nil {
 		return fmt.Errorf("open capture: %w", err)
 	}
@@ -269,6 +273,10 @@ func serve(cfg config) error {
 	exp := export.New(conn, expCfg)
 	track := cfg.track
 	track.Filter = cfg.filter
+	track.Skipper = capt
+	roles := sockdiag.New()
+	defer roles.Close()
+	track.Roles = roles
 	tracker := conntrack.New(track, func(x *reprisev1.Exchange) {
 		resolver.Enrich(x)
 		exp.Add(x)

@@ -48,14 +48,10 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 #define NR_SENDMMSG 307
 #define UIO_MAXIOV 1024
 
-// One event carries at most CHUNK_SIZE bytes; a syscall (or one message of
-// a recvmmsg/sendmmsg) emits at most MAX_CHUNKS events and the rest is
-// counted as truncated.
+// One event carries at most CHUNK_SIZE bytes: a syscall (or one message of
+// a recvmmsg/sendmmsg) is copied as a sequence of chunk events by a
+// bpf_loop, up to syscall_cap bytes; the rest is skipped, not copied.
 #define CHUNK_SIZE (16 * 1024)
-#define MAX_CHUNKS 4
-// Steps of the copy loop: one per iovec entry read or bytes copied. It
-// bounds the iovec entries followed per syscall; the rest is truncated.
-#define MAX_STEPS 128
 // Events are written without waking the reader (it polls with a short
 // deadline); the record that takes the data pending past this much wakes
 // it. One wakeup per event halves the throughput of a traced server.
@@ -69,7 +65,10 @@ enum dir { DIR_INGRESS = 0, DIR_EGRESS = 1 };
 // payload. FLAG_AFTER_LOSS: the record before this one in its direction did
 // not fit in the ring, so a gap before pos is a loss, not a record still to
 // come from another CPU; userspace need not wait for it.
-enum flag { FLAG_UNAVAILABLE = 1, FLAG_AFTER_LOSS = 2 };
+// FLAG_SKIPPED: the bytes were left in user memory on purpose: the agent
+// asked to skip them (the rest of a body past its cap) or they are past the
+// per-syscall cap. No payload; the agent frames them as body bytes.
+enum flag { FLAG_UNAVAILABLE = 1, FLAG_AFTER_LOSS = 2, FLAG_SKIPPED = 4 };
 
 // Header of every ring buffer record, followed by len payload bytes.
 // Addresses are IPv6 or v4-mapped IPv4, ports in host order.
@@ -109,16 +108,24 @@ struct record {
 // It lives in map memory, not on the stack: the verifier then knows nothing
 // of its values and checks the loop body once instead of per iteration.
 struct copy_state {
-	__u64 iov;      // next user iovec entry; 0 when the syscall had one flat buffer
+	__u64 iov;      // next user iovec entry
 	__u64 base;     // user address of the current segment
 	__u64 seg_left; // bytes left in the current segment
 	__u64 left;     // bytes of the syscall not yet placed in a chunk
 	__u64 pos;      // stream position of the chunk being filled
 	__u64 nseg;     // iovec entries not yet read
+	__u64 skip;     // bytes at the start to pass over without copying
 	__u32 fill;     // payload bytes in the chunk being filled
 	__u32 size;     // stream bytes the chunk covers: fill, plus lost bytes at its end
-	__u32 chunks;   // chunks emitted
-	__u32 pad;
+};
+
+// State of the copy of one flat buffer (read, write), a bpf_loop context
+// on the program's stack.
+struct flat_copy {
+	struct event h; // header of the next chunk
+	__u64 buf;      // user address of the next chunk
+	__u64 left;     // bytes still to copy
+	__u64 pos;      // stream position of the next chunk
 };
 
 // data is twice a chunk so the verifier can prove any copy at an offset
@@ -134,11 +141,28 @@ struct event_buf {
 struct counters {
 	__u64 ringbuf_full;       // events lost because the ring buffer was full
 	__u64 ringbuf_full_bytes; // stream bytes those events covered
-	__u64 truncated_bytes;    // bytes past the per-syscall cap (chunks, iovecs)
+	__u64 truncated_bytes;    // bytes lost because iovec entries could not be read
 	__u64 copy_failed;        // events with bytes that could not be read from user memory
 	__u64 copy_failed_bytes;  // those bytes
 	__u64 conn_map_full;      // connections that could not be tracked
 	__u64 unavailable_bytes;  // bytes that moved outside user memory we can read
+	__u64 copied_bytes;       // payload bytes copied into the ring (not a drop)
+	__u64 skipped_bytes;      // bytes left uncopied on purpose: FLAG_SKIPPED (not a drop)
+};
+
+// A connection as the agent names it (event.ConnID): the key of skips.
+struct conn_key {
+	__u64 start;
+	__u32 tgid;
+	__s32 fd;
+};
+
+// The bytes the agent does not need, by enum dir: stream positions
+// [from, to) are not copied (the part of a body past its cap). The agent
+// sets them once it has read the head, before the data gets there.
+struct skip_to {
+	__u64 from[2];
+	__u64 to[2];
 };
 
 // A tracked connection, keyed by its struct sock. The key is unique while
@@ -201,6 +225,15 @@ struct {
 	__type(value, __u8);
 } roles SEC(".maps");
 
+// Written by the agent, read at every data event of a connection. LRU: an
+// entry the agent could not remove (its close event was lost) is evicted.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct conn_key);
+	__type(value, struct skip_to);
+} skips SEC(".maps");
+
 // Ports to capture (local or remote), used when filter_ports is set.
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -252,6 +285,9 @@ volatile const __u8 filter_cgroups;
 // is below sample_threshold (rate * 2^32).
 volatile const __u8 sampling;
 volatile const __u32 sample_threshold;
+// Bytes copied per syscall at most (or per message of a mmsg call): the
+// agent's body cap and room for a head. The default is the agent's.
+volatile const __u32 syscall_cap = (1 << 20) + (64 << 10);
 
 #define COUNT(field, n)                                                  \
 	do {                                                             \
@@ -412,6 +448,7 @@ static __always_inline int output(struct event_buf *b, __u32 len)
 		count_full(b->hdr.size);
 		return -1;
 	}
+	COUNT(copied_bytes, len);
 	return 0;
 }
 
@@ -508,33 +545,38 @@ static __always_inline int emit_chunk(struct event *h, __u64 buf, __u32 n, __u64
 		r->hdr.len = 0;
 		COUNT(copy_failed, 1);
 		COUNT(copy_failed_bytes, n);
+	} else {
+		COUNT(copied_bytes, n);
 	}
 	bpf_ringbuf_submit(r, submit_flags(rsize));
 	return 0;
 }
 
-// Emits total bytes of one flat buffer, from stream position pos, as
-// chunks copied straight into the ring; past MAX_CHUNKS chunks the last one
-// covers the rest, counted as truncated.
-static __always_inline void emit_flat(struct conn_info *ci, __u8 dir, __u64 pos, __u64 buf, __u64 total)
+// One step of a flat copy (a bpf_loop callback): the next chunk.
+static long flat_step(__u32 i, void *ctx)
 {
-	struct event h;
-	fill_header(&h, KIND_DATA, ci);
-	h.dir = dir;
-	h.flags = loss_flag(ci->lost[dir & 1]);
-	for (int i = 0; i < MAX_CHUNKS && total > 0; i++) {
-		__u32 n = total < CHUNK_SIZE ? total : CHUNK_SIZE;
-		__u64 size = n;
-		if (i == MAX_CHUNKS - 1 && total > n) {
-			size = total;
-			COUNT(truncated_bytes, total - n);
-		}
-		h.flags = loss_flag(emit_chunk(&h, buf, n, size, pos));
-		buf += n;
-		pos += size;
-		total -= size;
-	}
-	ci->lost[dir & 1] = h.flags != 0;
+	struct flat_copy *f = ctx;
+	if (f->left == 0)
+		return 1;
+	__u32 n = f->left < CHUNK_SIZE ? f->left : CHUNK_SIZE;
+	f->h.flags = loss_flag(emit_chunk(&f->h, f->buf, n, n, f->pos));
+	f->buf += n;
+	f->pos += n;
+	f->left -= n;
+	return 0;
+}
+
+// Emits total bytes of one flat buffer, from stream position pos, as
+// chunks copied straight into the ring (at most copy bytes of them).
+// Returns the loss flag of the last.
+static __always_inline __u8 emit_flat(struct conn_info *ci, __u8 dir, __u64 pos, __u64 buf, __u64 copy)
+{
+	struct flat_copy f = {.buf = buf, .left = copy, .pos = pos};
+	fill_header(&f.h, KIND_DATA, ci);
+	f.h.dir = dir;
+	f.h.flags = loss_flag(ci->lost[dir & 1]);
+	bpf_loop((copy + CHUNK_SIZE - 1) / CHUNK_SIZE, flat_step, &f, 0);
+	return f.h.flags;
 }
 
 static __always_inline void flush(struct event_buf *b, struct copy_state *s)
@@ -545,7 +587,6 @@ static __always_inline void flush(struct event_buf *b, struct copy_state *s)
 	s->pos += s->size;
 	s->fill = 0;
 	s->size = 0;
-	s->chunks++;
 }
 
 // One step of the copy loop (a bpf_loop callback, verified once): reads the
@@ -557,7 +598,7 @@ static long copy_step(__u32 i, void *ctx)
 	if (!b)
 		return 1;
 	struct copy_state *s = &b->st;
-	if (s->left == 0 || s->chunks >= MAX_CHUNKS)
+	if (s->left == 0)
 		return 1;
 	if (s->seg_left == 0) {
 		if (!s->iov || s->nseg == 0)
@@ -569,6 +610,13 @@ static long copy_step(__u32 i, void *ctx)
 		s->nseg--;
 		s->base = (__u64)v.iov_base;
 		s->seg_left = v.iov_len;
+		return 0;
+	}
+	if (s->skip) {
+		__u64 k = s->skip < s->seg_left ? s->skip : s->seg_left;
+		s->base += k;
+		s->seg_left -= k;
+		s->skip -= k;
 		return 0;
 	}
 	__u32 fill = s->fill & (CHUNK_SIZE - 1); // below CHUNK_SIZE: full chunks are flushed
@@ -598,50 +646,108 @@ static long copy_step(__u32 i, void *ctx)
 	return 0;
 }
 
-// Emits total bytes, from one buffer (iov == 0) or nseg iovec entries, as
-// chunk events. The stream position advances by total even when bytes are
-// dropped, so userspace sees the gap; the last event covers what was not
-// copied (per-syscall cap, iovec entries past the loop).
-static __always_inline void emit_data(struct conn_info *ci, __u8 dir, __u64 pos, __u64 iov, __u64 nseg,
-				      __u64 total)
+// Emits copy bytes from nseg iovec entries, after the first skip bytes of
+// them, as chunk events. The stream position advances by copy even when
+// bytes are dropped, so userspace sees the gap; the last event covers what
+// could not be copied (an iovec entry that could not be read). Returns the
+// loss flag of the last event.
+static __always_inline __u8 emit_iov(struct conn_info *ci, __u8 dir, __u64 pos, __u64 iov, __u64 nseg,
+				     __u64 skip, __u64 copy)
 {
 	struct event_buf *b = header(KIND_DATA, ci);
 	if (!b)
-		return;
+		return 0;
 	b->hdr.dir = dir;
 	b->hdr.flags = loss_flag(ci->lost[dir & 1]);
+	if (nseg > UIO_MAXIOV) // the syscall succeeded, so it is not
+		return 0;
 	struct copy_state *s = &b->st;
 	s->iov = iov;
 	s->base = 0;
 	s->seg_left = 0;
-	s->left = total;
+	s->left = copy;
 	s->pos = pos;
 	s->nseg = nseg;
+	s->skip = skip;
 	s->fill = 0;
 	s->size = 0;
-	s->chunks = 0;
-	bpf_loop(MAX_STEPS, copy_step, NULL, 0);
+	// A step reads an entry, skips into it, or fills or ends a chunk.
+	bpf_loop(3 * nseg + 2 * (copy / CHUNK_SIZE) + 2, copy_step, NULL, 0);
 	if (s->left != 0 || s->fill != 0) {
 		COUNT(truncated_bytes, s->left);
 		s->size += s->left;
 		s->left = 0;
 		flush(b, s);
 	}
-	ci->lost[dir & 1] = b->hdr.flags != 0;
+	return b->hdr.flags;
+}
+
+// Emits a data event without payload for total bytes from pos, with flags
+// (FLAG_UNAVAILABLE or FLAG_SKIPPED); returns its loss flag.
+static __always_inline __u8 emit_empty(struct conn_info *ci, __u8 dir, __u64 pos, __u64 total, __u8 flags)
+{
+	struct event_buf *b = header(KIND_DATA, ci);
+	if (!b)
+		return 0;
+	b->hdr.dir = dir;
+	b->hdr.flags = flags | loss_flag(ci->lost[dir & 1]);
+	b->hdr.pos = pos;
+	b->hdr.size = total;
+	if (flags & FLAG_SKIPPED)
+		COUNT(skipped_bytes, total);
+	else
+		COUNT(unavailable_bytes, total);
+	return loss_flag(output(b, 0));
 }
 
 // Emits a data event for bytes that moved outside user memory we can read.
 static __always_inline void emit_unavailable(struct conn_info *ci, __u8 dir, __u64 pos, __u64 total)
 {
-	struct event_buf *b = header(KIND_DATA, ci);
-	if (!b)
-		return;
-	b->hdr.dir = dir;
-	b->hdr.flags = FLAG_UNAVAILABLE | loss_flag(ci->lost[dir & 1]);
-	b->hdr.pos = pos;
-	b->hdr.size = total;
-	COUNT(unavailable_bytes, total);
-	ci->lost[dir & 1] = output(b, 0) != 0;
+	ci->lost[dir & 1] = emit_empty(ci, dir, pos, total, FLAG_UNAVAILABLE) != 0;
+}
+
+// Copies up to copy bytes at offset off of the syscall's n bytes (moved
+// from pos) and skips the rest of those n - off; returns the bytes
+// consumed.
+static __always_inline __u64 emit_part(struct conn_info *ci, __u8 dir, __u64 pos, __u64 addr, __u64 nseg,
+				       __u64 off, __u64 copy)
+{
+	dir &= 1;
+	if (copy > syscall_cap)
+		copy = syscall_cap;
+	if (!copy)
+		return 0;
+	if (nseg)
+		ci->lost[dir] = emit_iov(ci, dir, pos + off, addr, nseg, off, copy) != 0;
+	else
+		ci->lost[dir] = emit_flat(ci, dir, pos + off, addr + off, copy) != 0;
+	return copy;
+}
+
+// Emits n bytes that just moved from pos, from the flat buffer at addr
+// (nseg 0) or nseg iovec entries at addr: copied, but for those in the
+// range the agent asked to skip and those past syscall_cap copied, which
+// are one event without payload each.
+static __always_inline void emit_data(struct conn_info *ci, __u8 dir, __u64 pos, __u64 addr, __u64 nseg,
+				      __u64 n)
+{
+	dir &= 1;
+	__u64 end = pos + n, from = end, to = end;
+	struct conn_key k = {.start = ci->start, .tgid = ci->tgid, .fd = ci->fd};
+	struct skip_to *sk = bpf_map_lookup_elem(&skips, &k);
+	if (sk && sk->to[dir] > pos && sk->from[dir] < end) {
+		from = sk->from[dir] > pos ? sk->from[dir] : pos;
+		to = sk->to[dir] < end ? sk->to[dir] : end;
+	}
+	// Before the range, the range, after it.
+	__u64 off = emit_part(ci, dir, pos, addr, nseg, 0, from - pos);
+	if (off < to - pos) {
+		ci->lost[dir] = emit_empty(ci, dir, pos + off, to - pos - off, FLAG_SKIPPED) != 0;
+		off = to - pos;
+	}
+	off += emit_part(ci, dir, pos, addr, nseg, off, end - to);
+	if (off < n)
+		ci->lost[dir] = emit_empty(ci, dir, pos + off, n - off, FLAG_SKIPPED) != 0;
 }
 
 // The index of the message of thread task's recvmmsg/sendmmsg call (nr,
@@ -713,7 +819,7 @@ static __always_inline void emit_mmsg(struct task_struct *task, struct conn_info
 	int i = mmsg_index(task, nr, regs->si, vlen);
 	struct user_msghdr m;
 	if (i < 0 || i >= UIO_MAXIOV ||
-	    bpf_probe_read_user(&m, sizeof(m), &((struct mmsghdr *)regs->si)[i].msg_hdr)) {
+	    bpf_probe_read_user(&m, sizeof(m), &((struct mmsghdr *)regs->si)[i].msg_hdr) || !m.msg_iovlen) {
 		emit_unavailable(ci, dir, pos, n);
 		return;
 	}
@@ -775,7 +881,7 @@ static __always_inline int on_data(void *skp, int ret, int flags, __u8 dir)
 	case NR_RECVFROM:
 	case NR_WRITE:
 	case NR_SENDTO:
-		emit_flat(ci, dir, pos, regs->si, ret);
+		emit_data(ci, dir, pos, regs->si, 0, ret);
 		return 0;
 	case NR_READV:
 	case NR_WRITEV:
@@ -784,7 +890,7 @@ static __always_inline int on_data(void *skp, int ret, int flags, __u8 dir)
 	case NR_RECVMSG:
 	case NR_SENDMSG: {
 		struct user_msghdr m;
-		if (bpf_probe_read_user(&m, sizeof(m), (void *)regs->si))
+		if (bpf_probe_read_user(&m, sizeof(m), (void *)regs->si) || !m.msg_iovlen)
 			break;
 		emit_data(ci, dir, pos, (__u64)m.msg_iov, m.msg_iovlen, ret);
 		return 0;

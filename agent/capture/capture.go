@@ -1,3 +1,5 @@
+//go:build amd64
+
 // Package capture loads reprise's eBPF programs (package bpf), attaches them
 // to the socket layer's tracepoints and turns the records of their ring
 // buffer into event.Event values.
@@ -6,7 +8,6 @@ package capture
 import (
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"sort"
 	"strings"
@@ -15,6 +16,8 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
@@ -27,50 +30,9 @@ import (
 // (BPF_RB_NO_WAKEUP) waits in the ring before Read picks it up.
 const pollInterval = 15 * time.Millisecond
 
-// maxPorts is the size of the kernel's port set, maxSetSize that of its
-// pid and cgroup sets.
-const (
-	maxPorts   = 256
-	maxSetSize = 1024
-)
-
-// Config selects what is captured. The filters combine: a connection is
-// captured when it passes every one that is set.
-type Config struct {
-	// Ports limits capture to connections whose local or remote port is in
-	// the set. Empty captures every TCP connection.
-	Ports []uint16
-	// Pids limits capture to these processes (host-namespace tgids).
-	Pids []uint32
-	// Cgroups limits capture to processes in these cgroup v2 groups or
-	// their descendants at Open: paths (absolute, or relative to
-	// /sys/fs/cgroup) or container ids (full, or a prefix of 12 or more hex
-	// digits) looked up by name under /sys/fs/cgroup.
-	Cgroups []string
-	// SampleRate is the share of connections captured, 0 < r <= 1; 0 means
-	// 1. The choice is per connection: each is captured whole or not at all.
-	SampleRate float64
-	// SelfTGID is the process whose traffic is never captured, so the agent
-	// does not capture its own stream to the collector. 0 means os.Getpid().
-	SelfTGID uint32
-	// RingSize is the ring buffer size in bytes, a power of two and a
-	// multiple of the page size. 0 keeps the default of 16 MiB.
-	RingSize uint32
-}
-
-// Stats are the drop counters, summed over CPUs since Open. Every lost
-// data byte is in one of the *Bytes counters and shows as a gap in the
-// stream positions.
-type Stats struct {
-	RingbufFull      uint64 // kernel: events lost because the ring buffer was full
-	RingbufFullBytes uint64 // kernel: stream bytes those events covered
-	TruncatedBytes   uint64 // kernel: bytes past the 64 KiB or 128 iovec steps copied per syscall (or message of a mmsg call)
-	CopyFailed       uint64 // kernel: events with bytes that could not be read from user memory
-	CopyFailedBytes  uint64 // kernel: those bytes
-	ConnMapFull      uint64 // kernel: connections that could not be tracked
-	UnavailableBytes uint64 // kernel: bytes that moved outside user memory (sendfile, splice, io_uring, 32-bit syscalls): counted, never copied
-	Malformed        uint64 // agent: records that did not decode
-}
+// maxSkipping bounds the connections remembered with a skips entry: the
+// size of the kernel map.
+const maxSkipping = 16384
 
 // Capture is a running capture. It implements event.Source.
 type Capture struct {
@@ -81,7 +43,11 @@ type Capture struct {
 
 	mu        sync.Mutex // serialises Read
 	malformed atomic.Uint64
-	roles     *roles // guarded by mu
+
+	// skipMu guards skipping: the connections with an entry in the skips
+	// map, removed at their close event.
+	skipMu   sync.Mutex
+	skipping map[event.ConnID]bpf.CaptureSkipTo
 
 	closeOnce sync.Once
 	closeErr  error
@@ -109,6 +75,10 @@ func Open(cfg Config) (*Capture, error) {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("remove memlock rlimit: %w", err)
 	}
+	// The copy of a syscall is a bpf_loop (Linux 5.17).
+	if err := features.HaveProgramHelper(ebpf.RawTracepoint, asm.FnLoop); err != nil {
+		return nil, fmt.Errorf("the kernel lacks the bpf_loop helper (Linux 5.17 or later) the capture needs: %w", err)
+	}
 
 	spec, err := bpf.LoadCapture()
 	if err != nil {
@@ -122,7 +92,7 @@ func Open(cfg Config) (*Capture, error) {
 		return nil, fmt.Errorf("count CPUs: %w", err)
 	}
 	spec.Maps[bpf.CaptureMapBufs].MaxEntries = uint32(cpus)
-	vars := map[string]any{bpf.CaptureVarSelfTgid: cfg.SelfTGID}
+	vars := map[string]any{bpf.CaptureVarSelfTgid: cfg.SelfTGID, bpf.CaptureVarSyscallCap: cfg.syscallCap()}
 	if len(cfg.Ports) > 0 {
 		vars[bpf.CaptureVarFilterPorts] = uint8(1)
 	}
@@ -147,34 +117,12 @@ func Open(cfg Config) (*Capture, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load capture programs: %w", err)
 	}
-	c := &Capture{coll: coll, dec: newDecoder(bootTime()), roles: newRoles()}
+	c := &Capture{coll: coll, dec: newDecoder(bootTime()), skipping: map[event.ConnID]bpf.CaptureSkipTo{}}
 	if err := c.start(spec, cfg, cgroups); err != nil {
 		c.Close()
 		return nil, err
 	}
 	return c, nil
-}
-
-// validate checks cfg before anything is loaded; errors name the field.
-func (cfg Config) validate() error {
-	if len(cfg.Ports) > maxPorts {
-		return fmt.Errorf("config: Ports has %d entries, at most %d", len(cfg.Ports), maxPorts)
-	}
-	if len(cfg.Pids) > maxSetSize {
-		return fmt.Errorf("config: Pids has %d entries, at most %d", len(cfg.Pids), maxSetSize)
-	}
-	for _, p := range cfg.Pids {
-		if p == 0 {
-			return errors.New("config: Pids contains 0, which is no process")
-		}
-	}
-	if math.IsNaN(cfg.SampleRate) || cfg.SampleRate < 0 || cfg.SampleRate > 1 {
-		return fmt.Errorf("config: SampleRate %v is outside (0, 1]", cfg.SampleRate)
-	}
-	if cfg.RingSize != 0 && (cfg.RingSize&(cfg.RingSize-1) != 0 || cfg.RingSize%uint32(os.Getpagesize()) != 0) {
-		return fmt.Errorf("config: RingSize %d is not a power of two multiple of the page size", cfg.RingSize)
-	}
-	return nil
 }
 
 // start fills the filter sets before attaching, so no connection is judged
@@ -244,11 +192,42 @@ func (c *Capture) Read() (event.Event, error) {
 			c.malformed.Add(1)
 			continue
 		}
-		if ev.Role == event.RoleUnknown {
-			ev.Role = c.roles.role(ev)
+		if ev.Kind == event.KindClose {
+			c.forgetSkip(ev.Conn)
 		}
 		return ev, nil
 	}
+}
+
+// Skip tells the kernel that the bytes of connection id's direction d at
+// stream positions [from, to) are not needed: they are then counted, not
+// copied (events with Skipped set). Bytes already in the ring still come.
+func (c *Capture) Skip(id event.ConnID, d event.Direction, from, to uint64) error {
+	c.skipMu.Lock()
+	defer c.skipMu.Unlock()
+	r := c.skipping[id]
+	r.From[d&1], r.To[d&1] = from, to
+	if len(c.skipping) >= maxSkipping {
+		clear(c.skipping) // close events were lost; the kernel's LRU evicts their entries
+	}
+	key := bpf.CaptureConnKey{Start: id.Start, Tgid: id.TGID, Fd: id.FD}
+	if err := c.coll.Maps[bpf.CaptureMapSkips].Put(key, r); err != nil {
+		return fmt.Errorf("skip %s %s [%d, %d): %w", id, d, from, to, err)
+	}
+	c.skipping[id] = r
+	return nil
+}
+
+// forgetSkip removes the skips entry of a closed connection.
+func (c *Capture) forgetSkip(id event.ConnID) {
+	c.skipMu.Lock()
+	defer c.skipMu.Unlock()
+	if _, ok := c.skipping[id]; !ok {
+		return
+	}
+	delete(c.skipping, id)
+	key := bpf.CaptureConnKey{Start: id.Start, Tgid: id.TGID, Fd: id.FD}
+	_ = c.coll.Maps[bpf.CaptureMapSkips].Delete(key) // the LRU evicts it otherwise
 }
 
 // Unread returns the bytes written to the ring buffer and not read yet.
@@ -274,6 +253,8 @@ func (c *Capture) Stats() (Stats, error) {
 		s.CopyFailedBytes += v.CopyFailedBytes
 		s.ConnMapFull += v.ConnMapFull
 		s.UnavailableBytes += v.UnavailableBytes
+		s.CopiedBytes += v.CopiedBytes
+		s.SkippedBytes += v.SkippedBytes
 	}
 	s.Malformed = c.malformed.Load()
 	return s, nil
@@ -294,9 +275,6 @@ func (c *Capture) Close() error {
 			}
 		}
 		c.coll.Close()
-		if c.roles != nil {
-			c.roles.close()
-		}
 		c.closeErr = errors.Join(errs...)
 	})
 	return c.closeErr

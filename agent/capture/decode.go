@@ -12,7 +12,7 @@ import (
 )
 
 // Layout of struct event in bpf/capture.c (little endian: the programs are
-// built for bpfel only). decode_test.go checks it against the generated Go
+// built for amd64 only). decode_test.go checks it against the generated Go
 // struct, so a change on the C side fails the unit tests.
 const (
 	offTS     = 0
@@ -40,6 +40,9 @@ const (
 const (
 	flagUnavailable = 1
 	flagAfterLoss   = 2
+	flagSkipped     = 4
+	// flagsNoPayload are the flags of events that carry none.
+	flagsNoPayload = flagUnavailable | flagSkipped
 )
 
 var errMalformed = errors.New("malformed record")
@@ -106,11 +109,13 @@ func (d *decoder) decode(raw []byte) (event.Event, error) {
 			return event.Event{}, fmt.Errorf("%w: %d payload bytes for size %d", errMalformed, n, ev.Size)
 		}
 		flags := raw[offFlags]
-		if flags&^(flagUnavailable|flagAfterLoss) != 0 || flags&flagUnavailable != 0 && n != 0 {
+		if flags&^(flagUnavailable|flagAfterLoss|flagSkipped) != 0 || flags&flagsNoPayload != 0 && n != 0 ||
+			flags&flagsNoPayload == flagsNoPayload {
 			return event.Event{}, fmt.Errorf("%w: flags %#x with %d payload bytes", errMalformed, flags, n)
 		}
 		ev.Unavailable = flags&flagUnavailable != 0
 		ev.AfterLoss = flags&flagAfterLoss != 0
+		ev.Skipped = flags&flagSkipped != 0
 		if n > 0 {
 			ev.Data = raw[headerLen : headerLen+n : headerLen+n]
 		}

@@ -1,3 +1,5 @@
+//go:build amd64
+
 package capture
 
 import (
@@ -166,6 +168,19 @@ func TestDecode(t *testing.T) {
 			},
 		},
 		{
+			name: "past a body's cap: counted, skipped",
+			rec: record{
+				start: 1, pos: 7, size: 3 << 20, kind: uint8(event.KindData), dir: uint8(event.Egress),
+				flags: flagSkipped | flagAfterLoss,
+			},
+			want: event.Event{
+				Kind: event.KindData, Conn: event.ConnID{Start: 1}, Time: boot,
+				Local:  netip.AddrPortFrom(netip.IPv6Unspecified(), 0),
+				Remote: netip.AddrPortFrom(netip.IPv6Unspecified(), 0),
+				Dir:    event.Egress, Pos: 7, Size: 3 << 20, Skipped: true, AfterLoss: true,
+			},
+		},
+		{
 			name: "after a loss",
 			rec: record{
 				start: 1, pos: 9000, size: 2, kind: uint8(event.KindData), dir: uint8(event.Ingress),
@@ -192,7 +207,9 @@ func TestDecode(t *testing.T) {
 			},
 		},
 		{name: "unavailable with payload", rec: record{kind: uint8(event.KindData), size: 2, flags: flagUnavailable, data: []byte("xy")}, err: true},
-		{name: "unknown flag", rec: record{kind: uint8(event.KindData), size: 2, flags: 4}, err: true},
+		{name: "unknown flag", rec: record{kind: uint8(event.KindData), size: 2, flags: 8}, err: true},
+		{name: "skipped with payload", rec: record{kind: uint8(event.KindData), size: 2, flags: flagSkipped, data: []byte("xy")}, err: true},
+		{name: "skipped and unavailable", rec: record{kind: uint8(event.KindData), size: 2, flags: flagSkipped | flagUnavailable}, err: true},
 		{name: "loss flag on open", rec: record{kind: uint8(event.KindOpen), flags: flagAfterLoss}, err: true},
 		{name: "flag on open", rec: record{kind: uint8(event.KindOpen), flags: flagUnavailable}, err: true},
 		{name: "empty", rec: record{truncateHeaderTo: 1}, err: true},

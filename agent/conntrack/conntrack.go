@@ -8,6 +8,7 @@
 package conntrack
 
 import (
+	"net/netip"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -68,6 +69,24 @@ type Config struct {
 	// Filter selects the exchanges emitted; the others are counted in
 	// Stats.Filtered.
 	Filter Filter
+	// Skipper, when set, is told which bytes of a body are past BodyCap,
+	// so that the kernel does not copy them (capture.Capture).
+	Skipper Skipper
+	// Roles, when set, finds the role of a connection opened before the
+	// capture when its start lines leave it ambiguous (see decide).
+	Roles Roles
+}
+
+// Skipper stops the copy of a connection direction's bytes at stream
+// positions [from, to).
+type Skipper interface {
+	Skip(id event.ConnID, d event.Direction, from, to uint64) error
+}
+
+// Roles finds the role of process pid on the connection local→remote
+// (sockdiag.Resolver).
+type Roles interface {
+	Role(pid uint32, local, remote netip.AddrPort) (event.Role, error)
 }
 
 func (c Config) withDefaults() Config {
@@ -89,6 +108,9 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// NumLosses is the number of reprisev1.Loss values.
+const NumLosses = int(reprisev1.Loss_LOSS_NO_RESPONSE) + 1
+
 // Stats counts what a Tracker saw and dropped, since it was created.
 type Stats struct {
 	Events    uint64 // events handled
@@ -98,6 +120,9 @@ type Stats struct {
 	// Incomplete counts exchanges emitted with a part missing or cut
 	// (request or response incomplete, or no response).
 	Incomplete uint64
+	// IncompleteBy counts them by their first cause (a streaming response
+	// is incomplete with none).
+	IncompleteBy [NumLosses]uint64
 	// BytesLost counts stream bytes never seen (holes, truncated copies) or
 	// dropped because MaxBuffered was exceeded.
 	BytesLost   uint64
@@ -114,6 +139,11 @@ type Stats struct {
 	// BytesUnavailable counts body bytes sent with sendfile, framed but
 	// never seen.
 	BytesUnavailable uint64
+	// BytesSkipped counts body bytes past the body cap that the kernel did
+	// not copy, framed and counted in body_size (not a loss).
+	BytesSkipped uint64
+	// SkipErrors counts failed requests to the kernel to skip a body.
+	SkipErrors uint64
 	// Streamed counts responses emitted before their end (StreamTimeout or
 	// the body cap of an event stream).
 	Streamed uint64

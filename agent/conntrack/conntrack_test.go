@@ -329,7 +329,7 @@ func TestExchangeFields(t *testing.T) {
 				Response: &reprisev1.HttpResponse{StatusCode: 200, Proto: "HTTP/1.1", Headers: []*reprisev1.Header{{Name: "Content-Length", Value: "10"}},
 					Body: []byte("0123"), BodyTruncated: true, BodySize: 10},
 				ConnectionId: "100-7-1",
-				Capture:      &reprisev1.Capture{Source: reprisev1.CaptureSource_CAPTURE_SOURCE_SYSCALL, ResponseIncomplete: true},
+				Capture:      &reprisev1.Capture{Source: reprisev1.CaptureSource_CAPTURE_SOURCE_SYSCALL},
 			},
 		},
 	}

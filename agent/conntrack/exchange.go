@@ -25,11 +25,19 @@ type pending struct {
 	tid      uint32
 	end      time.Time // event of the last byte seen
 	lost     uint64
+	loss     reprisev1.Loss // the first cause of an incomplete part
 	// streaming is set when resp was emitted before its end.
 	streaming bool
 	// placeholder stands in the queue for a request lost to a hole, so
 	// that its response is not paired with the next request.
 	placeholder bool
+}
+
+// lose records a cause of an incomplete part; the first one stays.
+func (e *pending) lose(reason reprisev1.Loss) {
+	if e.loss == reprisev1.Loss_LOSS_UNSPECIFIED {
+		e.loss = reason
+	}
 }
 
 func (e *pending) seen(at time.Time) {
@@ -130,15 +138,17 @@ func (t *Tracker) response(c *conn, m *http1.Message) {
 }
 
 // desync handles lost bytes (or, with lost 0, a malformed message) in
-// direction d. The message they cut is kept as far as it was read, or a
-// placeholder takes the place of a lost request; then the parser resyncs.
-func (t *Tracker) desync(c *conn, d event.Direction, lost uint64) {
+// direction d, for reason. The message they cut is kept as far as it was
+// read, or a placeholder takes the place of a lost request; then the parser
+// resyncs.
+func (t *Tracker) desync(c *conn, d event.Direction, lost uint64, reason reprisev1.Loss) {
 	s := &c.dirs[d]
 	t.stats.BytesLost += lost
 	t.stats.Resyncs++
 	if d == c.reqDir {
 		if h, e := s.parser.Head(), c.last(); h != nil && e != nil && e.req == h {
 			h.Incomplete, e.reqDone, e.lost = true, true, e.lost+lost
+			e.lose(reason)
 			e.seen(s.last)
 		} else if c.requests > 0 {
 			e := c.newPending()
@@ -146,15 +156,15 @@ func (t *Tracker) desync(c *conn, d event.Direction, lost uint64) {
 			t.push(c, e)
 		}
 	} else {
-		t.cut(c, s.parser.Head(), lost)
+		t.cut(c, s.parser.Head(), lost, reason)
 	}
 	s.parser.Resync()
 	t.flush(c)
 }
 
-// cut gives the oldest unanswered request the response that was cut short,
-// or nil when none of it was read.
-func (t *Tracker) cut(c *conn, partial *http1.Message, lost uint64) {
+// cut gives the oldest unanswered request the response that was cut short
+// for reason, or nil when none of it was read.
+func (t *Tracker) cut(c *conn, partial *http1.Message, lost uint64, reason reprisev1.Loss) {
 	if partial != nil && partial == c.streaming {
 		c.streaming = nil // already emitted
 		return
@@ -171,6 +181,7 @@ func (t *Tracker) cut(c *conn, partial *http1.Message, lost uint64) {
 		partial.Incomplete = true
 	}
 	e.resp, e.lost = partial, e.lost+lost
+	e.lose(reason)
 	e.seen(c.dirs[c.reqDir^1].last)
 }
 
@@ -259,6 +270,9 @@ func (t *Tracker) finish(c *conn) {
 		if m := req.parser.Close(); m != nil {
 			if e := c.last(); e != nil && e.req == m {
 				e.reqDone = true
+				if m.Incomplete {
+					e.lose(reprisev1.Loss_LOSS_CONNECTION_CLOSED)
+				}
 				e.seen(req.last)
 			}
 		}
@@ -269,7 +283,7 @@ func (t *Tracker) finish(c *conn) {
 		switch m := resp.parser.Close(); {
 		case m == nil:
 		case m.Incomplete:
-			t.cut(c, m, 0)
+			t.cut(c, m, 0, reprisev1.Loss_LOSS_CONNECTION_CLOSED)
 		default:
 			t.response(c, m) // delimited by the close
 		}
@@ -318,8 +332,10 @@ func (t *Tracker) send(c *conn, e *pending) {
 	a.req.Body, a.req.BodyTruncated, a.req.BodySize = e.req.Body, e.req.BodyTruncated, e.req.BodySize
 	a.capture.Source = reprisev1.CaptureSource_CAPTURE_SOURCE_SYSCALL
 	a.capture.BytesLost = e.lost
-	a.capture.RequestIncomplete = e.req.Incomplete || e.req.BodyTruncated
-	a.capture.ResponseIncomplete = e.resp == nil || e.resp.Incomplete || e.resp.BodyTruncated || e.streaming
+	// A body cut at the cap is marked truncated, not incomplete: its
+	// message was framed to its end.
+	a.capture.RequestIncomplete = e.req.Incomplete
+	a.capture.ResponseIncomplete = e.resp == nil || e.resp.Incomplete || e.streaming
 	a.capture.ResponseStreaming = e.streaming
 	a.capture.RequestBodyUnavailable = e.req.BodyUnavailable
 	x := &a.x
@@ -338,6 +354,7 @@ func (t *Tracker) send(c *conn, e *pending) {
 		x.Response = &a.resp
 	} else {
 		t.stats.UnansweredRequests++
+		e.lose(reprisev1.Loss_LOSS_NO_RESPONSE)
 	}
 	if repaired {
 		t.stats.InvalidText++
@@ -346,6 +363,10 @@ func (t *Tracker) send(c *conn, e *pending) {
 	t.stats.Exchanges++
 	if x.Capture.RequestIncomplete || x.Capture.ResponseIncomplete {
 		t.stats.Incomplete++
+		if int(e.loss) < len(t.stats.IncompleteBy) {
+			t.stats.IncompleteBy[e.loss]++
+		}
+		a.capture.Loss = e.loss
 	}
 	t.emit(x)
 }

@@ -2,6 +2,7 @@ package conntrack
 
 import (
 	"bytes"
+	"math"
 	"net/netip"
 	"slices"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/reprise-dev/reprise/agent/event"
 	"github.com/reprise-dev/reprise/agent/http1"
+	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
 // conn is one tracked connection.
@@ -22,6 +24,7 @@ type conn struct {
 	local, remote netip.AddrPort
 	lastSeen      time.Time
 	midstream     bool
+	roleAsked     bool // Config.Roles was asked for role
 
 	dirs    [2]stream // by event.Direction
 	decided bool      // reqDir is known and the parsers exist
@@ -47,15 +50,20 @@ type conn struct {
 
 // segment is a piece of one direction's stream: the bytes of one data event,
 // with lost set a hole of that many bytes, or with skip set that many bytes
-// whose content never passed through user memory (sendfile).
+// whose content never passed through user memory (sendfile) or, with
+// discard, that the kernel did not copy because no body keeps them.
 type segment struct {
-	pos  uint64
-	size uint32 // stream bytes covered; len(data) is less when truncated
-	data []byte
-	lost uint64
-	skip uint64
-	at   time.Time
-	tid  uint32
+	pos     uint64
+	size    uint32 // stream bytes covered; len(data) is less when truncated
+	data    []byte
+	lost    uint64
+	skip    uint64
+	discard bool
+	reason  reprisev1.Loss // of a hole
+	// afterLoss: the kernel flagged the record before this one as dropped.
+	afterLoss bool
+	at        time.Time
+	tid       uint32
 	// borrowed: data points into the event's buffer, which the source
 	// reuses once Handle returns (see own).
 	borrowed bool
@@ -68,6 +76,8 @@ type stream struct {
 	ready  []segment // in order, not yet parsed
 	held   int       // bytes in future and ready
 	parser *http1.Parser
+	// skipTo is the stream position the kernel was last told to skip to.
+	skipTo uint64
 	// start and tid describe the event holding the first byte of the
 	// message being parsed; last is the time of the latest byte parsed.
 	start time.Time
@@ -79,10 +89,11 @@ type stream struct {
 func (t *Tracker) data(c *conn, ev event.Event) {
 	d := ev.Dir
 	s := &c.dirs[d]
-	seg := segment{pos: ev.Pos, size: ev.Size, data: ev.Data[:min(len(ev.Data), int(ev.Size))], at: ev.Time, tid: ev.TID}
+	seg := segment{pos: ev.Pos, size: ev.Size, data: ev.Data[:min(len(ev.Data), int(ev.Size))], at: ev.Time, tid: ev.TID,
+		afterLoss: ev.AfterLoss}
 	seg.borrowed = len(seg.data) > 0
-	if ev.Unavailable {
-		seg.data, seg.skip, seg.borrowed = nil, uint64(ev.Size), false
+	if ev.Unavailable || ev.Skipped {
+		seg.data, seg.skip, seg.borrowed, seg.discard = nil, uint64(ev.Size), false, ev.Skipped
 	}
 	switch {
 	case c.upgraded:
@@ -152,7 +163,7 @@ func (t *Tracker) accept(c *conn, d event.Direction, seg segment) {
 			s.ready = append(s.ready, seg)
 		} else {
 			// Without a parser there is no framing to keep.
-			t.hole(c, d, seg.skip)
+			t.hole(c, d, seg.skip, reprisev1.Loss_LOSS_GAP)
 		}
 		return
 	}
@@ -161,16 +172,16 @@ func (t *Tracker) accept(c *conn, d event.Direction, seg segment) {
 		s.held += len(seg.data)
 	}
 	if lost := uint64(seg.size) - uint64(len(seg.data)); lost > 0 {
-		t.hole(c, d, lost)
+		t.hole(c, d, lost, reprisev1.Loss_LOSS_COPY_FAILED)
 	}
 }
 
 // hole records lost bytes at the end of the ready bytes of direction d.
-func (t *Tracker) hole(c *conn, d event.Direction, lost uint64) {
+func (t *Tracker) hole(c *conn, d event.Direction, lost uint64, reason reprisev1.Loss) {
 	s := &c.dirs[d]
 	if c.decided {
 		// The parser learns of it in stream order, after the bytes before.
-		s.ready = append(s.ready, segment{lost: lost})
+		s.ready = append(s.ready, segment{lost: lost, reason: reason})
 		return
 	}
 	// Without parsers yet, the bytes before the hole cannot be joined to
@@ -201,7 +212,11 @@ func (t *Tracker) drain(c *conn, d event.Direction) {
 func (t *Tracker) skipGap(c *conn, d event.Direction) {
 	s := &c.dirs[d]
 	f := s.future[0]
-	t.hole(c, d, f.pos-s.next)
+	reason := reprisev1.Loss_LOSS_GAP
+	if f.afterLoss {
+		reason = reprisev1.Loss_LOSS_RING_FULL
+	}
+	t.hole(c, d, f.pos-s.next, reason)
 	s.next = f.pos
 	t.drain(c, d)
 }
@@ -268,12 +283,20 @@ func (t *Tracker) overflow(c *conn, d event.Direction) {
 	}
 	// Nothing is left before the hole, so the parser can learn of it now.
 	t.stats.Overflows++
-	t.desync(c, d, dropped)
+	t.desync(c, d, dropped, reprisev1.Loss_LOSS_BUFFER_OVERFLOW)
 }
 
-// decide finds which direction carries requests: the one where a request
-// line shows, or the other one where a status line shows. When both
-// directions look like requests, the role reported by the kernel decides.
+// decide finds which direction carries requests. This is the one place a
+// connection's role is decided, in this order:
+//  1. the start lines: the direction where a request line shows, or the
+//     other one where a status line shows;
+//  2. when both directions look like requests, the role the kernel saw at
+//     the handshake (an open event, or the role on the data events);
+//  3. for a connection opened before the capture, which has none, the
+//     role Config.Roles finds (sock_diag: a listener on the local port
+//     makes it the server), asked once;
+//  4. otherwise the direction stays undecided until one side alone shows
+//     a start line.
 func (t *Tracker) decide(c *conn) bool {
 	var looks [2]bool
 	for d := range c.dirs {
@@ -284,6 +307,10 @@ func (t *Tracker) decide(c *conn) bool {
 		if http1.IndexResponseStart(b) >= 0 {
 			looks[d^1] = true
 		}
+	}
+	if looks[event.Ingress] && looks[event.Egress] && c.role == event.RoleUnknown && !c.roleAsked && t.cfg.Roles != nil {
+		c.roleAsked = true
+		c.role, _ = t.cfg.Roles.Role(c.id.TGID, c.local, c.remote) // unknown on error: the process is gone
 	}
 	switch {
 	case looks[event.Ingress] && looks[event.Egress] && c.role == event.RoleServer, looks[event.Ingress] && !looks[event.Egress]:
@@ -326,8 +353,13 @@ func (t *Tracker) feed(c *conn, d event.Direction) {
 	i := 0 // segments consumed
 	for i < len(s.ready) && !c.upgraded {
 		seg := &s.ready[i]
+		if keep, n := s.parser.Discarding(); seg.lost > 0 && keep == 0 && n >= int64(seg.lost) {
+			// Bytes of a body past its cap, which it would not keep: the
+			// loss costs the exchange nothing.
+			seg.skip, seg.discard, seg.lost = seg.lost, true, 0
+		}
 		if seg.lost > 0 {
-			t.desync(c, d, seg.lost)
+			t.desync(c, d, seg.lost, seg.reason)
 			i++
 			continue
 		}
@@ -352,7 +384,7 @@ func (t *Tracker) feed(c *conn, d event.Direction) {
 		switch {
 		case err != nil:
 			t.stats.ParseErrors++
-			t.desync(c, d, 0)
+			t.desync(c, d, 0, reprisev1.Loss_LOSS_PARSE_ERROR)
 		case isReq:
 			t.request(c, m)
 		case m != nil:
@@ -369,21 +401,60 @@ func (t *Tracker) feed(c *conn, d event.Direction) {
 		// Usually all of it: keep the array for the next event's segment.
 		clear(s.ready)
 		s.ready = s.ready[:0]
-		return
+	} else {
+		s.ready = s.ready[i:]
 	}
-	s.ready = s.ready[i:]
+	t.skipAhead(c, d)
 }
 
-// skip accounts for bytes sent with sendfile: inside a body the framing goes
-// on and the body is marked unavailable; anywhere else they are lost.
-func (t *Tracker) skip(c *conn, d event.Direction, seg *segment) {
+// minSkip is the fewest bytes worth telling the kernel to skip: one
+// syscall to update its map against the copy of a chunk or two.
+const minSkip = 32 << 10
+
+// skipAhead tells the kernel, through Config.Skipper, which bytes of
+// direction d the parser will not keep, so it does not copy them: the part
+// of a body past the cap. It is known once the head is read, before those
+// bytes move, so the kernel need not wait for the agent to catch up.
+func (t *Tracker) skipAhead(c *conn, d event.Direction) {
 	s := &c.dirs[d]
-	m, ok := s.parser.Skip(int64(seg.skip))
-	if !ok {
-		t.desync(c, d, seg.skip)
+	keep, n := s.parser.Discarding()
+	if t.cfg.Skipper == nil || n < minSkip {
 		return
 	}
-	t.stats.BytesUnavailable += seg.skip
+	// The parser's position: what the stream reached less what waits.
+	pos := s.next
+	for _, seg := range s.ready {
+		pos -= uint64(len(seg.data)) + seg.lost + seg.skip
+	}
+	from := pos + uint64(keep)
+	to := from + uint64(n)
+	if n == math.MaxInt64 { // a body that ends with the stream
+		to = math.MaxUint64
+	}
+	if to <= s.skipTo {
+		return
+	}
+	s.skipTo = to
+	if err := t.cfg.Skipper.Skip(c.id, d, from, to); err != nil {
+		t.stats.SkipErrors++
+	}
+}
+
+// skip accounts for bytes sent with sendfile or left uncopied past a body's
+// cap: inside a body the framing goes on and the body is marked unavailable
+// or truncated; anywhere else they are lost.
+func (t *Tracker) skip(c *conn, d event.Direction, seg *segment) {
+	s := &c.dirs[d]
+	pass, counter := s.parser.Skip, &t.stats.BytesUnavailable
+	if seg.discard {
+		pass, counter = s.parser.Discard, &t.stats.BytesSkipped
+	}
+	m, ok := pass(int64(seg.skip))
+	if !ok {
+		t.desync(c, d, seg.skip, reprisev1.Loss_LOSS_GAP)
+		return
+	}
+	*counter += seg.skip
 	s.last = seg.at
 	if d == c.reqDir {
 		t.request(c, m)

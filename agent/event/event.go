@@ -89,6 +89,10 @@ type Event struct {
 	// Unavailable: the bytes moved but their content never passed through
 	// user memory (sendfile), so Data is empty by design, not by loss.
 	Unavailable bool
+	// Skipped: the bytes were left uncopied on purpose, because the agent
+	// said it no longer needs them (the rest of a body past its cap) or
+	// they are past the kernel's per-syscall copy cap. Data is empty.
+	Skipped bool
 	// AfterLoss: the kernel dropped the event before this one in its
 	// direction (ring buffer full), so a gap before Pos is lost for good
 	// rather than an event still to come from another CPU.

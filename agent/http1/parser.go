@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 )
 
 // Defaults of Config.
@@ -178,6 +179,17 @@ func (p *Parser) Feed(data []byte) (n int, msg *Message, err error) {
 // false without consuming when they do not fit in the current body; the
 // caller then treats them as lost.
 func (p *Parser) Skip(n int64) (*Message, bool) {
+	return p.pass(n, true)
+}
+
+// Discard is Skip for body bytes the capture left out on purpose because
+// the body is past its cap (see Discarding): the message is marked
+// truncated, not unavailable.
+func (p *Parser) Discard(n int64) (*Message, bool) {
+	return p.pass(n, false)
+}
+
+func (p *Parser) pass(n int64, unavailable bool) (*Message, bool) {
 	switch {
 	case n <= 0:
 		return nil, true
@@ -189,7 +201,8 @@ func (p *Parser) Skip(n int64) (*Message, bool) {
 	}
 	m := p.msg
 	m.BodySize += n
-	m.BodyTruncated, m.BodyUnavailable = true, true
+	m.BodyTruncated = true
+	m.BodyUnavailable = m.BodyUnavailable || unavailable
 	switch {
 	case p.remain > 0 || p.state == stCloseBody:
 		return nil, true
@@ -198,6 +211,26 @@ func (p *Parser) Skip(n int64) (*Message, bool) {
 	}
 	p.state = stChunkEnd
 	return nil, true
+}
+
+// Discarding returns how many of the next bytes of the current body (or of
+// its current chunk) the parser will keep, then how many after those it
+// will count and not keep because the body reached BodyCap:
+// math.MaxInt64 for a body that ends with the stream. The capture need not
+// copy those (Discard).
+func (p *Parser) Discarding() (keep, discard int64) {
+	if p.msg == nil {
+		return 0, 0
+	}
+	room := int64(max(p.cfg.BodyCap-len(p.msg.Body), 0))
+	switch p.state {
+	case stBody, stChunkData:
+		keep = min(room, p.remain)
+		return keep, p.remain - keep
+	case stCloseBody:
+		return room, math.MaxInt64
+	}
+	return 0, 0
 }
 
 // Recycle gives back a message Feed returned, once nothing refers to it or

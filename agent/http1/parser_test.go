@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -439,5 +440,45 @@ func TestSkip(t *testing.T) {
 	// Skip between messages is refused: there is no body to account for.
 	if _, ok := NewRequestParser(Config{}).Skip(1); ok {
 		t.Fatal("Skip on an idle parser succeeded")
+	}
+}
+
+// Discarding says how many bytes a body past the cap will not keep, and
+// Discard frames them: truncated, not unavailable.
+func TestDiscard(t *testing.T) {
+	for _, tc := range []struct {
+		name, head string
+		keep, want int64
+		after      string // completes the message after Discard(want)
+	}{
+		{"below the cap", "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n012", 1, 6, ""},
+		{"content-length", "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n01234", 0, 5, ""},
+		{"chunk", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\na\r\n01234", 0, 5, "\r\n0\r\n\r\n"},
+		{"close-delimited", "HTTP/1.1 200 OK\r\n\r\n01234", 0, math.MaxInt64, ""},
+		{"between messages", "HTTP/1.1 204 No Content\r\n\r\n", 0, 0, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := NewResponseParser(Config{BodyCap: 4}, nil)
+			if _, _, err := p.Feed([]byte(tc.head)); err != nil {
+				t.Fatal(err)
+			}
+			if keep, got := p.Discarding(); keep != tc.keep || got != tc.want {
+				t.Fatalf("Discarding = %d, %d, want %d, %d", keep, got, tc.keep, tc.want)
+			}
+			if tc.keep != 0 || tc.want == 0 || tc.want == math.MaxInt64 {
+				return
+			}
+			h := p.Head()
+			m, ok := p.Discard(tc.want)
+			if !ok {
+				t.Fatal("Discard refused")
+			}
+			if tc.after != "" {
+				_, m, _ = p.Feed([]byte(tc.after))
+			}
+			if m != h || string(h.Body) != "0123" || h.BodySize != 10 || !h.BodyTruncated || h.BodyUnavailable {
+				t.Fatalf("message %+v", h)
+			}
+		})
 	}
 }

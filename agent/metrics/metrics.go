@@ -5,12 +5,14 @@ package metrics
 
 import (
 	"log/slog"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/reprise-dev/reprise/agent/capture"
 	"github.com/reprise-dev/reprise/agent/conntrack"
 	"github.com/reprise-dev/reprise/agent/export"
+	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
 // Sources are the snapshots a scrape reads.
@@ -31,7 +33,8 @@ type collector struct {
 	events, bytes, exchanges, exported                 *prometheus.Desc
 	drops, truncated, streamLost, conns, exportBacklog *prometheus.Desc
 	droppedBytes, unavailable, filtered, streamed      *prometheus.Desc
-	invalidText                                        *prometheus.Desc
+	invalidText, copied, skipped, bodySkipped          *prometheus.Desc
+	skipErrors, incompleteBy                           *prometheus.Desc
 	incomplete, ringUnread, pendingBytes               *prometheus.Desc
 	exportDropped, spooled, spoolDropped, retries      *prometheus.Desc
 	spoolBatches, spoolBytes, spoolExchanges           *prometheus.Desc
@@ -47,7 +50,12 @@ func NewCollector(src Sources) prometheus.Collector {
 		exchanges:      prometheus.NewDesc(name("exchanges_total"), "Exchanges assembled.", nil, nil),
 		exported:       prometheus.NewDesc(name("exported_exchanges_total"), "Exchanges the collector acknowledged.", nil, nil),
 		drops:          prometheus.NewDesc(name("drops_total"), "Things lost, by reason.", []string{"reason"}, nil),
-		truncated:      prometheus.NewDesc(name("kernel_truncated_bytes_total"), "Bytes beyond the kernel's per-syscall copy cap.", nil, nil),
+		truncated:      prometheus.NewDesc(name("kernel_truncated_bytes_total"), "Bytes of iovec entries the kernel could not read.", nil, nil),
+		copied:         prometheus.NewDesc(name("kernel_copied_bytes_total"), "Payload bytes the kernel copied into the ring buffer.", nil, nil),
+		skipped:        prometheus.NewDesc(name("kernel_skipped_bytes_total"), "Bytes the kernel left uncopied on purpose: bodies past --body-cap (not a loss).", nil, nil),
+		bodySkipped:    prometheus.NewDesc(name("skipped_body_bytes_total"), "Body bytes past --body-cap framed without their content (not a loss).", nil, nil),
+		incompleteBy:   prometheus.NewDesc(name("incomplete_exchanges_by_loss_total"), "Incomplete exchanges by the first cause of their loss (Capture.loss).", []string{"loss"}, nil),
+		skipErrors:     prometheus.NewDesc(name("skip_errors_total"), "Failed requests to the kernel to stop copying a body past --body-cap.", nil, nil),
 		streamLost:     prometheus.NewDesc(name("stream_bytes_lost_total"), "Stream bytes the parser never saw, for any reason (gaps, truncation).", nil, nil),
 		conns:          prometheus.NewDesc(name("connections"), "Connections tracked now.", nil, nil),
 		exportBacklog:  prometheus.NewDesc(name("export_pending"), "Exchanges queued or awaiting the collector's ack.", nil, nil),
@@ -122,9 +130,19 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.unavailable, ts.BytesUnavailable)
 	counter(c.filtered, ts.Filtered)
 	counter(c.incomplete, ts.Incomplete)
+	for loss, v := range ts.IncompleteBy {
+		if loss != 0 {
+			name := strings.ToLower(strings.TrimPrefix(reprisev1.Loss(loss).String(), "LOSS_"))
+			counter(c.incompleteBy, v, name)
+		}
+	}
 	counter(c.streamed, ts.Streamed)
 	counter(c.invalidText, ts.InvalidText)
 	counter(c.truncated, ks.TruncatedBytes)
+	counter(c.copied, ks.CopiedBytes)
+	counter(c.skipped, ks.SkippedBytes)
+	counter(c.bodySkipped, ts.BytesSkipped)
+	counter(c.skipErrors, ts.SkipErrors)
 	counter(c.streamLost, ts.BytesLost)
 	ch <- prometheus.MustNewConstMetric(c.conns, prometheus.GaugeValue, float64(ts.Conns))
 	ch <- prometheus.MustNewConstMetric(c.exportBacklog, prometheus.GaugeValue, float64(c.src.Pending()))

@@ -1,3 +1,5 @@
+//go:build amd64
+
 package pipeline
 
 import (
@@ -31,6 +33,13 @@ const (
 )
 
 func TestMain(m *testing.M) {
+	if mode, addr, ok := strings.Cut(os.Getenv(largeEnv), " "); ok {
+		if err := runLargeChild(mode, addr); err != nil {
+			fmt.Fprintln(os.Stderr, "child:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if addr := os.Getenv(childEnv); addr != "" {
 		if err := runChild(addr); err != nil {
 			fmt.Fprintln(os.Stderr, "child:", err)

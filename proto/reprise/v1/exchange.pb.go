@@ -131,6 +131,81 @@ func (CaptureSource) EnumDescriptor() ([]byte, []int) {
 	return file_reprise_v1_exchange_proto_rawDescGZIP(), []int{1}
 }
 
+// Loss says why part of an exchange is missing: the first cause the agent
+// saw. A body cut at the agent's cap is not a loss (body_truncated).
+type Loss int32
+
+const (
+	// Nothing is missing.
+	Loss_LOSS_UNSPECIFIED Loss = 0
+	// The kernel's ring buffer was full: events were dropped.
+	Loss_LOSS_RING_FULL Loss = 1
+	// Bytes could not be read from the process's memory.
+	Loss_LOSS_COPY_FAILED Loss = 2
+	// Bytes were never seen and the kernel flagged no loss (splice from the
+	// socket, TCP zero-copy receive, or an event that never came).
+	Loss_LOSS_GAP Loss = 3
+	// The agent held more out-of-order bytes than --max-buffered.
+	Loss_LOSS_BUFFER_OVERFLOW Loss = 4
+	// A message was malformed.
+	Loss_LOSS_PARSE_ERROR Loss = 5
+	// The connection ended inside a message.
+	Loss_LOSS_CONNECTION_CLOSED Loss = 6
+	// No response was seen before the connection ended or went idle.
+	Loss_LOSS_NO_RESPONSE Loss = 7
+)
+
+// Enum value maps for Loss.
+var (
+	Loss_name = map[int32]string{
+		0: "LOSS_UNSPECIFIED",
+		1: "LOSS_RING_FULL",
+		2: "LOSS_COPY_FAILED",
+		3: "LOSS_GAP",
+		4: "LOSS_BUFFER_OVERFLOW",
+		5: "LOSS_PARSE_ERROR",
+		6: "LOSS_CONNECTION_CLOSED",
+		7: "LOSS_NO_RESPONSE",
+	}
+	Loss_value = map[string]int32{
+		"LOSS_UNSPECIFIED":       0,
+		"LOSS_RING_FULL":         1,
+		"LOSS_COPY_FAILED":       2,
+		"LOSS_GAP":               3,
+		"LOSS_BUFFER_OVERFLOW":   4,
+		"LOSS_PARSE_ERROR":       5,
+		"LOSS_CONNECTION_CLOSED": 6,
+		"LOSS_NO_RESPONSE":       7,
+	}
+)
+
+func (x Loss) Enum() *Loss {
+	p := new(Loss)
+	*p = x
+	return p
+}
+
+func (x Loss) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Loss) Descriptor() protoreflect.EnumDescriptor {
+	return file_reprise_v1_exchange_proto_enumTypes[2].Descriptor()
+}
+
+func (Loss) Type() protoreflect.EnumType {
+	return &file_reprise_v1_exchange_proto_enumTypes[2]
+}
+
+func (x Loss) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Loss.Descriptor instead.
+func (Loss) EnumDescriptor() ([]byte, []int) {
+	return file_reprise_v1_exchange_proto_rawDescGZIP(), []int{2}
+}
+
 // Exchange is one HTTP request and its response, as seen on one host.
 type Exchange struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -796,7 +871,8 @@ type Capture struct {
 	Hostname string `protobuf:"bytes,3,opt,name=hostname,proto3" json:"hostname,omitempty"`
 	// Bytes of this exchange's streams that were lost before parsing.
 	BytesLost uint64 `protobuf:"varint,4,opt,name=bytes_lost,json=bytesLost,proto3" json:"bytes_lost,omitempty"`
-	// The request or response was cut short (body cap, lost bytes, connection closed).
+	// The request or response was cut short (lost bytes, connection closed;
+	// the reason is in loss). A body past the cap is not: body_truncated.
 	RequestIncomplete  bool `protobuf:"varint,5,opt,name=request_incomplete,json=requestIncomplete,proto3" json:"request_incomplete,omitempty"`
 	ResponseIncomplete bool `protobuf:"varint,6,opt,name=response_incomplete,json=responseIncomplete,proto3" json:"response_incomplete,omitempty"`
 	// The body moved without passing through user memory (sendfile): it was
@@ -806,8 +882,10 @@ type Capture struct {
 	// The response was still streaming (e.g. server-sent events) when its
 	// body reached the cap or the idle limit: it was emitted as far as read.
 	ResponseStreaming bool `protobuf:"varint,9,opt,name=response_streaming,json=responseStreaming,proto3" json:"response_streaming,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Why the request or response is incomplete.
+	Loss          Loss `protobuf:"varint,10,opt,name=loss,proto3,enum=reprise.v1.Loss" json:"loss,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Capture) Reset() {
@@ -903,6 +981,13 @@ func (x *Capture) GetResponseStreaming() bool {
 	return false
 }
 
+func (x *Capture) GetLoss() Loss {
+	if x != nil {
+		return x.Loss
+	}
+	return Loss_LOSS_UNSPECIFIED
+}
+
 var File_reprise_v1_exchange_proto protoreflect.FileDescriptor
 
 const file_reprise_v1_exchange_proto_rawDesc = "" +
@@ -970,7 +1055,7 @@ const file_reprise_v1_exchange_proto_rawDesc = "" +
 	"\tRedaction\x12\x1a\n" +
 	"\blocation\x18\x01 \x01(\tR\blocation\x12\x12\n" +
 	"\x04rule\x18\x02 \x01(\tR\x04rule\x12\x16\n" +
-	"\x06action\x18\x03 \x01(\tR\x06action\"\x97\x03\n" +
+	"\x06action\x18\x03 \x01(\tR\x06action\"\xbd\x03\n" +
 	"\aCapture\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x121\n" +
 	"\x06source\x18\x02 \x01(\x0e2\x19.reprise.v1.CaptureSourceR\x06source\x12\x1a\n" +
@@ -981,7 +1066,9 @@ const file_reprise_v1_exchange_proto_rawDesc = "" +
 	"\x13response_incomplete\x18\x06 \x01(\bR\x12responseIncomplete\x128\n" +
 	"\x18request_body_unavailable\x18\a \x01(\bR\x16requestBodyUnavailable\x12:\n" +
 	"\x19response_body_unavailable\x18\b \x01(\bR\x17responseBodyUnavailable\x12-\n" +
-	"\x12response_streaming\x18\t \x01(\bR\x11responseStreaming*U\n" +
+	"\x12response_streaming\x18\t \x01(\bR\x11responseStreaming\x12$\n" +
+	"\x04loss\x18\n" +
+	" \x01(\x0e2\x10.reprise.v1.LossR\x04loss*U\n" +
 	"\tDirection\x12\x19\n" +
 	"\x15DIRECTION_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11DIRECTION_INBOUND\x10\x01\x12\x16\n" +
@@ -990,7 +1077,16 @@ const file_reprise_v1_exchange_proto_rawDesc = "" +
 	"\x1aCAPTURE_SOURCE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16CAPTURE_SOURCE_SYSCALL\x10\x01\x12\x1d\n" +
 	"\x19CAPTURE_SOURCE_TLS_UPROBE\x10\x02\x12\x19\n" +
-	"\x15CAPTURE_SOURCE_IMPORT\x10\x03B;Z9github.com/reprise-dev/reprise/proto/reprise/v1;reprisev1b\x06proto3"
+	"\x15CAPTURE_SOURCE_IMPORT\x10\x03*\xb6\x01\n" +
+	"\x04Loss\x12\x14\n" +
+	"\x10LOSS_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eLOSS_RING_FULL\x10\x01\x12\x14\n" +
+	"\x10LOSS_COPY_FAILED\x10\x02\x12\f\n" +
+	"\bLOSS_GAP\x10\x03\x12\x18\n" +
+	"\x14LOSS_BUFFER_OVERFLOW\x10\x04\x12\x14\n" +
+	"\x10LOSS_PARSE_ERROR\x10\x05\x12\x1a\n" +
+	"\x16LOSS_CONNECTION_CLOSED\x10\x06\x12\x14\n" +
+	"\x10LOSS_NO_RESPONSE\x10\aB;Z9github.com/reprise-dev/reprise/proto/reprise/v1;reprisev1b\x06proto3"
 
 var (
 	file_reprise_v1_exchange_proto_rawDescOnce sync.Once
@@ -1004,43 +1100,45 @@ func file_reprise_v1_exchange_proto_rawDescGZIP() []byte {
 	return file_reprise_v1_exchange_proto_rawDescData
 }
 
-var file_reprise_v1_exchange_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_reprise_v1_exchange_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
 var file_reprise_v1_exchange_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_reprise_v1_exchange_proto_goTypes = []any{
 	(Direction)(0),                // 0: reprise.v1.Direction
 	(CaptureSource)(0),            // 1: reprise.v1.CaptureSource
-	(*Exchange)(nil),              // 2: reprise.v1.Exchange
-	(*Endpoint)(nil),              // 3: reprise.v1.Endpoint
-	(*Process)(nil),               // 4: reprise.v1.Process
-	(*Header)(nil),                // 5: reprise.v1.Header
-	(*HttpRequest)(nil),           // 6: reprise.v1.HttpRequest
-	(*HttpResponse)(nil),          // 7: reprise.v1.HttpResponse
-	(*Redaction)(nil),             // 8: reprise.v1.Redaction
-	(*Capture)(nil),               // 9: reprise.v1.Capture
-	nil,                           // 10: reprise.v1.Process.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 12: google.protobuf.Duration
+	(Loss)(0),                     // 2: reprise.v1.Loss
+	(*Exchange)(nil),              // 3: reprise.v1.Exchange
+	(*Endpoint)(nil),              // 4: reprise.v1.Endpoint
+	(*Process)(nil),               // 5: reprise.v1.Process
+	(*Header)(nil),                // 6: reprise.v1.Header
+	(*HttpRequest)(nil),           // 7: reprise.v1.HttpRequest
+	(*HttpResponse)(nil),          // 8: reprise.v1.HttpResponse
+	(*Redaction)(nil),             // 9: reprise.v1.Redaction
+	(*Capture)(nil),               // 10: reprise.v1.Capture
+	nil,                           // 11: reprise.v1.Process.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 13: google.protobuf.Duration
 }
 var file_reprise_v1_exchange_proto_depIdxs = []int32{
-	11, // 0: reprise.v1.Exchange.start_time:type_name -> google.protobuf.Timestamp
-	12, // 1: reprise.v1.Exchange.duration:type_name -> google.protobuf.Duration
+	12, // 0: reprise.v1.Exchange.start_time:type_name -> google.protobuf.Timestamp
+	13, // 1: reprise.v1.Exchange.duration:type_name -> google.protobuf.Duration
 	0,  // 2: reprise.v1.Exchange.direction:type_name -> reprise.v1.Direction
-	3,  // 3: reprise.v1.Exchange.local:type_name -> reprise.v1.Endpoint
-	3,  // 4: reprise.v1.Exchange.remote:type_name -> reprise.v1.Endpoint
-	4,  // 5: reprise.v1.Exchange.process:type_name -> reprise.v1.Process
-	6,  // 6: reprise.v1.Exchange.request:type_name -> reprise.v1.HttpRequest
-	7,  // 7: reprise.v1.Exchange.response:type_name -> reprise.v1.HttpResponse
-	8,  // 8: reprise.v1.Exchange.redactions:type_name -> reprise.v1.Redaction
-	9,  // 9: reprise.v1.Exchange.capture:type_name -> reprise.v1.Capture
-	10, // 10: reprise.v1.Process.labels:type_name -> reprise.v1.Process.LabelsEntry
-	5,  // 11: reprise.v1.HttpRequest.headers:type_name -> reprise.v1.Header
-	5,  // 12: reprise.v1.HttpResponse.headers:type_name -> reprise.v1.Header
+	4,  // 3: reprise.v1.Exchange.local:type_name -> reprise.v1.Endpoint
+	4,  // 4: reprise.v1.Exchange.remote:type_name -> reprise.v1.Endpoint
+	5,  // 5: reprise.v1.Exchange.process:type_name -> reprise.v1.Process
+	7,  // 6: reprise.v1.Exchange.request:type_name -> reprise.v1.HttpRequest
+	8,  // 7: reprise.v1.Exchange.response:type_name -> reprise.v1.HttpResponse
+	9,  // 8: reprise.v1.Exchange.redactions:type_name -> reprise.v1.Redaction
+	10, // 9: reprise.v1.Exchange.capture:type_name -> reprise.v1.Capture
+	11, // 10: reprise.v1.Process.labels:type_name -> reprise.v1.Process.LabelsEntry
+	6,  // 11: reprise.v1.HttpRequest.headers:type_name -> reprise.v1.Header
+	6,  // 12: reprise.v1.HttpResponse.headers:type_name -> reprise.v1.Header
 	1,  // 13: reprise.v1.Capture.source:type_name -> reprise.v1.CaptureSource
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	2,  // 14: reprise.v1.Capture.loss:type_name -> reprise.v1.Loss
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_reprise_v1_exchange_proto_init() }
@@ -1053,7 +1151,7 @@ func file_reprise_v1_exchange_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_reprise_v1_exchange_proto_rawDesc), len(file_reprise_v1_exchange_proto_rawDesc)),
-			NumEnums:      2,
+			NumEnums:      3,
 			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,

@@ -644,6 +644,11 @@ func (m *Capture) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 		i -= len(m.unknownFields)
 		copy(dAtA[i:], m.unknownFields)
 	}
+	if m.Loss != 0 {
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.Loss))
+		i--
+		dAtA[i] = 0x50
+	}
 	if m.ResponseStreaming {
 		i--
 		if m.ResponseStreaming {
@@ -1008,6 +1013,9 @@ func (m *Capture) SizeVT() (n int) {
 	}
 	if m.ResponseStreaming {
 		n += 2
+	}
+	if m.Loss != 0 {
+		n += 1 + protohelpers.SizeOfVarint(uint64(m.Loss))
 	}
 	n += len(m.unknownFields)
 	return n
@@ -3069,6 +3077,25 @@ func (m *Capture) UnmarshalVT(dAtA []byte) error {
 				}
 			}
 			m.ResponseStreaming = bool(v != 0)
+		case 10:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field Loss", wireType)
+			}
+			m.Loss = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.Loss |= Loss(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
 		default:
 			iNdEx = preIndex
 			skippy, err := protohelpers.Skip(dAtA[iNdEx:])
