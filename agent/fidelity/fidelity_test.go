@@ -47,11 +47,22 @@ type harness struct {
 
 func capturePort(t *testing.T, port int) *harness {
 	t.Helper()
+	return capturePorts(t, 0, port)
+}
+
+// capturePorts captures the connections of the ports, keeping bodyCap
+// bytes of each body (0: the agent's default).
+func capturePorts(t *testing.T, bodyCap int, ports ...int) *harness {
+	t.Helper()
 	privileged.RequireRoot(t)
-	capt, err := capture.Open(capture.Config{Ports: []uint16{uint16(port)}})
+	cfg := capture.Config{}
+	for _, p := range ports {
+		cfg.Ports = append(cfg.Ports, uint16(p))
+	}
+	capt, err := capture.Open(cfg)
 	privileged.CheckOpen(t, err)
 	h := &harness{t: t}
-	h.pipe = pipeline.New(conntrack.New(conntrack.Config{StreamTimeout: time.Second}, func(x *reprisev1.Exchange) {
+	h.pipe = pipeline.New(conntrack.New(conntrack.Config{StreamTimeout: time.Second, BodyCap: bodyCap}, func(x *reprisev1.Exchange) {
 		h.mu.Lock()
 		h.got = append(h.got, x)
 		h.mu.Unlock()
@@ -71,12 +82,30 @@ func capturePort(t *testing.T, port int) *harness {
 // and returns them in order.
 func (h *harness) inbound(prefix string, n int) []*reprisev1.Exchange {
 	h.t.Helper()
+	return h.wait(reprisev1.Direction_DIRECTION_INBOUND, prefix, n, func(target string) bool { return strings.HasPrefix(target, prefix) })
+}
+
+// one waits for the exchange in direction dir with exactly this target,
+// and fails if there are two.
+func (h *harness) one(dir reprisev1.Direction, target string) *reprisev1.Exchange {
+	h.t.Helper()
+	got := h.wait(dir, target, 1, func(t string) bool { return t == target })
+	if len(got) > 1 {
+		h.t.Errorf("%s %s captured %d times", dir, target, len(got))
+	}
+	return got[0]
+}
+
+// wait waits until n exchanges in direction dir whose target matches
+// arrived and returns them in order; what names them in errors.
+func (h *harness) wait(dir reprisev1.Direction, what string, n int, match func(target string) bool) []*reprisev1.Exchange {
+	h.t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		var out []*reprisev1.Exchange
 		h.mu.Lock()
 		for _, x := range h.got {
-			if x.Direction == reprisev1.Direction_DIRECTION_INBOUND && strings.HasPrefix(x.Request.Target, prefix) {
+			if x.Direction == dir && match(x.Request.Target) {
 				out = append(out, x)
 			}
 		}
@@ -85,7 +114,7 @@ func (h *harness) inbound(prefix string, n int) []*reprisev1.Exchange {
 			return out
 		}
 		if time.Now().After(deadline) {
-			h.t.Fatalf("%d inbound exchanges for %s after 15s, want %d; stats %+v", len(out), prefix, n, h.pipe.Stats())
+			h.t.Fatalf("%d %s exchanges for %s after 15s, want %d; stats %+v", len(out), dir, what, n, h.pipe.Stats())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
