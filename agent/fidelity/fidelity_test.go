@@ -42,7 +42,15 @@ type harness struct {
 	t    *testing.T
 	mu   sync.Mutex
 	got  []*reprisev1.Exchange
+	capt *capture.Capture
 	pipe *pipeline.Pipeline
+}
+
+// count returns how many exchanges arrived.
+func (h *harness) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.got)
 }
 
 func capturePort(t *testing.T, port int) *harness {
@@ -61,7 +69,7 @@ func capturePorts(t *testing.T, bodyCap int, ports ...int) *harness {
 	}
 	capt, err := capture.Open(cfg)
 	privileged.CheckOpen(t, err)
-	h := &harness{t: t}
+	h := &harness{t: t, capt: capt}
 	h.pipe = pipeline.New(conntrack.New(conntrack.Config{StreamTimeout: time.Second, BodyCap: bodyCap}, func(x *reprisev1.Exchange) {
 		h.mu.Lock()
 		h.got = append(h.got, x)
