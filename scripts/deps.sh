@@ -8,6 +8,7 @@
 # except in CI).
 set -euo pipefail
 packages=(clang llvm libbpf-dev bpftool curl jq wrk bc nginx-light nodejs python3 postgresql)
+packages+=(python3-requests) # Python requests, a client of the fidelity matrix (agent/fidelity)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
