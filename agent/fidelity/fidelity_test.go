@@ -44,6 +44,13 @@ type harness struct {
 	got  []*reprisev1.Exchange
 	capt *capture.Capture
 	pipe *pipeline.Pipeline
+	// stop closes the capture, as the agent does at shutdown, and returns
+	// once the pipeline has emitted everything.
+	stop func()
+	// kernel holds the kernel's counters as they were when stop closed the
+	// capture.
+	kernel    capture.Stats
+	kernelErr error
 }
 
 // count returns how many exchanges arrived.
@@ -77,12 +84,14 @@ func capturePorts(t *testing.T, bodyCap int, ports ...int) *harness {
 	}))
 	done := make(chan error, 1)
 	go func() { done <- h.pipe.Run(capt, 100*time.Millisecond) }()
-	t.Cleanup(func() {
+	h.stop = sync.OnceFunc(func() {
+		h.kernel, h.kernelErr = capt.Stats()
 		capt.Close()
 		if err := <-done; err != nil {
 			t.Errorf("pipeline: %v", err)
 		}
 	})
+	t.Cleanup(h.stop)
 	return h
 }
 
