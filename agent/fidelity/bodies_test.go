@@ -86,13 +86,14 @@ func checkFile(t *testing.T, path string, want []byte) {
 	}
 }
 
-// goServer starts the Go server child on a fresh port and captures it with
-// bodyCap; it returns the base URL.
+// goServerCaptured starts the Go server child on a fresh port and captures
+// it, keeping bodyCap bytes of a body (0: the agent's default); it returns
+// the base URL.
 func goServerCaptured(t *testing.T, bodyCap int) (*harness, string) {
 	t.Helper()
 	port := freePort(t, "tcp4", "127.0.0.1:0")
 	base := "http://127.0.0.1:" + strconv.Itoa(port)
-	h := capturePorts(t, bodyCap, port)
+	h := capturePorts(t, conntrack.Config{BodyCap: bodyCap}, port)
 	start(t, base+"/count", child("goserver 127.0.0.1:"+strconv.Itoa(port)))
 	return h, base
 }

@@ -60,24 +60,26 @@ func (h *harness) count() int {
 	return len(h.got)
 }
 
+// A stream is emitted after a second, so that the event stream test need
+// not wait for the agent's default.
 func capturePort(t *testing.T, port int) *harness {
 	t.Helper()
-	return capturePorts(t, 0, port)
+	return capturePorts(t, conntrack.Config{StreamTimeout: time.Second}, port)
 }
 
-// capturePorts captures the connections of the ports, keeping bodyCap
-// bytes of each body (0: the agent's default).
-func capturePorts(t *testing.T, bodyCap int, ports ...int) *harness {
+// capturePorts captures the connections of the ports with the tracker
+// configured by cfg.
+func capturePorts(t *testing.T, cfg conntrack.Config, ports ...int) *harness {
 	t.Helper()
 	privileged.RequireRoot(t)
-	cfg := capture.Config{}
+	var ccfg capture.Config
 	for _, p := range ports {
-		cfg.Ports = append(cfg.Ports, uint16(p))
+		ccfg.Ports = append(ccfg.Ports, uint16(p))
 	}
-	capt, err := capture.Open(cfg)
+	capt, err := capture.Open(ccfg)
 	privileged.CheckOpen(t, err)
 	h := &harness{t: t, capt: capt}
-	h.pipe = pipeline.New(conntrack.New(conntrack.Config{StreamTimeout: time.Second, BodyCap: bodyCap}, func(x *reprisev1.Exchange) {
+	h.pipe = pipeline.New(conntrack.New(cfg, func(x *reprisev1.Exchange) {
 		h.mu.Lock()
 		h.got = append(h.got, x)
 		h.mu.Unlock()

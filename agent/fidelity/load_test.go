@@ -40,7 +40,7 @@ func TestVegetaEveryExchangeOnce(t *testing.T) {
 	const total = rate * seconds
 	port := freePort(t, "tcp4", "127.0.0.1:0")
 	base := "http://127.0.0.1:" + strconv.Itoa(port)
-	h := capturePort(t, port)
+	h := capturePorts(t, conntrack.Config{}, port)
 	start(t, base+"/count", child("goserver 127.0.0.1:"+strconv.Itoa(port)))
 	before := settledCount(t, base)
 

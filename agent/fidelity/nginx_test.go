@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/reprise-dev/reprise/agent/conntrack"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
@@ -54,7 +55,7 @@ http {
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	h := capturePorts(t, 0, port, upstream)
+	h := capturePorts(t, conntrack.Config{}, port, upstream)
 	start(t, "http://127.0.0.1:"+strconv.Itoa(upstream)+"/count", child("goserver 127.0.0.1:"+strconv.Itoa(upstream)))
 	start(t, base+"/returned?ready", exec.Command("nginx", "-c", conf, "-e", "stderr"))
 
