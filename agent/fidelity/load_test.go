@@ -65,8 +65,11 @@ func TestVegetaEveryExchangeOnce(t *testing.T) {
 	if err := json.Unmarshal(vegeta(t, "report", "-type", "json", results), &report); err != nil {
 		t.Fatal(err)
 	}
-	// A loaded machine may not keep the pace: what counts is that every
-	// request sent is captured once.
+	// vegeta's last tick is due exactly at the end of the duration, and it
+	// stops once the duration has passed: whenever it is late, it sends
+	// 9,999 requests, not 10,000 (its report says so), and a loaded machine
+	// sends fewer still. What counts is that every request sent is captured
+	// once, so the count to compare with is vegeta's own.
 	sent := report.Requests
 	t.Logf("vegeta sent %d requests in %d s (%.0f/s asked)", sent, seconds, float64(rate))
 	if sent < total/10 || report.StatusCodes["200"] != sent {
