@@ -42,7 +42,6 @@ type harness struct {
 	t    *testing.T
 	mu   sync.Mutex
 	got  []*reprisev1.Exchange
-	capt *capture.Capture
 	pipe *pipeline.Pipeline
 	// stop closes the capture, as the agent does at shutdown, and returns
 	// once the pipeline has emitted everything.
@@ -78,7 +77,7 @@ func capturePorts(t *testing.T, cfg conntrack.Config, ports ...int) *harness {
 	}
 	capt, err := capture.Open(ccfg)
 	privileged.CheckOpen(t, err)
-	h := &harness{t: t, capt: capt}
+	h := &harness{t: t}
 	h.pipe = pipeline.New(conntrack.New(cfg, func(x *reprisev1.Exchange) {
 		h.mu.Lock()
 		h.got = append(h.got, x)
