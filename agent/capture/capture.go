@@ -27,10 +27,6 @@ import (
 // (BPF_RB_NO_WAKEUP) waits in the ring before Read picks it up.
 const pollInterval = 15 * time.Millisecond
 
-// drainTimeout bounds how long Close waits for Read to take the records
-// left in the ring.
-const drainTimeout = time.Second
-
 // maxPorts is the size of the kernel's port set, maxSetSize that of its
 // pid and cgroup sets.
 const (
@@ -282,6 +278,10 @@ func (c *Capture) Stats() (Stats, error) {
 	s.Malformed = c.malformed.Load()
 	return s, nil
 }
+
+// drainTimeout bounds how long Close waits for Read to take the records
+// left in the ring.
+const drainTimeout = time.Second
 
 // Close detaches the programs, gives a Read running on another goroutine
 // up to drainTimeout to take the records they left in the ring (at
