@@ -109,10 +109,10 @@ func bodyFile(t *testing.T, n int) (string, []byte) {
 	return path, b
 }
 
-// A Go handler writes 70 KB, 1 MiB and 3 MB in one Write, with a
-// Content-Length and chunked, to curl on one keep-alive connection; the
-// 3 MB body is past the cap, and the exchange after it parses. Both the
-// server's side and curl's are captured.
+// A Go handler writes 70 KB, 1 MiB and 3 MB in one Write with a
+// Content-Length, and 70 KB and 2 MB chunked, to curl on one keep-alive
+// connection; the 2 and 3 MB bodies are past the cap, and the exchanges
+// after them parse. Both the server's side and curl's are captured.
 func TestOneWriteResponses(t *testing.T) {
 	need(t, "curl")
 	h, base := goServerCaptured(t, 0)
