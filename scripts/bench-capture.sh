@@ -2,7 +2,10 @@
 # Capture overhead and completeness: wrk against a keep-alive Go server
 # (scripts/benchserver) without capture (A) and with the agent capturing the
 # server's connections (B), interleaved A B A B A B per workload so that a
-# loaded machine affects both alike.
+# loaded machine affects both alike. Workloads (WORKLOADS, default all):
+# get, a GET with a 215-byte response; post, a 64 KiB POST answered with a
+# few bytes; echo, a 64 KiB POST whose body the server sends back in one
+# write, so 64 KiB move each way.
 #
 # In B the agent exports to scripts/benchsink, an IngestService that counts,
 # acknowledges and discards every batch: in production the collector runs on
@@ -32,7 +35,7 @@ DURATION=${DURATION:-15s}
 ROUNDS=${ROUNDS:-3}
 THREADS=${THREADS:-2}
 CONNS=${CONNS:-50}
-WORKLOADS=${WORKLOADS:-get post}
+WORKLOADS=${WORKLOADS:-get post echo}
 SINK=${SINK:-sink}
 PROFILE_DIR=${PROFILE_DIR:-}
 AGENT_FLAGS=${AGENT_FLAGS:-}
@@ -160,8 +163,9 @@ bench() {
       [ "$ex" -ge "$handled" ] && [ $((acked + backlog)) -ge "$ex" ] && break
       sleep 0.2
     done
-    local incomplete drops acpu hwm scpu received=-1
+    local incomplete drops truncated acpu hwm scpu received=-1
     incomplete=$(metric reprise_agent_incomplete_exchanges_total)
+    truncated=$(metric reprise_agent_kernel_truncated_bytes_total)
     drops=$(curl -fsS "http://$agent_http/metrics" | awk '/^reprise_agent_drops_total/ && $2 > 0 { printf "%s=%s ", $1, $2 }')
     acpu=$(cpu "$agent")
     scpu=$(cpu "$sink")
@@ -173,12 +177,12 @@ bench() {
     wait "$agent" "$sink" 2>/dev/null || true
     local whole=$((ex - incomplete))
     echo "$acpu $hwm $handled $whole $received $acked $scpu" >>"$work/$workload-B-$round.res"
-    printf '%-5s round %d: A %s req/s, B %s req/s; server handled %d, whole in the agent %d (emitted %d, incomplete %d), whole received by the %s %s, acked %d; CPU s: agent %.1f, %s %.1f, server A %.1f B %.1f, wrk A %.1f B %.1f; agent peak rss %.0f MB %s\n' \
+    printf '%-5s round %d: A %s req/s, B %s req/s; server handled %d, whole in the agent %d (emitted %d, incomplete %d), whole received by the %s %s, acked %d; CPU s: agent %.1f, %s %.1f, server A %.1f B %.1f, wrk A %.1f B %.1f; agent peak rss %.0f MB; kernel truncated %d bytes %s\n' \
       "$workload" "$round" "$(cut -d' ' -f1 "$work/$workload-A-$round.res")" "$(head -1 "$work/$workload-B-$round.res" | cut -d' ' -f1)" \
       "$handled" "$whole" "$ex" "$incomplete" "$SINK" "$([ "$received" -ge 0 ] && echo "$received" || echo n/a)" "$acked" \
       "$acpu" "$SINK" "$scpu" "$(cut -d' ' -f4 "$work/$workload-A-$round.res")" "$(head -1 "$work/$workload-B-$round.res" | cut -d' ' -f4)" \
       "$(cut -d' ' -f5 "$work/$workload-A-$round.res")" "$(head -1 "$work/$workload-B-$round.res" | cut -d' ' -f5)" \
-      "$hwm" "${drops:+drops: $drops}"
+      "$hwm" "$truncated" "${drops:+drops: $drops}"
   done
   kill "$srv"
   wait "$srv" 2>/dev/null || true
@@ -203,7 +207,8 @@ for w in $WORKLOADS; do
   case $w in
   get) bench get /small ;;
   post) bench post /upload -s "$work/post.lua" ;;
-  *) echo "bench-capture: unknown workload $w (get, post)" >&2; exit 2 ;;
+  echo) bench echo /echo -s "$work/post.lua" ;;
+  *) echo "bench-capture: unknown workload $w (get, post, echo)" >&2; exit 2 ;;
   esac
 done
 echo

@@ -260,7 +260,13 @@ func (c *Capture) Stats() (Stats, error) {
 	return s, nil
 }
 
-// Close detaches the programs and makes a blocked Read return.
+// drainTimeout bounds how long Close waits for Read to take the records
+// left in the ring.
+const drainTimeout = time.Second
+
+// Close detaches the programs, gives a Read running on another goroutine
+// up to drainTimeout to take the records they left in the ring (at
+// shutdown they complete exchanges), and makes a blocked Read return.
 func (c *Capture) Close() error {
 	c.closeOnce.Do(func() {
 		var errs []error
@@ -268,6 +274,9 @@ func (c *Capture) Close() error {
 			if err := l.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("detach: %w", err))
 			}
+		}
+		for deadline := time.Now().Add(drainTimeout); c.Unread() > 0 && time.Now().Before(deadline); {
+			time.Sleep(pollInterval)
 		}
 		if c.ring != nil {
 			if err := c.ring.close(); err != nil {

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -86,6 +87,36 @@ func goServer(addr string) error {
 		n, _ := io.Copy(io.Discard, r.Body)
 		fmt.Fprintf(w, "got %d", n)
 	})
+	// /one writes its whole body in one Write, as services that marshal a
+	// document write it: with framing=none the server frames it (chunked,
+	// or to the close for HTTP/1.0).
+	mux.HandleFunc("GET /one", func(w http.ResponseWriter, r *http.Request) {
+		size, err := strconv.Atoi(r.URL.Query().Get("size"))
+		if err != nil || size < 0 {
+			http.Error(w, "size", http.StatusBadRequest)
+			return
+		}
+		body := randomBody(size)
+		if r.URL.Query().Get("framing") != "none" {
+			w.Header().Set("Content-Length", strconv.Itoa(size))
+		}
+		w.Write(body)
+	})
+	// /echo reads the whole request body in one Read, as far as the
+	// connection has it, and sends it back in one Write.
+	mux.HandleFunc("POST /echo", func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength < 0 {
+			http.Error(w, "needs a Content-Length", http.StatusLengthRequired)
+			return
+		}
+		body := make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(r.Body, body); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.Write(body)
+	})
 	mux.HandleFunc("GET /events", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		for i := 0; ; i++ {
@@ -112,6 +143,14 @@ func (r *pattern) Read(p []byte) (int, error) {
 	}
 	r.off += len(p)
 	return len(p), nil
+}
+
+// randomBody returns n bytes that the test and its children make alike and
+// that no shift or repeat of a part matches, unlike pattern.
+func randomBody(n int) []byte {
+	b := make([]byte, n)
+	rand.NewChaCha8([32]byte{byte(n), byte(n >> 8), byte(n >> 16), byte(n >> 24)}).Read(b)
+	return b
 }
 
 // slowReader sends one request and reads the response one byte per read.

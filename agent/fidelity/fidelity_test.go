@@ -43,27 +43,56 @@ type harness struct {
 	mu   sync.Mutex
 	got  []*reprisev1.Exchange
 	pipe *pipeline.Pipeline
+	// stop closes the capture, as the agent does at shutdown, and returns
+	// once the pipeline has emitted everything.
+	stop func()
+	// kernel holds the kernel's counters as they were when stop closed the
+	// capture.
+	kernel    capture.Stats
+	kernelErr error
 }
 
+// count returns how many exchanges arrived.
+func (h *harness) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.got)
+}
+
+// A stream is emitted after a second, so that the event stream test need
+// not wait for the agent's default.
 func capturePort(t *testing.T, port int) *harness {
 	t.Helper()
+	return capturePorts(t, conntrack.Config{StreamTimeout: time.Second}, port)
+}
+
+// capturePorts captures the connections of the ports with the tracker
+// configured by cfg.
+func capturePorts(t *testing.T, cfg conntrack.Config, ports ...int) *harness {
+	t.Helper()
 	privileged.RequireRoot(t)
-	capt, err := capture.Open(capture.Config{Ports: []uint16{uint16(port)}})
+	var ccfg capture.Config
+	for _, p := range ports {
+		ccfg.Ports = append(ccfg.Ports, uint16(p))
+	}
+	capt, err := capture.Open(ccfg)
 	privileged.CheckOpen(t, err)
 	h := &harness{t: t}
-	h.pipe = pipeline.New(conntrack.New(conntrack.Config{StreamTimeout: time.Second}, func(x *reprisev1.Exchange) {
+	h.pipe = pipeline.New(conntrack.New(cfg, func(x *reprisev1.Exchange) {
 		h.mu.Lock()
 		h.got = append(h.got, x)
 		h.mu.Unlock()
 	}))
 	done := make(chan error, 1)
 	go func() { done <- h.pipe.Run(capt, 100*time.Millisecond) }()
-	t.Cleanup(func() {
+	h.stop = sync.OnceFunc(func() {
+		h.kernel, h.kernelErr = capt.Stats()
 		capt.Close()
 		if err := <-done; err != nil {
 			t.Errorf("pipeline: %v", err)
 		}
 	})
+	t.Cleanup(h.stop)
 	return h
 }
 
@@ -71,12 +100,30 @@ func capturePort(t *testing.T, port int) *harness {
 // and returns them in order.
 func (h *harness) inbound(prefix string, n int) []*reprisev1.Exchange {
 	h.t.Helper()
+	return h.wait(reprisev1.Direction_DIRECTION_INBOUND, prefix, n, func(target string) bool { return strings.HasPrefix(target, prefix) })
+}
+
+// one waits for the exchange in direction dir with exactly this target,
+// and fails if there are two.
+func (h *harness) one(dir reprisev1.Direction, target string) *reprisev1.Exchange {
+	h.t.Helper()
+	got := h.wait(dir, target, 1, func(t string) bool { return t == target })
+	if len(got) > 1 {
+		h.t.Errorf("%s %s captured %d times", dir, target, len(got))
+	}
+	return got[0]
+}
+
+// wait waits until n exchanges in direction dir whose target matches
+// arrived and returns them in order; what names them in errors.
+func (h *harness) wait(dir reprisev1.Direction, what string, n int, match func(target string) bool) []*reprisev1.Exchange {
+	h.t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		var out []*reprisev1.Exchange
 		h.mu.Lock()
 		for _, x := range h.got {
-			if x.Direction == reprisev1.Direction_DIRECTION_INBOUND && strings.HasPrefix(x.Request.Target, prefix) {
+			if x.Direction == dir && match(x.Request.Target) {
 				out = append(out, x)
 			}
 		}
@@ -85,7 +132,7 @@ func (h *harness) inbound(prefix string, n int) []*reprisev1.Exchange {
 			return out
 		}
 		if time.Now().After(deadline) {
-			h.t.Fatalf("%d inbound exchanges for %s after 15s, want %d; stats %+v", len(out), prefix, n, h.pipe.Stats())
+			h.t.Fatalf("%d %s exchanges for %s after 15s, want %d; stats %+v", len(out), dir, what, n, h.pipe.Stats())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

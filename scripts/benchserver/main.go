@@ -1,7 +1,9 @@
 // Command benchserver is the keep-alive HTTP server scripts/bench-capture.sh
 // loads with wrk: GET /small answers a 215-byte JSON body, POST /upload
-// reads the body and answers its size. GET /count reports how many of those
-// requests it handled, which the benchmark compares with what was captured.
+// reads the body and answers its size, POST /echo answers the body it was
+// sent, written in one Write as a service that marshals a document does.
+// GET /count reports how many of those requests it handled, which the
+// benchmark compares with what was captured.
 package main
 
 import (
@@ -40,6 +42,17 @@ func main() {
 		handled.Add(1)
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"ok":true,"bytes":%d}`, n)
+	})
+	mux.HandleFunc("POST /echo", func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		handled.Add(1)
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		_, _ = w.Write(body)
 	})
 	mux.HandleFunc("GET /count", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, strconv.FormatInt(handled.Load(), 10))
