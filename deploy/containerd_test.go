@@ -1,7 +1,6 @@
 package deploy
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -30,6 +29,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/reprise-dev/reprise/agent/capture"
 	"github.com/reprise-dev/reprise/internal/exchfile"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
@@ -104,7 +104,11 @@ func TestAgentInContainerd(t *testing.T) {
 	// containerd puts a task in the cgroup /<namespace>/<id>; its v2 id is
 	// the inode of that directory in the unified hierarchy (at
 	// /sys/fs/cgroup on pure v2 hosts, beside the v1 ones on hybrid hosts).
-	cg := filepath.Join(unifiedRoot(t), ctrNamespace, svcID)
+	root, err := capture.CgroupV2Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cg := filepath.Join(root, ctrNamespace, svcID)
 	var st syscall.Stat_t
 	if err := syscall.Stat(cg, &st); err != nil {
 		t.Fatalf("the service's cgroup: %v", err)
@@ -464,26 +468,6 @@ func procUID(t *testing.T, pid int) int64 {
 	}
 	uid, _ := strconv.ParseInt(string(m[1]), 10, 64)
 	return uid
-}
-
-// unifiedRoot finds where the cgroup v2 hierarchy is mounted.
-func unifiedRoot(t *testing.T) string {
-	t.Helper()
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// id parent major:minor root mountpoint options... - fstype source ...
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		if f := strings.Fields(pre); ok && len(f) >= 5 && strings.HasPrefix(post, "cgroup2 ") {
-			return f[4]
-		}
-	}
-	t.Fatal("no cgroup2 mount: neither a pure v2 nor a hybrid host")
-	return ""
 }
 
 // nginxRootfs makes a root file system of the host's nginx and the

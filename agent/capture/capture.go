@@ -62,7 +62,7 @@ func Open(cfg Config) (*Capture, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	cgroups, err := resolveCgroups(cgroupRoot, cfg.Cgroups)
+	cgroups, err := resolveCgroups(cfg.Cgroups)
 	if err != nil {
 		return nil, err
 	}

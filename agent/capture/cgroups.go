@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -11,8 +12,28 @@ import (
 	"syscall"
 )
 
-// cgroupRoot is where the cgroup v2 hierarchy is mounted.
-const cgroupRoot = "/sys/fs/cgroup"
+// CgroupV2Root finds where the cgroup v2 hierarchy is mounted in this
+// process's view: /sys/fs/cgroup on a pure v2 host, beside the v1
+// controllers (/sys/fs/cgroup/unified) on a hybrid one. Mountinfo lines
+// read: id parent major:minor root mountpoint options... - fstype source ...
+func CgroupV2Root() (string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		pre, post, ok := strings.Cut(sc.Text(), " - ")
+		if f := strings.Fields(pre); ok && len(f) >= 5 && strings.HasPrefix(post, "cgroup2 ") {
+			return f[4], nil
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return "", err
+	}
+	return "", errors.New("no cgroup2 file system is mounted")
+}
 
 // containerID is what a container id (or a prefix of one) looks like.
 var containerID = regexp.MustCompile(`^[0-9a-f]{12,64}$`)
@@ -20,7 +41,14 @@ var containerID = regexp.MustCompile(`^[0-9a-f]{12,64}$`)
 // resolveCgroups turns Config.Cgroups into cgroup v2 ids, the inode numbers
 // of the directories that bpf_get_current_cgroup_id returns. A process is
 // in a leaf cgroup, so every directory below a named one is included.
-func resolveCgroups(root string, names []string) ([]uint64, error) {
+func resolveCgroups(names []string) ([]uint64, error) {
+	if len(names) == 0 {
+		return nil, nil
+	}
+	root, err := CgroupV2Root()
+	if err != nil {
+		return nil, fmt.Errorf("config: Cgroups: find the cgroup v2 hierarchy: %w", err)
+	}
 	var ids []uint64
 	for _, name := range names {
 		dir, err := cgroupDir(root, name)

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/reprise-dev/reprise/agent/event"
+	"github.com/reprise-dev/reprise/internal/privileged"
 )
 
 // Raw scenarios call the syscalls directly on blocking sockets: the client
@@ -526,9 +527,9 @@ func TestCapturePidAndCgroupFilters(t *testing.T) {
 		}, nil, 2)
 		sides(t, run)
 	})
-	var st unix.Statfs_t
-	if err := unix.Statfs(cgroupRoot, &st); err != nil || st.Type != unix.CGROUP2_SUPER_MAGIC {
-		t.Skipf("no cgroup v2 at %s", cgroupRoot)
+	cgroupRoot, err := CgroupV2Root()
+	if err != nil {
+		privileged.SkipMissingFeature(t, "no cgroup v2 hierarchy: "+err.Error())
 	}
 	dir, err := os.MkdirTemp(cgroupRoot, "reprise-test-")
 	if err != nil {
