@@ -20,7 +20,6 @@ import (
 
 	"github.com/dustin/go-humanize"
 	"github.com/google/uuid"
-	"go.yaml.in/yaml/v3"
 	"google.golang.org/grpc"
 	_ "google.golang.org/grpc/encoding/gzip" // registers gzip: agents with --compression gzip, or older ones
 	"google.golang.org/protobuf/proto"
@@ -198,9 +197,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if cfg.Sanitizer, err = sanitize.Load(*sanitizeConfig, key); err != nil {
 		return fmt.Errorf("--sanitize-config: %w", err)
 	}
-	if cfg.Ingest.BodyDecoded, err = bodyLimit(*sanitizeConfig); err != nil {
-		return fmt.Errorf("--sanitize-config: %w", err)
-	}
+	// Ingest sizes its decode room by what one body may decode to.
+	cfg.Ingest.BodyDecoded = cfg.Sanitizer.Limits().MaxBodyBytes
 	for _, l := range []struct {
 		name string
 		v    string
@@ -243,26 +241,6 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 // memory limit allows, without a cgroup limit: queries (pages of 16 MiB),
 // messages being received and the runtime.
 const softLimitHeadroom = 128 << 20
-
-// bodyLimit returns the sanitizer's limits.max_body_bytes in a sanitize
-// config (0, the default, when path is "" or the file sets none): ingest
-// sizes its decode room by it.
-func bodyLimit(path string) (int64, error) {
-	if path == "" {
-		return 0, nil
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0, err
-	}
-	var c struct {
-		Limits sanitize.Limits `yaml:"limits"`
-	}
-	if err := yaml.Unmarshal(b, &c); err != nil {
-		return 0, err
-	}
-	return c.Limits.MaxBodyBytes, nil
-}
 
 // openServices names the gRPC services that accept calls from anyone: no
 // token and no client certificate required.

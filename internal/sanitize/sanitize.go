@@ -176,6 +176,9 @@ func build(user *config, key []byte) (*Sanitizer, error) {
 	return s, nil
 }
 
+// Limits returns the limits in force: the file's, over the defaults.
+func (s *Sanitizer) Limits() Limits { return s.limits }
+
 // Counts returns how many values each rule, detector and fail-closed reason
 // has changed since the Sanitizer was built.
 func (s *Sanitizer) Counts() map[string]uint64 {
