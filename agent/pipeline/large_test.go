@@ -187,19 +187,7 @@ func runLargeChild(mode, addr string) error {
 	if err := <-done; err != nil {
 		return err
 	}
-	after := []byte("GET /after HTTP/1.1\r\nHost: large\r\n\r\n")
-	resp := []byte(respHead(2) + "ok")
-	if err := writeOnce(cfd, after); err != nil {
-		return err
-	}
-	if _, err := readOnce(sfd, len(after)); err != nil {
-		return err
-	}
-	if err := writeOnce(sfd, resp); err != nil {
-		return err
-	}
-	_, err = readOnce(cfd, len(resp))
-	return err
+	return smallExchange(cfd, sfd)
 }
 
 // download sends a body of downloadSize in 64 KiB writes, read in 64 KiB
@@ -238,19 +226,7 @@ func download(cfd, sfd int) error {
 	if err := <-done; err != nil {
 		return err
 	}
-	after := []byte("GET /after HTTP/1.1\r\nHost: large\r\n\r\n")
-	resp := []byte(respHead(2) + "ok")
-	if err := writeOnce(cfd, after); err != nil {
-		return err
-	}
-	if _, err := readOnce(sfd, len(after)); err != nil {
-		return err
-	}
-	if err := writeOnce(sfd, resp); err != nil {
-		return err
-	}
-	_, err := readOnce(cfd, len(resp))
-	return err
+	return smallExchange(cfd, sfd)
 }
 
 // runLarge captures the child in mode through a tracker, as the agent
@@ -536,4 +512,22 @@ func cpuTime() time.Duration {
 	var ru unix.Rusage
 	_ = unix.Getrusage(unix.RUSAGE_SELF, &ru) // cannot fail for RUSAGE_SELF
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// smallExchange is the GET /after that follows a large body on the same
+// connection: it must parse as its own exchange.
+func smallExchange(cfd, sfd int) error {
+	after := []byte("GET /after HTTP/1.1\r\nHost: large\r\n\r\n")
+	resp := []byte(respHead(2) + "ok")
+	if err := writeOnce(cfd, after); err != nil {
+		return err
+	}
+	if _, err := readOnce(sfd, len(after)); err != nil {
+		return err
+	}
+	if err := writeOnce(sfd, resp); err != nil {
+		return err
+	}
+	_, err := readOnce(cfd, len(resp))
+	return err
 }

@@ -109,18 +109,20 @@ func (l Limits) decodeCost(req *reprisev1.IngestRequest) int64 {
 	return min(l.BatchDecoded, n*decodeFactor*l.BodyDecoded)
 }
 
-// encodedBodies counts the exchange's bodies that the sanitizer will
-// decode: compressed by their Content-Encoding or by their bytes.
+// compressed reports whether the sanitizer will decode a body: compressed
+// by its Content-Encoding or, whatever the header says, by its bytes.
+func compressed(body []byte, hs []*reprisev1.Header) bool {
+	return len(body) > 0 && (contentcoding.Encoded(header.Combined(hs, "Content-Encoding")) || contentcoding.Sniff(body) != "")
+}
+
+// encodedBodies counts the exchange's bodies that the sanitizer will decode.
 func encodedBodies(ex *reprisev1.Exchange) int {
 	n := 0
-	for _, m := range []interface {
-		GetBody() []byte
-		GetHeaders() []*reprisev1.Header
-	}{ex.GetRequest(), ex.GetResponse()} {
-		// The sanitizer finds compression in the bytes whatever the header says.
-		if b := m.GetBody(); len(b) > 0 && (contentcoding.Encoded(header.Combined(m.GetHeaders(), "Content-Encoding")) || contentcoding.Sniff(b) != "") {
-			n++
-		}
+	if r := ex.GetRequest(); compressed(r.GetBody(), r.GetHeaders()) {
+		n++
+	}
+	if r := ex.GetResponse(); compressed(r.GetBody(), r.GetHeaders()) {
+		n++
 	}
 	return n
 }
@@ -157,11 +159,11 @@ const RuleBatchMemory = "ingest-batch-memory"
 // returns the redactions that say so.
 func shedBodies(ex *reprisev1.Exchange) []*reprisev1.Redaction {
 	var out []*reprisev1.Redaction
-	if r := ex.GetRequest(); len(r.GetBody()) > 0 && contentcoding.Encoded(header.Combined(r.GetHeaders(), "Content-Encoding")) {
+	if r := ex.GetRequest(); compressed(r.GetBody(), r.GetHeaders()) {
 		r.Body, r.BodySize = nil, 0
 		out = append(out, &reprisev1.Redaction{Location: "request.body", Rule: RuleBatchMemory, Action: sanitize.ActionRemove})
 	}
-	if r := ex.GetResponse(); len(r.GetBody()) > 0 && contentcoding.Encoded(header.Combined(r.GetHeaders(), "Content-Encoding")) {
+	if r := ex.GetResponse(); compressed(r.GetBody(), r.GetHeaders()) {
 		r.Body, r.BodySize = nil, 0
 		out = append(out, &reprisev1.Redaction{Location: "response.body", Rule: RuleBatchMemory, Action: sanitize.ActionRemove})
 	}
