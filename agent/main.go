@@ -28,7 +28,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/reprise-dev/reprise/agent/capture"
-	"github.com/reprise-dev/reprise/agent/conntrack"
+	"github.com/reprise-dev/reprise/agent/httpstream"
 	"github.com/reprise-dev/reprise/agent/export"
 	"github.com/reprise-dev/reprise/agent/metadata"
 	"github.com/reprise-dev/reprise/agent/metrics"
@@ -54,11 +54,11 @@ type config struct {
 	ringSize   uint
 	methods    []string
 	paths      []string
-	filter     conntrack.Filter
+	filter     httpstream.Filter
 	httpListen string
 	agentID    string
 	nodeName   string
-	track      conntrack.Config
+	track      httpstream.Config
 	maxPending int
 	// maxPendingBytes is an int so the positive check covers it.
 	maxPendingBytes int
@@ -96,11 +96,11 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&cfg.httpListen, "http-listen", "127.0.0.1:7072", "address for /healthz and /metrics")
 	fs.StringVar(&cfg.agentID, "agent-id", host, "agent id recorded in every exchange")
 	fs.StringVar(&cfg.nodeName, "node-name", os.Getenv("NODE_NAME"), "Kubernetes node of the agent; its pods name the exchanges (in a cluster)")
-	fs.IntVar(&cfg.track.BodyCap, "body-cap", conntrack.DefaultBodyCap, "bytes of each body kept; longer bodies are marked truncated")
-	fs.IntVar(&cfg.track.MaxConns, "max-conns", conntrack.DefaultMaxConns, "connections tracked at once; more are dropped and counted")
-	fs.IntVar(&cfg.track.MaxBuffered, "max-buffered", conntrack.DefaultMaxBuffered, "bytes held per connection direction outside the parser (reordering, responses ahead of requests)")
-	fs.DurationVar(&cfg.track.IdleTimeout, "idle-timeout", conntrack.DefaultIdleTimeout, "a connection without events for this long is closed and flushed")
-	fs.DurationVar(&cfg.track.StreamTimeout, "stream-timeout", conntrack.DefaultStreamTimeout, "a response still streaming after this long is exported as far as read")
+	fs.IntVar(&cfg.track.BodyCap, "body-cap", httpstream.DefaultBodyCap, "bytes of each body kept; longer bodies are marked truncated")
+	fs.IntVar(&cfg.track.MaxConns, "max-conns", httpstream.DefaultMaxConns, "connections tracked at once; more are dropped and counted")
+	fs.IntVar(&cfg.track.MaxBuffered, "max-buffered", httpstream.DefaultMaxBuffered, "bytes held per connection direction outside the parser (reordering, responses ahead of requests)")
+	fs.DurationVar(&cfg.track.IdleTimeout, "idle-timeout", httpstream.DefaultIdleTimeout, "a connection without events for this long is closed and flushed")
+	fs.DurationVar(&cfg.track.StreamTimeout, "stream-timeout", httpstream.DefaultStreamTimeout, "a response still streaming after this long is exported as far as read")
 	fs.IntVar(&cfg.maxPending, "max-pending", 32768, "exchanges held for the collector, queued or unacknowledged; more are dropped and counted (with --max-pending-bytes, bounds memory when the collector is slow)")
 	fs.IntVar(&cfg.maxPendingBytes, "max-pending-bytes", export.DefaultMaxPendingBytes, "approximate bytes of the exchanges held for the collector; more are dropped and counted (bounds memory with large bodies)")
 	fs.BoolVar(&cfg.pprof, "pprof", false, "serve Go profiles under /debug/pprof/ on --http-listen")
@@ -125,7 +125,7 @@ func parseFlags(args []string) (config, error) {
 		return cfg, fmt.Errorf("--pids: %w", err)
 	}
 	cfg.cgroups, cfg.methods, cfg.paths = list(cgroups), list(methods), list(paths)
-	if cfg.filter, err = conntrack.NewFilter(cfg.methods, cfg.paths); err != nil {
+	if cfg.filter, err = httpstream.NewFilter(cfg.methods, cfg.paths); err != nil {
 		return cfg, fmt.Errorf("--paths: %w", err)
 	}
 	for name, v := range map[string]int{"--body-cap": cfg.track.BodyCap, "--max-conns": cfg.track.MaxConns,
@@ -263,7 +263,7 @@ func serve(cfg config) error {
 	resolver := metadata.NewResolver("/proc", metadata.DefaultCacheSize, pods)
 	expCfg := export.Config{AgentID: cfg.agentID, Hostname: cfg.agentID, MaxPending: cfg.maxPending,
 		MaxPendingBytes: int64(cfg.maxPendingBytes), Compression: cfg.compression,
-		Acked: conntrack.Release} // the bodies' buffers serve later exchanges
+		Acked: httpstream.Release} // the bodies' buffers serve later exchanges
 	if cfg.spoolDir != "" {
 		if expCfg.Spool, expCfg.Sanitizer, err = openSpool(cfg); err != nil {
 			return err
@@ -277,7 +277,7 @@ func serve(cfg config) error {
 	roles := sockdiag.New()
 	defer roles.Close()
 	track.Roles = roles
-	tracker := conntrack.New(track, func(x *reprisev1.Exchange) {
+	tracker := httpstream.New(track, func(x *reprisev1.Exchange) {
 		resolver.Enrich(x)
 		exp.Add(x)
 	})

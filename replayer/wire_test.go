@@ -15,7 +15,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/reprise-dev/reprise/agent/conntrack"
+	"github.com/reprise-dev/reprise/agent/httpstream"
 	"github.com/reprise-dev/reprise/agent/event"
 	"github.com/reprise-dev/reprise/internal/exchfile"
 	"github.com/reprise-dev/reprise/internal/sanitize"
@@ -25,7 +25,7 @@ import (
 // wire records the traffic between real clients and a server the way the
 // agent does, without the kernel: a loopback relay hands every byte each
 // side sent, as it went over the connection, to the agent's connection
-// tracker (conntrack, the agent's own HTTP assembly), and every exchange
+// tracker (httpstream, the agent's own HTTP assembly), and every exchange
 // goes through the collector's sanitizer before it is kept.
 type wire struct {
 	ln      net.Listener
@@ -33,7 +33,7 @@ type wire struct {
 	san     *sanitize.Sanitizer
 
 	mu        sync.Mutex // guards tr and exchanges
-	tr        *conntrack.Tracker
+	tr        *httpstream.Tracker
 	exchanges []*reprisev1.Exchange
 	conns     sync.WaitGroup
 	next      int32
@@ -47,7 +47,7 @@ func newWire(t *testing.T, backend string, bodyCap int) *wire {
 		t.Fatal(err)
 	}
 	w := &wire{ln: ln, backend: backend, san: sanitize.Default()}
-	w.tr = conntrack.New(conntrack.Config{BodyCap: bodyCap}, func(ex *reprisev1.Exchange) {
+	w.tr = httpstream.New(httpstream.Config{BodyCap: bodyCap}, func(ex *reprisev1.Exchange) {
 		// The tracker reuses its buffers: keep a copy, sanitized as the
 		// collector stores it.
 		ex = proto.Clone(ex).(*reprisev1.Exchange)

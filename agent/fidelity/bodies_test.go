@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/reprise-dev/reprise/agent/conntrack"
+	"github.com/reprise-dev/reprise/agent/httpstream"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
@@ -36,7 +36,7 @@ func (w exact) check(t *testing.T, x *reprisev1.Exchange) {
 	t.Helper()
 	bodyCap := w.bodyCap
 	if bodyCap == 0 {
-		bodyCap = conntrack.DefaultBodyCap
+		bodyCap = httpstream.DefaultBodyCap
 	}
 	what := x.Direction.String() + " " + w.method + " " + w.target
 	r, s := x.Request, x.Response
@@ -93,7 +93,7 @@ func goServerCaptured(t *testing.T, bodyCap int) (*harness, string) {
 	t.Helper()
 	port := freePort(t, "tcp4", "127.0.0.1:0")
 	base := "http://127.0.0.1:" + strconv.Itoa(port)
-	h := capturePorts(t, conntrack.Config{BodyCap: bodyCap}, port)
+	h := capturePorts(t, httpstream.Config{BodyCap: bodyCap}, port)
 	start(t, base+"/count", child("goserver 127.0.0.1:"+strconv.Itoa(port)))
 	return h, base
 }

@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/reprise-dev/reprise/agent/capture"
-	"github.com/reprise-dev/reprise/agent/conntrack"
+	"github.com/reprise-dev/reprise/agent/httpstream"
 	"github.com/reprise-dev/reprise/agent/pipeline"
 	"github.com/reprise-dev/reprise/internal/privileged"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
@@ -63,12 +63,12 @@ func (h *harness) count() int {
 // not wait for the agent's default.
 func capturePort(t *testing.T, port int) *harness {
 	t.Helper()
-	return capturePorts(t, conntrack.Config{StreamTimeout: time.Second}, port)
+	return capturePorts(t, httpstream.Config{StreamTimeout: time.Second}, port)
 }
 
 // capturePorts captures the connections of the ports with the tracker
 // configured by cfg.
-func capturePorts(t *testing.T, cfg conntrack.Config, ports ...int) *harness {
+func capturePorts(t *testing.T, cfg httpstream.Config, ports ...int) *harness {
 	t.Helper()
 	privileged.RequireRoot(t)
 	var ccfg capture.Config
@@ -78,7 +78,7 @@ func capturePorts(t *testing.T, cfg conntrack.Config, ports ...int) *harness {
 	capt, err := capture.Open(ccfg)
 	privileged.CheckOpen(t, err)
 	h := &harness{t: t}
-	h.pipe = pipeline.New(conntrack.New(cfg, func(x *reprisev1.Exchange) {
+	h.pipe = pipeline.New(httpstream.New(cfg, func(x *reprisev1.Exchange) {
 		h.mu.Lock()
 		h.got = append(h.got, x)
 		h.mu.Unlock()
@@ -260,7 +260,7 @@ func TestGoServerCurl(t *testing.T) {
 	for _, x := range got {
 		byTarget[x.Request.Method+" "+x.Request.Target] = x
 	}
-	pat := make([]byte, conntrack.DefaultBodyCap)
+	pat := make([]byte, httpstream.DefaultBodyCap)
 	(&pattern{}).Read(pat)
 	for _, w := range []want{
 		{method: "GET", target: "/small?a=1", status: 200, respBody: small},
@@ -289,7 +289,7 @@ func TestGoServerCurl(t *testing.T) {
 		t.Error("upload not captured")
 	} else {
 		r := x.Request
-		if len(r.Body) != conntrack.DefaultBodyCap || string(r.Body) != upload[:len(r.Body)] || r.BodySize != int64(len(upload)) || !r.BodyTruncated {
+		if len(r.Body) != httpstream.DefaultBodyCap || string(r.Body) != upload[:len(r.Body)] || r.BodySize != int64(len(upload)) || !r.BodyTruncated {
 			t.Errorf("upload kept %d of %d bytes, truncated %v", len(r.Body), r.BodySize, r.BodyTruncated)
 		}
 		if x.Response == nil || string(x.Response.Body) != fmt.Sprintf("got %d", len(upload)) {

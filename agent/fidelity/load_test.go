@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/reprise-dev/reprise/agent/capture"
-	"github.com/reprise-dev/reprise/agent/conntrack"
+	"github.com/reprise-dev/reprise/agent/httpstream"
 	"github.com/reprise-dev/reprise/agent/pipeline"
 	"github.com/reprise-dev/reprise/internal/privileged"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
@@ -40,7 +40,7 @@ func TestVegetaEveryExchangeOnce(t *testing.T) {
 	const total = rate * seconds
 	port := freePort(t, "tcp4", "127.0.0.1:0")
 	base := "http://127.0.0.1:" + strconv.Itoa(port)
-	h := capturePorts(t, conntrack.Config{}, port)
+	h := capturePorts(t, httpstream.Config{}, port)
 	start(t, base+"/count", child("goserver 127.0.0.1:"+strconv.Itoa(port)))
 	before := settledCount(t, base)
 
@@ -143,7 +143,7 @@ func TestStopEmitsWhatTheRingHolds(t *testing.T) {
 	run(t, "curl", args...)
 	// Both sides, curl's and the server's, are captured.
 	got := map[reprisev1.Direction]int{}
-	pipe := pipeline.New(conntrack.New(conntrack.Config{}, func(x *reprisev1.Exchange) {
+	pipe := pipeline.New(httpstream.New(httpstream.Config{}, func(x *reprisev1.Exchange) {
 		if strings.HasPrefix(x.Request.Target, "/small?stop=") && x.Response != nil {
 			got[x.Direction]++
 		}

@@ -11,7 +11,7 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/reprise-dev/reprise/agent/conntrack"
+	"github.com/reprise-dev/reprise/agent/httpstream"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
@@ -55,7 +55,7 @@ http {
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	h := capturePorts(t, conntrack.Config{}, port, upstream)
+	h := capturePorts(t, httpstream.Config{}, port, upstream)
 	start(t, "http://127.0.0.1:"+strconv.Itoa(upstream)+"/count", child("goserver 127.0.0.1:"+strconv.Itoa(upstream)))
 	start(t, base+"/returned?ready", exec.Command("nginx", "-c", conf, "-e", "stderr"))
 

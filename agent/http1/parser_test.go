@@ -10,7 +10,7 @@ import (
 	"testing"
 )
 
-// harness feeds a stream to a parser the way conntrack does: Resync after
+// harness feeds a stream to a parser the way httpstream does: Resync after
 // every error, and a queue of request methods for responses.
 type harness struct {
 	p       *Parser

@@ -10,7 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/reprise-dev/reprise/agent/capture"
-	"github.com/reprise-dev/reprise/agent/conntrack"
+	"github.com/reprise-dev/reprise/agent/httpstream"
 	"github.com/reprise-dev/reprise/agent/export"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
@@ -18,7 +18,7 @@ import (
 // Sources are the snapshots a scrape reads.
 type Sources struct {
 	Capture func() (capture.Stats, error)
-	Tracker func() conntrack.Stats
+	Tracker func() httpstream.Stats
 	Export  func() export.Stats
 	Pending func() int
 	// RingUnread is the bytes in the kernel ring buffer not read yet, and

@@ -8,7 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/reprise-dev/reprise/agent/capture"
-	"github.com/reprise-dev/reprise/agent/conntrack"
+	"github.com/reprise-dev/reprise/agent/httpstream"
 	"github.com/reprise-dev/reprise/agent/export"
 )
 
@@ -17,8 +17,8 @@ func TestCollector(t *testing.T) {
 		Capture: func() (capture.Stats, error) {
 			return capture.Stats{RingbufFull: 3, RingbufFullBytes: 3000, TruncatedBytes: 7}, nil
 		},
-		Tracker: func() conntrack.Stats {
-			return conntrack.Stats{Events: 10, Exchanges: 4, Incomplete: 1, Filtered: 2, BytesUnavailable: 500, Streamed: 1, Resyncs: 2, Conns: 5}
+		Tracker: func() httpstream.Stats {
+			return httpstream.Stats{Events: 10, Exchanges: 4, Incomplete: 1, Filtered: 2, BytesUnavailable: 500, Streamed: 1, Resyncs: 2, Conns: 5}
 		},
 		Export: func() export.Stats {
 			return export.Stats{Acked: 4, Dropped: 1, Drops: map[string]uint64{export.DropBacklogFull: 1, export.DropSpoolFull: 0},

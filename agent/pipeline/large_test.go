@@ -18,7 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/reprise-dev/reprise/agent/capture"
-	"github.com/reprise-dev/reprise/agent/conntrack"
+	"github.com/reprise-dev/reprise/agent/httpstream"
 	"github.com/reprise-dev/reprise/internal/privileged"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
@@ -28,7 +28,7 @@ import (
 const largeEnv = "REPRISE_PIPELINE_LARGE"
 
 // bodyCap is the agent's default: 1 MiB.
-const bodyCap = conntrack.DefaultBodyCap
+const bodyCap = httpstream.DefaultBodyCap
 
 // largeSizes are the bodies sent and answered in one syscall each.
 var largeSizes = []int{70_000, bodyCap, 3 << 20}
@@ -231,7 +231,7 @@ func download(cfd, sfd int) error {
 
 // runLarge captures the child in mode through a tracker, as the agent
 // does, and returns the exchanges by direction and the kernel's counters.
-func runLarge(t *testing.T, mode string, want int) (map[reprisev1.Direction][]*reprisev1.Exchange, capture.Stats, conntrack.Stats) {
+func runLarge(t *testing.T, mode string, want int) (map[reprisev1.Direction][]*reprisev1.Exchange, capture.Stats, httpstream.Stats) {
 	t.Helper()
 	privileged.RequireRoot(t)
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
@@ -249,7 +249,7 @@ func runLarge(t *testing.T, mode string, want int) (map[reprisev1.Direction][]*r
 	defer capt.Close()
 
 	exchanges := make(chan *reprisev1.Exchange, 64)
-	p := New(conntrack.New(conntrack.Config{Skipper: capt}, func(ex *reprisev1.Exchange) { exchanges <- ex }))
+	p := New(httpstream.New(httpstream.Config{Skipper: capt}, func(ex *reprisev1.Exchange) { exchanges <- ex }))
 	done := make(chan error, 1)
 	go func() { done <- p.Run(capt, 100*time.Millisecond) }()
 
@@ -461,7 +461,7 @@ func benchServe(b *testing.B, size, write int) {
 	privileged.CheckOpen(b, err)
 	defer capt.Close()
 	exchanges := make(chan *reprisev1.Exchange, 2*b.N)
-	p := New(conntrack.New(conntrack.Config{Skipper: capt}, func(ex *reprisev1.Exchange) { exchanges <- ex }))
+	p := New(httpstream.New(httpstream.Config{Skipper: capt}, func(ex *reprisev1.Exchange) { exchanges <- ex }))
 	done := make(chan error, 1)
 	go func() { done <- p.Run(capt, 100*time.Millisecond) }()
 

@@ -11,7 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/reprise-dev/reprise/agent/conntrack"
+	"github.com/reprise-dev/reprise/agent/httpstream"
 	"github.com/reprise-dev/reprise/agent/event"
 )
 
@@ -19,19 +19,19 @@ import (
 type Pipeline struct {
 	// mu serialises the tracker between the reading loop and the ticker.
 	mu      sync.Mutex
-	tracker *conntrack.Tracker
-	stats   atomic.Pointer[conntrack.Stats]
+	tracker *httpstream.Tracker
+	stats   atomic.Pointer[httpstream.Stats]
 }
 
 // New wraps t; only the pipeline may call t after this.
-func New(t *conntrack.Tracker) *Pipeline {
+func New(t *httpstream.Tracker) *Pipeline {
 	p := &Pipeline{tracker: t}
 	p.publish()
 	return p
 }
 
 // Stats returns the tracker's counters as of the last tick.
-func (p *Pipeline) Stats() conntrack.Stats { return *p.stats.Load() }
+func (p *Pipeline) Stats() httpstream.Stats { return *p.stats.Load() }
 
 // publish is called with mu held.
 func (p *Pipeline) publish() {

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/reprise-dev/reprise/agent/conntrack"
+	"github.com/reprise-dev/reprise/agent/httpstream"
 	"github.com/reprise-dev/reprise/agent/event"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
@@ -56,7 +56,7 @@ func TestRunFlushesWhenTheSourceCloses(t *testing.T) {
 				data(event.Ingress, 0, req1), data(event.Egress, 0, resp1), data(event.Ingress, uint64(len(req1)), req2),
 			}}
 			var got []*reprisev1.Exchange
-			p := New(conntrack.New(conntrack.Config{}, func(ex *reprisev1.Exchange) { got = append(got, ex) }))
+			p := New(httpstream.New(httpstream.Config{}, func(ex *reprisev1.Exchange) { got = append(got, ex) }))
 			err := p.Run(src, time.Hour)
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("Run = %v, want error %v", err, tc.wantErr)
@@ -112,7 +112,7 @@ func TestRunWithAReusedBuffer(t *testing.T) {
 		src.events[i].Time = time.Now().Add(-time.Hour)
 	}
 	got := make(chan *reprisev1.Exchange, 2)
-	p := New(conntrack.New(conntrack.Config{IdleTimeout: time.Minute}, func(ex *reprisev1.Exchange) { got <- ex }))
+	p := New(httpstream.New(httpstream.Config{IdleTimeout: time.Minute}, func(ex *reprisev1.Exchange) { got <- ex }))
 	done := make(chan error, 1)
 	go func() { done <- p.Run(src, 10*time.Millisecond) }()
 

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/reprise-dev/reprise/agent/capture"
-	"github.com/reprise-dev/reprise/agent/conntrack"
+	"github.com/reprise-dev/reprise/agent/httpstream"
 	"github.com/reprise-dev/reprise/internal/privileged"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
@@ -131,7 +131,7 @@ func TestPrivilegedEndToEnd(t *testing.T) {
 	defer capt.Close()
 
 	exchanges := make(chan *reprisev1.Exchange, 16)
-	p := New(conntrack.New(conntrack.Config{}, func(ex *reprisev1.Exchange) { exchanges <- ex }))
+	p := New(httpstream.New(httpstream.Config{}, func(ex *reprisev1.Exchange) { exchanges <- ex }))
 	done := make(chan error, 1)
 	go func() { done <- p.Run(capt, 100*time.Millisecond) }()
 

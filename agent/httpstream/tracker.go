@@ -1,11 +1,11 @@
-// Package conntrack turns raw capture events into HTTP exchanges. It
-// reassembles each direction of each connection in stream order, parses it
-// with package http1, pairs requests with responses and emits one
-// reprisev1.Exchange per pair.
+// Package httpstream turns raw capture events into HTTP exchanges: it
+// reassembles each direction of each TCP connection in stream order (by the
+// kernel's stream positions), parses it with package http1, pairs requests
+// with responses and emits one reprisev1.Exchange per pair.
 //
 // A Tracker is not safe for concurrent use: one goroutine owns it and calls
 // Handle and Expire (see agent/pipeline).
-package conntrack
+package httpstream
 
 import (
 	"net/netip"
