@@ -28,8 +28,8 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/reprise-dev/reprise/agent/capture"
-	"github.com/reprise-dev/reprise/agent/httpstream"
 	"github.com/reprise-dev/reprise/agent/export"
+	"github.com/reprise-dev/reprise/agent/httpstream"
 	"github.com/reprise-dev/reprise/agent/metadata"
 	"github.com/reprise-dev/reprise/agent/metrics"
 	"github.com/reprise-dev/reprise/agent/pipeline"

@@ -15,8 +15,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/reprise-dev/reprise/agent/httpstream"
 	"github.com/reprise-dev/reprise/agent/event"
+	"github.com/reprise-dev/reprise/agent/httpstream"
 	"github.com/reprise-dev/reprise/internal/exchfile"
 	"github.com/reprise-dev/reprise/internal/sanitize"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"

@@ -10,8 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/reprise-dev/reprise/agent/capture"
-	"github.com/reprise-dev/reprise/agent/httpstream"
 	"github.com/reprise-dev/reprise/agent/export"
+	"github.com/reprise-dev/reprise/agent/httpstream"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 

@@ -8,8 +8,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/reprise-dev/reprise/agent/capture"
-	"github.com/reprise-dev/reprise/agent/httpstream"
 	"github.com/reprise-dev/reprise/agent/export"
+	"github.com/reprise-dev/reprise/agent/httpstream"
 )
 
 func TestCollector(t *testing.T) {

@@ -11,8 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/reprise-dev/reprise/agent/httpstream"
 	"github.com/reprise-dev/reprise/agent/event"
+	"github.com/reprise-dev/reprise/agent/httpstream"
 )
 
 // Pipeline owns a tracker and publishes its counters to other goroutines.

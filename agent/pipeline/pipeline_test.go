@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/reprise-dev/reprise/agent/httpstream"
 	"github.com/reprise-dev/reprise/agent/event"
+	"github.com/reprise-dev/reprise/agent/httpstream"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
