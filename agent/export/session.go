@@ -17,9 +17,11 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/encoding/gzip"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/status"
 
 	"github.com/reprise-dev/reprise/internal/s2compress"
+	"github.com/reprise-dev/reprise/internal/wirecodec"
 	reprisev1 "github.com/reprise-dev/reprise/proto/reprise/v1"
 )
 
@@ -29,12 +31,13 @@ const maxBackoff = 5 * time.Second
 // DialOptions are the connection options delivery needs: gRPC's own
 // reconnect backoff grows to two minutes, which would keep an agent away
 // from a restarted collector long after its own retries; this caps it at
-// the exporter's.
+// the exporter's. Batches are compressed into buffers gRPC does not clear
+// first (wirecodec.Pool).
 func DialOptions() []grpc.DialOption {
 	return []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
 		Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: maxBackoff},
 		MinConnectTimeout: 5 * time.Second,
-	})}
+	}), experimental.WithBufferPool(wirecodec.Pool())}
 }
 
 // Compressions are the values Config.Compression accepts, in the order the

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/reflection"
 
 	"github.com/reprise-dev/reprise/collector/auth"
@@ -101,6 +102,8 @@ func NewGRPC(st store.Store, m metrics.Metrics, cfg Config) *grpc.Server {
 	if cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(cfg.TLS))
 	}
+	// Received batches are read into buffers gRPC does not clear first.
+	opts = append(opts, experimental.BufferPool(wirecodec.Pool()))
 	san := cfg.Sanitizer
 	if san == nil {
 		san = sanitize.Default()

@@ -101,8 +101,8 @@ func marshalTo(vt vtMessage, b []byte) error {
 	return validate(b, vt.ProtoReflect().Descriptor(), true)
 }
 
-// codec is an encoding.CodecV2 that sizes and pools buffers as gRPC's own
-// proto codec does.
+// codec is an encoding.CodecV2 that sizes buffers as gRPC's own proto
+// codec does, from the pool without zeroing (Pool).
 type codec struct{}
 
 func (codec) Name() string { return Name }
@@ -120,13 +120,12 @@ func (codec) Marshal(v any) (mem.BufferSlice, error) {
 		}
 		return mem.BufferSlice{mem.SliceBuffer(b)}, nil
 	}
-	pool := mem.DefaultBufferPool()
-	b := pool.Get(n)
-	if err := marshalTo(vt, (*b)[:n]); err != nil {
-		pool.Put(b)
+	b := dirty.Get(n)
+	if err := marshalTo(vt, *b); err != nil {
+		dirty.Put(b)
 		return nil, err
 	}
-	return mem.BufferSlice{mem.NewBuffer(b, pool)}, nil
+	return mem.BufferSlice{mem.NewBuffer(b, dirty)}, nil
 }
 
 func (codec) Unmarshal(data mem.BufferSlice, v any) error {
@@ -134,7 +133,7 @@ func (codec) Unmarshal(data mem.BufferSlice, v any) error {
 	if !ok {
 		return fallback().Unmarshal(data, v)
 	}
-	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+	buf := data.MaterializeToBuffer(dirty)
 	defer buf.Free()
 	return Unmarshal(buf.ReadOnlyData(), m)
 }

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	_ "google.golang.org/grpc/encoding/gzip" // as a collector does: the agent pays for its compression
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/status"
 
 	"github.com/reprise-dev/reprise/internal/s2compress"
@@ -61,7 +62,8 @@ func (s *sink) ingest(_ any, stream grpc.ServerStream) error {
 // newServer returns a gRPC server with the sink's IngestService.
 func newServer(s *sink) *grpc.Server {
 	// The collector accepts batches up to 32 MiB too; gRPC's default is 4 MiB.
-	srv := grpc.NewServer(grpc.MaxRecvMsgSize(32<<20), grpc.ForceServerCodecV2(newRawCodec()))
+	srv := grpc.NewServer(grpc.MaxRecvMsgSize(32<<20), grpc.ForceServerCodecV2(newRawCodec()),
+		experimental.BufferPool(wirecodec.Pool()))
 	desc := reprisev1.IngestService_ServiceDesc
 	desc.HandlerType = (*any)(nil)
 	desc.Streams = []grpc.StreamDesc{{StreamName: "Ingest", Handler: s.ingest, ServerStreams: true, ClientStreams: true}}
