@@ -791,3 +791,71 @@ func TestCaptureCurl(t *testing.T) {
 		t.Errorf("ingress has %d responses: %q", n, ingress.data)
 	}
 }
+
+// The ring's data is mapped once, so a record that runs past its end
+// continues at its start and is put back together: streams much longer
+// than a small ring, in writes of odd sizes so that records straddle the
+// end in every lap, arrive byte for byte on both sides.
+func TestRecordsAcrossTheRingEnd(t *testing.T) {
+	ln := listen(t, "tcp4", "127.0.0.1:0")
+	const ring = 64 << 10
+	c := open(t, Config{Ports: []uint16{port(ln)}, SelfTGID: 1, RingSize: ring})
+	done := discard(ln)
+	conn, err := net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := collect(c)
+	type key struct {
+		conn event.ConnID
+		dir  event.Direction
+	}
+	got := map[key][]byte{}
+	seen := func() int { // bytes of the stream least far along
+		least := -1
+		for _, b := range got {
+			if least < 0 || len(b) < least {
+				least = len(b)
+			}
+		}
+		if len(got) < 2 {
+			return 0
+		}
+		return least
+	}
+	var sent []byte
+	timeout := time.After(30 * time.Second)
+	for burst := 0; len(sent) < 8*ring; burst++ {
+		// A burst stays well under the ring, so nothing is lost; then both
+		// sides' events are read before the next.
+		for i := range 3 {
+			chunk := bytes.Repeat([]byte{byte('a' + (burst+i)%26)}, 500+(burst*3+i)*389%2500)
+			if _, err := conn.Write(chunk); err != nil {
+				t.Fatal(err)
+			}
+			sent = append(sent, chunk...)
+		}
+		for seen() < len(sent) {
+			select {
+			case ev := <-events:
+				if ev.Kind != event.KindData {
+					continue
+				}
+				k := key{ev.Conn, ev.Dir}
+				if ev.AfterLoss || ev.Pos != uint64(len(got[k])) || len(ev.Data) != int(ev.Size) {
+					t.Fatalf("event at %d of %d bytes (%d in data, after loss %v), stream has %d", ev.Pos, ev.Size, len(ev.Data), ev.AfterLoss, len(got[k]))
+				}
+				got[k] = append(got[k], ev.Data...)
+			case <-timeout:
+				t.Fatalf("after %d bytes sent, the streams reached %d", len(sent), seen())
+			}
+		}
+	}
+	conn.Close()
+	<-done
+	for k, b := range got {
+		if !bytes.Equal(b, sent) {
+			t.Fatalf("%v stream of %d bytes differs from the %d sent", k.dir, len(b), len(sent))
+		}
+	}
+}
