@@ -52,10 +52,6 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 // a recvmmsg/sendmmsg) is copied as a sequence of chunk events by a
 // bpf_loop, up to syscall_cap bytes; the rest is skipped, not copied.
 #define CHUNK_SIZE (16 * 1024)
-// Events are written without waking the reader (it polls with a short
-// deadline); the record that takes the data pending past this much wakes
-// it. One wakeup per event halves the throughput of a traced server.
-#define WAKEUP_BYTES (256 * 1024)
 
 enum kind { KIND_OPEN = 1, KIND_CLOSE = 2, KIND_DATA = 3 };
 enum role { ROLE_UNKNOWN = 0, ROLE_SERVER = 1, ROLE_CLIENT = 2 };
@@ -192,7 +188,7 @@ struct mmsg_state {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 16 << 20);
+	__uint(max_entries, 32 << 20);
 } events SEC(".maps");
 
 // Task storage: only threads that use recvmmsg/sendmmsg on a tracked
@@ -288,6 +284,11 @@ volatile const __u32 sample_threshold;
 // Bytes copied per syscall at most (or per message of a mmsg call): the
 // agent's body cap and room for a head. The default is the agent's.
 volatile const __u32 syscall_cap = (1 << 20) + (64 << 10);
+// Events are written without waking the reader (it polls with a short
+// deadline); the record that takes the data pending past wakeup_bytes
+// wakes it. One wakeup per event halves the throughput of a traced
+// server. The agent sets a sixteenth of the ring.
+volatile const __u32 wakeup_bytes = 2 << 20;
 
 #define COUNT(field, n)                                                  \
 	do {                                                             \
@@ -413,13 +414,13 @@ static __always_inline struct conn_info *track(__u64 key, struct sock *sk, struc
 }
 
 // The wakeup flag for a record of size bytes, given the data pending
-// before it. Only the record that crosses WAKEUP_BYTES wakes the reader:
+// before it. Only the record that crosses wakeup_bytes wakes the reader:
 // a wakeup is an IPI (a VM exit in a VM), and waking on every record past
 // the mark cost a traced server 4 % of its CPU. A crossing missed by two
 // CPUs racing is picked up by the reader's poll.
 static __always_inline __u64 wakeup_flags(__u64 before, __u64 size)
 {
-	return before < WAKEUP_BYTES && before + size >= WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP
+	return before < wakeup_bytes && before + size >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
 									: BPF_RB_NO_WAKEUP;
 }
 

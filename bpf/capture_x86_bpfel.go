@@ -128,6 +128,7 @@ const (
 	CaptureVarSampling        = "sampling"
 	CaptureVarSelfTgid        = "self_tgid"
 	CaptureVarSyscallCap      = "syscall_cap"
+	CaptureVarWakeupBytes     = "wakeup_bytes"
 )
 
 // LoadCapture returns the embedded CollectionSpec for Capture.
@@ -205,6 +206,7 @@ type CaptureVariableSpecs struct {
 	Sampling        *ebpf.VariableSpec `ebpf:"sampling"`
 	SelfTgid        *ebpf.VariableSpec `ebpf:"self_tgid"`
 	SyscallCap      *ebpf.VariableSpec `ebpf:"syscall_cap"`
+	WakeupBytes     *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // CaptureObjects contains all objects after they have been loaded into the kernel.
@@ -265,6 +267,7 @@ type CaptureVariables struct {
 	Sampling        *ebpf.Variable `ebpf:"sampling"`
 	SelfTgid        *ebpf.Variable `ebpf:"self_tgid"`
 	SyscallCap      *ebpf.Variable `ebpf:"syscall_cap"`
+	WakeupBytes     *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // CapturePrograms contains all programs after they have been loaded into the kernel.

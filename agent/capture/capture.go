@@ -92,7 +92,12 @@ func Open(cfg Config) (*Capture, error) {
 		return nil, fmt.Errorf("count CPUs: %w", err)
 	}
 	spec.Maps[bpf.CaptureMapBufs].MaxEntries = uint32(cpus)
-	vars := map[string]any{bpf.CaptureVarSelfTgid: cfg.SelfTGID, bpf.CaptureVarSyscallCap: cfg.syscallCap()}
+	// A wakeup per sixteenth of the ring: each one is a context switch of
+	// the agent (and an IPI in the traced process), which under 64 KiB
+	// bodies cost more than the parsing; the reader still has fifteen
+	// sixteenths of headroom when woken.
+	vars := map[string]any{bpf.CaptureVarSelfTgid: cfg.SelfTGID, bpf.CaptureVarSyscallCap: cfg.syscallCap(),
+		bpf.CaptureVarWakeupBytes: spec.Maps[bpf.CaptureMapEvents].MaxEntries / 16}
 	if len(cfg.Ports) > 0 {
 		vars[bpf.CaptureVarFilterPorts] = uint8(1)
 	}

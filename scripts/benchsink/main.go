@@ -45,7 +45,8 @@ func (s *sink) ingest(_ any, stream grpc.ServerStream) error {
 		if err != nil {
 			return fmt.Errorf("receive batch: %w", err)
 		}
-		id, exchanges, whole, err := count(req.b)
+		id, exchanges, whole, err := count(req.buf.ReadOnlyData())
+		req.buf.Free()
 		if err != nil {
 			return status.Errorf(codes.InvalidArgument, "batch: %v", err)
 		}
