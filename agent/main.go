@@ -13,6 +13,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -208,7 +209,19 @@ const defaultMemoryLimit = 64 << 20
 // (docs/benchmarks/capture.md).
 const defaultGCPercent = 400
 
+// defaultMaxProcs is GOMAXPROCS unless the environment sets it. The agent's
+// work is one pipeline (ring, parser, exporter): on more than one P its
+// goroutines hand each other work across threads, and every handoff wakes a
+// thread. Under 64 KiB bodies on a saturated two-core node one P moved 1.5×
+// the traced server's requests at ~60 % of the agent's CPU per exchange
+// (docs/benchmarks/capture.md). It is also what the DaemonSet's CPU limit
+// of one core gives a container-aware Go runtime.
+const defaultMaxProcs = 1
+
 func run(args []string) int {
+	if _, set := os.LookupEnv("GOMAXPROCS"); !set {
+		runtime.GOMAXPROCS(defaultMaxProcs)
+	}
 	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
 		debug.SetMemoryLimit(defaultMemoryLimit)
 		if _, set := os.LookupEnv("GOGC"); !set {
