@@ -42,29 +42,26 @@ while True:
 open(out, "wb").write(got)
 `
 
-// pipelineServer answers, on 127.0.0.1:argv[1], two requests with the
-// responses in the file argv[2], written in one send(2) once both heads
-// arrived, and logs "moved total" of that send to argv[3]. GET /ready gets a
-// 204 alone.
+// pipelineServer listens on a port of 127.0.0.1 it prints, and answers two
+// requests with the responses in the file argv[1], written in one send(2)
+// once both heads arrived; it logs "moved total" of that send to argv[2].
 const pipelineServer = `
 import socket, sys
-port, path, log = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+path, log = sys.argv[1], sys.argv[2]
 resp = open(path, "rb").read()
-ln = socket.create_server(("127.0.0.1", port))
+ln = socket.create_server(("127.0.0.1", 0))
+print(ln.getsockname()[1], flush=True)
 while True:
     c, _ = ln.accept()
     buf = b""
-    while buf.count(b"\r\n\r\n") < (1 if buf.startswith(b"GET /ready") else 2):
+    while buf.count(b"\r\n\r\n") < 2:
         b = c.recv(65536)
         if not b:
             break
         buf += b
-    if buf.startswith(b"GET /ready"):
-        c.sendall(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
-    else:
-        n = c.send(resp)
-        with open(log, "a") as f:
-            f.write("%d %d\n" % (n, len(resp)))
+    n = c.send(resp)
+    with open(log, "a") as f:
+        f.write("%d %d\n" % (n, len(resp)))
     c.close()
 `
 
@@ -166,15 +163,32 @@ func TestPipelinedUploadInOneSend(t *testing.T) {
 // are captured on the server's side (that send) and on the client's.
 func TestPipelinedResponsesInOneSend(t *testing.T) {
 	need(t, "python3")
-	port := freePort(t, "tcp4", "127.0.0.1:0")
-	h := capturePorts(t, httpstream.Config{}, port)
 	big := randomBody(3000000)
 	resp := fmt.Appendf(nil, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", len(big))
 	resp = fmt.Appendf(append(resp, big...), "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
 		len(smallBody), smallBody)
 	log := filepath.Join(t.TempDir(), "sends")
-	start(t, "http://127.0.0.1:"+strconv.Itoa(port)+"/ready",
-		exec.Command("python3", "-c", pipelineServer, strconv.Itoa(port), pipelineFile(t, resp), log))
+	// The server picks its port, so no other test can take it first.
+	srv := exec.Command("python3", "-c", pipelineServer, pipelineFile(t, resp), log)
+	var stderr bytes.Buffer
+	srv.Stderr = &stderr
+	stdout, err := srv.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		srv.Process.Kill()
+		srv.Wait()
+	})
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	port, perr := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil || perr != nil {
+		t.Fatalf("the server's port: %q %v %v; stderr: %s", line, err, perr, stderr.String())
+	}
+	h := capturePorts(t, httpstream.Config{}, port)
 	out := filepath.Join(t.TempDir(), "out")
 	reqs := []byte("GET /big?pipelined=1 HTTP/1.1\r\nHost: x\r\n\r\nGET /small?pipelined=1 HTTP/1.1\r\nHost: x\r\n\r\n")
 	run(t, "python3", "-c", pipelineClient, "127.0.0.1", strconv.Itoa(port), pipelineFile(t, reqs), out)
