@@ -43,12 +43,16 @@ open(out, "wb").write(got)
 `
 
 // pipelineServer listens on a port of 127.0.0.1 it prints, and answers two
-// requests with the responses in the file argv[1], written in one send(2)
-// once both heads arrived; it logs "moved total" of that send to argv[2].
+// requests with the responses in the file argv[1], moved in one syscall
+// once both heads arrived: send(2), or with argv[3] the offsets that cut
+// them into iovec entries, sendmsg(2). It logs "moved total" of that
+// syscall to argv[2].
 const pipelineServer = `
 import socket, sys
 path, log = sys.argv[1], sys.argv[2]
 resp = open(path, "rb").read()
+cuts = [0] + [int(c) for c in sys.argv[3:]] + [len(resp)]
+parts = [resp[a:b] for a, b in zip(cuts, cuts[1:])]
 ln = socket.create_server(("127.0.0.1", 0))
 print(ln.getsockname()[1], flush=True)
 while True:
@@ -59,7 +63,7 @@ while True:
         if not b:
             break
         buf += b
-    n = c.send(resp)
+    n = c.sendmsg(parts) if len(parts) > 1 else c.send(resp)
     with open(log, "a") as f:
         f.write("%d %d\n" % (n, len(resp)))
     c.close()
@@ -158,55 +162,68 @@ func TestPipelinedUploadInOneSend(t *testing.T) {
 	h.checkKernelSkipped()
 }
 
-// A Python server answers two pipelined requests with one send(2): a 3 MB
-// response and the next one. The client receives both, and both exchanges
-// are captured on the server's side (that send) and on the client's.
-func TestPipelinedResponsesInOneSend(t *testing.T) {
+// A Python server answers two pipelined requests in one syscall: a 3 MB
+// response and the next one, with send(2) from one buffer and with
+// sendmsg(2) from three iovec entries (the first head, its body, the next
+// response), so the tail the kernel copies spans two of them. The client
+// receives both, and both exchanges are captured on the server's side
+// (that syscall) and on the client's.
+func TestPipelinedResponsesInOneSyscall(t *testing.T) {
 	need(t, "python3")
 	big := randomBody(3000000)
-	resp := fmt.Appendf(nil, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", len(big))
-	resp = fmt.Appendf(append(resp, big...), "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
+	head := fmt.Appendf(nil, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", len(big))
+	resp := fmt.Appendf(append(head, big...), "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
 		len(smallBody), smallBody)
-	log := filepath.Join(t.TempDir(), "sends")
-	// The server picks its port, so no other test can take it first.
-	srv := exec.Command("python3", "-c", pipelineServer, pipelineFile(t, resp), log)
-	var stderr bytes.Buffer
-	srv.Stderr = &stderr
-	stdout, err := srv.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		srv.Process.Kill()
-		srv.Wait()
-	})
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	port, perr := strconv.Atoi(strings.TrimSpace(line))
-	if err != nil || perr != nil {
-		t.Fatalf("the server's port: %q %v %v; stderr: %s", line, err, perr, stderr.String())
-	}
-	h := capturePorts(t, httpstream.Config{}, port)
-	out := filepath.Join(t.TempDir(), "out")
-	reqs := []byte("GET /big?pipelined=1 HTTP/1.1\r\nHost: x\r\n\r\nGET /small?pipelined=1 HTTP/1.1\r\nHost: x\r\n\r\n")
-	run(t, "python3", "-c", pipelineClient, "127.0.0.1", strconv.Itoa(port), pipelineFile(t, reqs), out)
+	for _, c := range []struct {
+		name string
+		cuts []string
+	}{
+		{"send", nil},
+		{"sendmsg", []string{strconv.Itoa(len(head)), strconv.Itoa(len(head) + len(big))}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			log := filepath.Join(t.TempDir(), "sends")
+			// The server picks its port, so no other test can take it first.
+			srv := exec.Command("python3", append([]string{"-c", pipelineServer, pipelineFile(t, resp), log}, c.cuts...)...)
+			var stderr bytes.Buffer
+			srv.Stderr = &stderr
+			stdout, err := srv.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := srv.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				srv.Process.Kill()
+				srv.Wait()
+			})
+			line, err := bufio.NewReader(stdout).ReadString('\n')
+			port, perr := strconv.Atoi(strings.TrimSpace(line))
+			if err != nil || perr != nil {
+				t.Fatalf("the server's port: %q %v %v; stderr: %s", line, err, perr, stderr.String())
+			}
+			h := capturePorts(t, httpstream.Config{}, port)
+			out := filepath.Join(t.TempDir(), "out")
+			reqs := []byte("GET /big?pipelined=1 HTTP/1.1\r\nHost: x\r\n\r\nGET /small?pipelined=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+			run(t, "python3", "-c", pipelineClient, "127.0.0.1", strconv.Itoa(port), pipelineFile(t, reqs), out)
 
-	if received, err := os.ReadFile(out); err != nil || !bytes.Equal(received, resp) {
-		t.Fatalf("the client received %d bytes (%s), want %d (%s); %v", len(received), digest(received), len(resp), digest(resp), err)
+			if received, err := os.ReadFile(out); err != nil || !bytes.Equal(received, resp) {
+				t.Fatalf("the client received %d bytes (%s), want %d (%s); %v", len(received), digest(received), len(resp), digest(resp), err)
+			}
+			// The server moved both responses in one syscall.
+			if sends, err := os.ReadFile(log); err != nil || string(sends) != fmt.Sprintf("%d %d\n", len(resp), len(resp)) {
+				t.Fatalf("the server's syscalls: %q (%v), want one of %d bytes", sends, err, len(resp))
+			}
+			for _, d := range []reprisev1.Direction{inbound, outbound} {
+				x := h.one(d, "/big?pipelined=1")
+				exact{method: "GET", target: "/big?pipelined=1", status: 200, resp: big}.check(t, x)
+				checkWhole(t, x)
+				y := h.one(d, "/small?pipelined=1")
+				exact{method: "GET", target: "/small?pipelined=1", status: 200, resp: []byte(smallBody)}.check(t, y)
+				checkWhole(t, y)
+			}
+			h.checkKernelSkipped()
+		})
 	}
-	// The server moved both responses in one send.
-	if sends, err := os.ReadFile(log); err != nil || string(sends) != fmt.Sprintf("%d %d\n", len(resp), len(resp)) {
-		t.Fatalf("the server's sends: %q (%v), want one of %d bytes", sends, err, len(resp))
-	}
-	for _, d := range []reprisev1.Direction{inbound, outbound} {
-		x := h.one(d, "/big?pipelined=1")
-		exact{method: "GET", target: "/big?pipelined=1", status: 200, resp: big}.check(t, x)
-		checkWhole(t, x)
-		y := h.one(d, "/small?pipelined=1")
-		exact{method: "GET", target: "/small?pipelined=1", status: 200, resp: []byte(smallBody)}.check(t, y)
-		checkWhole(t, y)
-	}
-	h.checkKernelSkipped()
 }
