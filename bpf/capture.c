@@ -756,7 +756,8 @@ static __always_inline void emit_data(struct conn_info *ci, __u8 dir, __u64 pos,
 		from = sk->from[dir] > pos ? sk->from[dir] : pos;
 		to = sk->to[dir] < end ? sk->to[dir] : end;
 	}
-	// Before the range, the range, after it.
+	// Before the range (up to the cap), the range, after it (up to the cap,
+	// then the tail).
 	struct user_bytes u = {.pos = pos, .addr = addr, .nseg = nseg};
 	__u64 off = emit_part(ci, &u, dir, 0, from - pos);
 	if (off < to - pos) {

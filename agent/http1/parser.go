@@ -184,10 +184,10 @@ func (p *Parser) Skip(n int64) (*Message, int64) {
 	return p.pass(n, true)
 }
 
-// Discard is Skip for body bytes the capture left out on purpose because
-// the body is past its cap (see Discarding), or, past a syscall's copy
-// cap, without knowing where the body ends: the message is marked
-// truncated, not unavailable.
+// Discard is Skip for bytes the capture left out on purpose: past the
+// body's cap (see Discarding), or the middle of a syscall past the
+// kernel's copy cap, which may run past the body's end. The message is
+// marked truncated, not unavailable.
 func (p *Parser) Discard(n int64) (*Message, int64) {
 	return p.pass(n, false)
 }

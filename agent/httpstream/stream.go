@@ -442,10 +442,10 @@ func (t *Tracker) skipAhead(c *conn, d event.Direction) {
 
 // skip accounts for bytes sent with sendfile or left uncopied past a body's
 // cap: inside a body the framing goes on and the body is marked unavailable
-// or truncated. Those after the body's end are lost: the kernel copies the
-// head and the tail of a syscall past its cap, and the next message of the
-// stream started in the middle it skipped; the parser resyncs, in the tail
-// or later.
+// or truncated. Those after the body's end are lost, the start of the next
+// message among them (the kernel copies only the ends of a syscall past its
+// cap, and that message started in the middle): desync counts them and the
+// parser resyncs, in the syscall's tail or later.
 func (t *Tracker) skip(c *conn, d event.Direction, seg *segment) {
 	s := &c.dirs[d]
 	pass, counter := s.parser.Skip, &t.stats.BytesUnavailable
