@@ -227,3 +227,60 @@ func TestPipelinedResponsesInOneSyscall(t *testing.T) {
 		})
 	}
 }
+
+// When the next request starts further back than the syscall's last 64 KiB
+// (a 2.5 MB upload, then a 200 KB one, then a GET, in one send), the kernel
+// skipped its start: on the client's side it is lost and counted (one
+// resync, its response unmatched), never merged into another exchange, and
+// the GET after it, in the tail, pairs with its own response. The server's
+// side, which reads them apart, has all three.
+func TestPipelinedRequestInSkippedMiddle(t *testing.T) {
+	need(t, "python3")
+	h, base := goServerCaptured(t, 0)
+	first, second := randomBody(2500000), randomBody(200000)
+	var reqs []byte
+	for i, b := range [][]byte{first, second} {
+		reqs = fmt.Appendf(reqs, "POST /upload?n=%d HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", i+1, len(b))
+		reqs = append(reqs, b...)
+	}
+	const small = "/small?after=lost"
+	reqs = append(reqs, "GET "+small+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"...)
+	out := filepath.Join(t.TempDir(), "out")
+	host, port, _ := strings.Cut(strings.TrimPrefix(base, "http://"), ":")
+	run(t, "python3", "-c", pipelineClient, host, port, pipelineFile(t, reqs), out)
+
+	got := readResponses(t, out, 3)
+	uploads := []exact{
+		{method: "POST", target: "/upload?n=1", status: 200, req: first, resp: []byte("got " + strconv.Itoa(len(first)))},
+		{method: "POST", target: "/upload?n=2", status: 200, req: second, resp: []byte("got " + strconv.Itoa(len(second)))},
+		{method: "GET", target: small, status: 200, resp: []byte(smallBody)},
+	}
+	for i, w := range uploads {
+		if b := bodyOf(got[i]); got[i].StatusCode != 200 || !bytes.Equal(b, w.resp) {
+			t.Fatalf("the client got %d %q for %s", got[i].StatusCode, b, w.target)
+		}
+		x := h.one(inbound, w.target)
+		w.check(t, x)
+		checkWhole(t, x)
+	}
+	x := h.one(outbound, "/upload?n=1")
+	uploads[0].check(t, x)
+	checkWhole(t, x)
+	y := h.one(outbound, small)
+	uploads[2].check(t, y)
+	checkWhole(t, y)
+	if y.ConnectionId != x.ConnectionId || y.Sequence != x.Sequence+1 {
+		t.Errorf("client side: %s/%d then %s/%d, want one connection in order", x.ConnectionId, x.Sequence, y.ConnectionId, y.Sequence)
+	}
+	h.checkKernelSkipped()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, x := range h.got {
+		if x.Direction == outbound && x.Request.Target == "/upload?n=2" {
+			t.Errorf("client side: the request that started in the skipped middle was exported: %v", x.Capture)
+		}
+	}
+	if s := h.pipe.Stats(); s.Resyncs != 1 || s.UnmatchedResponses != 1 || s.ParseErrors != 0 || s.Incomplete != 0 {
+		t.Errorf("tracker stats %+v, want one resync and one unmatched response", s)
+	}
+}
