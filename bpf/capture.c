@@ -50,8 +50,14 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
 // One event carries at most CHUNK_SIZE bytes: a syscall (or one message of
 // a recvmmsg/sendmmsg) is copied as a sequence of chunk events by a
-// bpf_loop, up to syscall_cap bytes; the rest is skipped, not copied.
+// bpf_loop, up to syscall_cap bytes, and its last TAIL_SIZE bytes; the
+// middle is skipped, not copied.
 #define CHUNK_SIZE (16 * 1024)
+// The end of a syscall past its cap is copied too: a body that ends there
+// and the start of the next pipelined message (a client sending a large
+// upload and its next request in one write, a server answering two
+// requests in one writev) then parse; the cost stays bounded per syscall.
+#define TAIL_SIZE (64 * 1024)
 
 enum kind { KIND_OPEN = 1, KIND_CLOSE = 2, KIND_DATA = 3 };
 enum role { ROLE_UNKNOWN = 0, ROLE_SERVER = 1, ROLE_CLIENT = 2 };
@@ -707,48 +713,68 @@ static __always_inline void emit_unavailable(struct conn_info *ci, __u8 dir, __u
 	ci->lost[dir & 1] = emit_empty(ci, dir, pos, total, FLAG_UNAVAILABLE) != 0;
 }
 
-// Copies up to copy bytes at offset off of the syscall's n bytes (moved
-// from pos) and skips the rest of those n - off; returns the bytes
-// consumed.
-static __always_inline __u64 emit_part(struct conn_info *ci, __u8 dir, __u64 pos, __u64 addr, __u64 nseg,
-				       __u64 off, __u64 copy)
+// Where the bytes of one syscall (or one message of a mmsg call) are in
+// user memory: a flat buffer at addr (nseg 0) or nseg iovec entries at
+// addr. They moved from stream position pos.
+struct user_bytes {
+	__u64 pos;
+	__u64 addr;
+	__u64 nseg;
+};
+
+// Copies up to copy bytes (at most syscall_cap) at offset off of the bytes
+// u points to; returns how many. A global function: the verifier checks it
+// once, on its own, instead of at each of its calls in emit_data, whose
+// paths it could not get through otherwise.
+__noinline __u64 emit_part(struct conn_info *ci, struct user_bytes *u, __u8 dir, __u64 off, __u64 copy)
 {
+	if (!ci || !u)
+		return 0;
 	dir &= 1;
 	if (copy > syscall_cap)
 		copy = syscall_cap;
 	if (!copy)
 		return 0;
-	if (nseg)
-		ci->lost[dir] = emit_iov(ci, dir, pos + off, addr, nseg, off, copy) != 0;
+	if (u->nseg)
+		ci->lost[dir] = emit_iov(ci, dir, u->pos + off, u->addr, u->nseg, off, copy) != 0;
 	else
-		ci->lost[dir] = emit_flat(ci, dir, pos + off, addr + off, copy) != 0;
+		ci->lost[dir] = emit_flat(ci, dir, u->pos + off, u->addr + off, copy) != 0;
 	return copy;
 }
 
 // Emits n bytes that just moved from pos, from the flat buffer at addr
 // (nseg 0) or nseg iovec entries at addr: copied, but for those in the
-// range the agent asked to skip and those past syscall_cap copied, which
-// are one event without payload each.
+// range the agent asked to skip and those between syscall_cap copied and
+// the last TAIL_SIZE bytes, which are one event without payload each.
 static __always_inline void emit_data(struct conn_info *ci, __u8 dir, __u64 pos, __u64 addr, __u64 nseg,
 				      __u64 n)
 {
 	dir &= 1;
-	__u64 end = pos + n, from = end, to = end;
+	__u64 end = pos + n, from = pos, to = pos; // no range: all of it is after one
 	struct conn_key k = {.start = ci->start, .tgid = ci->tgid, .fd = ci->fd};
 	struct skip_to *sk = bpf_map_lookup_elem(&skips, &k);
 	if (sk && sk->to[dir] > pos && sk->from[dir] < end) {
 		from = sk->from[dir] > pos ? sk->from[dir] : pos;
 		to = sk->to[dir] < end ? sk->to[dir] : end;
 	}
-	// Before the range, the range, after it.
-	__u64 off = emit_part(ci, dir, pos, addr, nseg, 0, from - pos);
+	// Before the range (up to the cap), the range, after it (up to the cap,
+	// then the tail).
+	struct user_bytes u = {.pos = pos, .addr = addr, .nseg = nseg};
+	__u64 off = emit_part(ci, &u, dir, 0, from - pos);
 	if (off < to - pos) {
 		ci->lost[dir] = emit_empty(ci, dir, pos + off, to - pos - off, FLAG_SKIPPED) != 0;
 		off = to - pos;
 	}
-	off += emit_part(ci, dir, pos, addr, nseg, off, end - to);
-	if (off < n)
-		ci->lost[dir] = emit_empty(ci, dir, pos + off, n - off, FLAG_SKIPPED) != 0;
+	off += emit_part(ci, &u, dir, off, end - to);
+	if (off >= n)
+		return;
+	// Past the cap: the middle is skipped, the tail copied. The rest is
+	// after the range, so the agent has not asked to skip any of it.
+	if (n - off > TAIL_SIZE) {
+		ci->lost[dir] = emit_empty(ci, dir, pos + off, n - TAIL_SIZE - off, FLAG_SKIPPED) != 0;
+		off = n - TAIL_SIZE;
+	}
+	emit_part(ci, &u, dir, off, n - off);
 }
 
 // The index of the message of thread task's recvmmsg/sendmmsg call (nr,

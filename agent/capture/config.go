@@ -34,8 +34,9 @@ type Config struct {
 	// does not capture its own stream to the collector. 0 means os.Getpid().
 	SelfTGID uint32
 	// BodyCap is the body bytes the agent keeps per message (0: 1 MiB). The
-	// kernel copies at most BodyCap plus HeadRoom bytes of one syscall and
-	// skips the rest: no message needs more of them.
+	// kernel copies at most BodyCap plus HeadRoom bytes of the start of one
+	// syscall and its last 64 KiB, and skips the middle: no message needs
+	// more of one body, and the next message may start in the last bytes.
 	BodyCap int
 	// RingSize is the ring buffer size in bytes, a power of two and a
 	// multiple of the page size. 0 keeps the default of 16 MiB.

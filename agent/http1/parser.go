@@ -176,28 +176,34 @@ func (p *Parser) Feed(data []byte) (n int, msg *Message, err error) {
 // Skip accounts for n body bytes whose content is unavailable (sent with
 // sendfile): the framing goes on as if they had been read, and the message
 // is marked truncated. It returns the message they complete, if any, and
-// false without consuming when they do not fit in the current body; the
-// caller then treats them as lost.
-func (p *Parser) Skip(n int64) (*Message, bool) {
+// how many of the n bytes are the current body's: fewer when a
+// Content-Length body ends inside them, none when no body is being read or
+// a chunked body's framing would be among them. The caller treats the
+// bytes not used as lost: they hold the start of what follows.
+func (p *Parser) Skip(n int64) (*Message, int64) {
 	return p.pass(n, true)
 }
 
-// Discard is Skip for body bytes the capture left out on purpose because
-// the body is past its cap (see Discarding): the message is marked
-// truncated, not unavailable.
-func (p *Parser) Discard(n int64) (*Message, bool) {
+// Discard is Skip for bytes the capture left out on purpose: past the
+// body's cap (see Discarding), or the middle of a syscall past the
+// kernel's copy cap, which may run past the body's end. The message is
+// marked truncated, not unavailable.
+func (p *Parser) Discard(n int64) (*Message, int64) {
 	return p.pass(n, false)
 }
 
-func (p *Parser) pass(n int64, unavailable bool) (*Message, bool) {
+func (p *Parser) pass(n int64, unavailable bool) (*Message, int64) {
 	switch {
 	case n <= 0:
-		return nil, true
+		return nil, 0
 	case p.state == stCloseBody:
-	case (p.state == stBody || p.state == stChunkData) && n <= p.remain:
+	case p.state == stBody:
+		n = min(n, p.remain)
+		p.remain -= n
+	case p.state == stChunkData && n <= p.remain:
 		p.remain -= n
 	default:
-		return nil, false
+		return nil, 0
 	}
 	m := p.msg
 	m.BodySize += n
@@ -205,12 +211,12 @@ func (p *Parser) pass(n int64, unavailable bool) (*Message, bool) {
 	m.BodyUnavailable = m.BodyUnavailable || unavailable
 	switch {
 	case p.remain > 0 || p.state == stCloseBody:
-		return nil, true
+		return nil, n
 	case p.state == stBody:
-		return p.done(), true
+		return p.done(), n
 	}
 	p.state = stChunkEnd
-	return nil, true
+	return nil, n
 }
 
 // Discarding returns how many of the next bytes of the current body (or of

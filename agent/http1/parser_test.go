@@ -400,17 +400,18 @@ func TestSkip(t *testing.T) {
 		head    string
 		skip    int64
 		after   string
-		ok      bool
+		used    int64  // of skip
 		want    string // body kept
 		size    int64
 		done    bool
 		chunked bool
 	}{
-		{name: "content-length body sent with sendfile", head: "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", skip: 10, ok: true, size: 10, done: true},
-		{name: "head bytes then sendfile", head: "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", skip: 7, ok: true, want: "abc", size: 10, done: true},
-		{name: "sendfile past the body is refused", head: "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n", skip: 5},
-		{name: "chunk data", head: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n", skip: 5, after: "\r\n0\r\n\r\n", ok: true, size: 5, done: true},
-		{name: "close-delimited body", head: "HTTP/1.1 200 OK\r\n\r\n", skip: 100, ok: true, size: 100},
+		{name: "content-length body sent with sendfile", head: "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", skip: 10, used: 10, size: 10, done: true},
+		{name: "head bytes then sendfile", head: "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", skip: 7, used: 7, want: "abc", size: 10, done: true},
+		{name: "past the body: the body's part used", head: "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n", skip: 5, used: 4, size: 4, done: true},
+		{name: "chunk data", head: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n", skip: 5, after: "\r\n0\r\n\r\n", used: 5, size: 5, done: true},
+		{name: "past a chunk is refused: the framing after it is unseen", head: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n", skip: 6},
+		{name: "close-delimited body", head: "HTTP/1.1 200 OK\r\n\r\n", skip: 100, used: 100, size: 100},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -419,11 +420,14 @@ func TestSkip(t *testing.T) {
 				t.Fatalf("Feed head: %v %v", m, err)
 			}
 			head := p.Head()
-			m, ok := p.Skip(tc.skip)
-			if ok != tc.ok {
-				t.Fatalf("Skip ok = %v, want %v", ok, tc.ok)
+			m, used := p.Skip(tc.skip)
+			if used != tc.used {
+				t.Fatalf("Skip used %d, want %d", used, tc.used)
 			}
-			if !ok {
+			if used == 0 {
+				if m != nil || head.BodySize != 0 {
+					t.Fatalf("refused Skip framed %d bytes, message %v", head.BodySize, m)
+				}
 				return
 			}
 			if tc.after != "" {
@@ -438,7 +442,7 @@ func TestSkip(t *testing.T) {
 		})
 	}
 	// Skip between messages is refused: there is no body to account for.
-	if _, ok := NewRequestParser(Config{}).Skip(1); ok {
+	if _, used := NewRequestParser(Config{}).Skip(1); used != 0 {
 		t.Fatal("Skip on an idle parser succeeded")
 	}
 }
@@ -469,9 +473,9 @@ func TestDiscard(t *testing.T) {
 				return
 			}
 			h := p.Head()
-			m, ok := p.Discard(tc.want)
-			if !ok {
-				t.Fatal("Discard refused")
+			m, used := p.Discard(tc.want)
+			if used != tc.want {
+				t.Fatalf("Discard used %d of %d", used, tc.want)
 			}
 			if tc.after != "" {
 				_, m, _ = p.Feed([]byte(tc.after))

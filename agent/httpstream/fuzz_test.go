@@ -9,12 +9,16 @@ import (
 )
 
 // FuzzTracker cuts two streams into events as ctl says (sizes, reordering,
-// losses, truncated copies, sendfile, expiry) and checks that the tracker does not panic,
-// keeps its bounds, and emits only exchanges with a request.
+// losses, truncated copies, sendfile, bytes the kernel skipped, expiry) and
+// checks that the tracker does not panic, keeps its bounds, and emits only
+// exchanges with a request.
 func FuzzTracker(f *testing.F) {
 	f.Add([]byte("GET / HTTP/1.1\r\n\r\nPOST /p HTTP/1.1\r\nContent-Length: 2\r\n\r\nab"),
 		[]byte("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nxHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n"),
 		[]byte{3, 7, 200, 5, 64, 1, 9, 130, 4, 2})
+	// A skipped run that ends a body and starts the next request.
+	f.Add([]byte("POST /p HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789GET /n HTTP/1.1\r\n\r\n"),
+		[]byte("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx"), []byte{0xf8, 0x38, 0x34, 0x74, 0xf8, 0xf9, 0x39})
 	f.Fuzz(func(t *testing.T, in, out, ctl []byte) {
 		cfg := Config{MaxBuffered: 256, BodyCap: 8, StreamTimeout: 50 * time.Millisecond}
 		tr := New(cfg, func(x *reprisev1.Exchange) {
@@ -56,10 +60,11 @@ func FuzzTracker(f *testing.F) {
 			case 1: // lost
 				lost[d] = true
 				continue
-			case 2: // truncated copy, or sent with sendfile
+			case 2: // truncated copy, sent with sendfile, or skipped by the kernel past its cap
 				ev.Data = ev.Data[:n/2]
 				if c&0x20 != 0 {
 					ev.Data, ev.Unavailable = nil, true
+					ev.Unavailable, ev.Skipped = c&0x10 == 0, c&0x10 != 0
 				}
 			case 3: // delivered after the next one
 				if held == nil {

@@ -442,23 +442,27 @@ func (t *Tracker) skipAhead(c *conn, d event.Direction) {
 
 // skip accounts for bytes sent with sendfile or left uncopied past a body's
 // cap: inside a body the framing goes on and the body is marked unavailable
-// or truncated; anywhere else they are lost.
+// or truncated. Those after the body's end are lost, the start of the next
+// message among them (the kernel copies only the ends of a syscall past its
+// cap, and that message started in the middle): desync counts them and the
+// parser resyncs, in the syscall's tail or later.
 func (t *Tracker) skip(c *conn, d event.Direction, seg *segment) {
 	s := &c.dirs[d]
 	pass, counter := s.parser.Skip, &t.stats.BytesUnavailable
 	if seg.discard {
 		pass, counter = s.parser.Discard, &t.stats.BytesSkipped
 	}
-	m, ok := pass(int64(seg.skip))
-	if !ok {
-		t.desync(c, d, seg.skip, reprisev1.Loss_LOSS_GAP)
-		return
+	m, used := pass(int64(seg.skip))
+	if used > 0 {
+		*counter += uint64(used)
+		s.last = seg.at
+		if d == c.reqDir {
+			t.request(c, m)
+		} else if m != nil {
+			t.response(c, m)
+		}
 	}
-	*counter += seg.skip
-	s.last = seg.at
-	if d == c.reqDir {
-		t.request(c, m)
-	} else if m != nil {
-		t.response(c, m)
+	if rest := seg.skip - uint64(used); rest > 0 {
+		t.desync(c, d, rest, reprisev1.Loss_LOSS_GAP)
 	}
 }
