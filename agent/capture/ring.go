@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -37,6 +38,7 @@ type ring struct {
 	// scheduler's monitor every 20 µs under load (16 % of the agent's CPU
 	// under 64 KiB bodies). Closing it ends a wait.
 	poll     *os.File
+	pollRaw  syscall.RawConn
 	cons     []byte   // consumer page, ours to write
 	prod     []byte   // producer page and the data pages
 	data     []byte   // the data pages
@@ -81,6 +83,9 @@ func newRing(fd, size int) (_ *ring, err error) {
 	r.next = atomic.LoadUintptr(r.consPos)
 	if r.poll, err = pollable(fd); err != nil {
 		return nil, err
+	}
+	if r.pollRaw, err = r.poll.SyscallConn(); err != nil {
+		return nil, fmt.Errorf("ring buffer fd: %w", err)
 	}
 	// A record lent when the ring is closed keeps the mapping until the next
 	// call; if none comes, the mapping goes with the ring.
@@ -177,12 +182,9 @@ func pollable(fd int) (*os.File, error) {
 // poll passes or the ring is closed. Readiness is edge-triggered: the check
 // runs before each park, so a record written before it is never missed.
 func (r *ring) wait(poll time.Duration) error {
-	raw, err := r.poll.SyscallConn()
+	err := r.poll.SetReadDeadline(time.Now().Add(poll))
 	if err == nil {
-		err = r.poll.SetReadDeadline(time.Now().Add(poll))
-	}
-	if err == nil {
-		err = raw.Read(func(uintptr) bool {
+		err = r.pollRaw.Read(func(uintptr) bool {
 			return r.closed.Load() || atomic.LoadUintptr(r.prodPos) != r.next
 		})
 	}
