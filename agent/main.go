@@ -91,7 +91,7 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&pids, "pids", "", "comma-separated process ids (host namespace); capture only their connections (default all)")
 	fs.StringVar(&cgroups, "cgroups", "", "comma-separated cgroup v2 paths; capture only processes inside them (default all)")
 	fs.Float64Var(&cfg.sampleRate, "sample-rate", 1, "share of connections captured, 0 < rate <= 1")
-	fs.UintVar(&cfg.ringSize, "ring-size", 32<<20, "kernel ring buffer bytes, a power of two (mapped once: it counts once in the RSS)")
+	fs.UintVar(&cfg.ringSize, "ring-size", capture.DefaultRingSize, "kernel ring buffer bytes, a power of two (mapped once: it counts once in the RSS)")
 	fs.StringVar(&methods, "methods", "", "comma-separated HTTP methods; export only these (default all)")
 	fs.StringVar(&paths, "paths", "", "comma-separated request path prefixes or globs (with * ? [); export only matching requests (default all)")
 	fs.StringVar(&cfg.httpListen, "http-listen", "127.0.0.1:7072", "address for /healthz and /metrics")

@@ -6,6 +6,7 @@
 package capture
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -84,9 +85,7 @@ func Open(cfg Config) (*Capture, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load capture spec: %w", err)
 	}
-	if cfg.RingSize != 0 {
-		spec.Maps[bpf.CaptureMapEvents].MaxEntries = cfg.RingSize
-	}
+	spec.Maps[bpf.CaptureMapEvents].MaxEntries = cmp.Or(cfg.RingSize, DefaultRingSize)
 	cpus, err := ebpf.PossibleCPU()
 	if err != nil {
 		return nil, fmt.Errorf("count CPUs: %w", err)

@@ -39,7 +39,7 @@ type Config struct {
 	// more of one body, and the next message may start in the last bytes.
 	BodyCap int
 	// RingSize is the ring buffer size in bytes, a power of two and a
-	// multiple of the page size. 0 keeps the default of 16 MiB.
+	// multiple of the page size. 0 keeps DefaultRingSize.
 	RingSize uint32
 }
 
@@ -60,6 +60,10 @@ type Stats struct {
 	CopiedBytes  uint64
 	SkippedBytes uint64
 }
+
+// DefaultRingSize is the ring buffer's size unless Config.RingSize says
+// otherwise: mapped once, it counts once in the agent's RSS.
+const DefaultRingSize = 32 << 20
 
 // HeadRoom is what the kernel copies of a syscall beyond Config.BodyCap:
 // the head of a message (http1.DefaultMaxHeaderBytes).

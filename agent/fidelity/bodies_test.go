@@ -3,6 +3,7 @@ package fidelity
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -102,11 +103,21 @@ func goServerCaptured(t *testing.T, bodyCap int) (*harness, string) {
 func bodyFile(t *testing.T, n int) (string, []byte) {
 	t.Helper()
 	b := randomBody(n)
-	path := filepath.Join(t.TempDir(), "body"+strconv.Itoa(n))
-	if err := os.WriteFile(path, b, 0o644); err != nil {
+	return tempFile(t, b), b
+}
+
+// tempFile writes b to a file of the test's and returns its path.
+func tempFile(t *testing.T, b []byte) string {
+	t.Helper()
+	f, err := os.CreateTemp(t.TempDir(), "body")
+	if err == nil {
+		_, err = f.Write(b)
+		err = errors.Join(err, f.Close())
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
-	return path, b
+	return f.Name()
 }
 
 // A Go handler writes 70 KB, 1 MiB and 3 MB in one Write with a

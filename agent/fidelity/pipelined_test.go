@@ -69,16 +69,6 @@ while True:
     c.close()
 `
 
-// pipelineFile writes the bytes a peer sends in one syscall to a file.
-func pipelineFile(t *testing.T, b []byte) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "pipelined")
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 // readResponses parses the n responses a client received, in order.
 func readResponses(t *testing.T, path string, n int) []*http.Response {
 	t.Helper()
@@ -138,7 +128,7 @@ func TestPipelinedUploadInOneSend(t *testing.T) {
 	reqs = append(append(reqs, upload...), "GET "+small+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"...)
 	out := filepath.Join(t.TempDir(), "out")
 	host, port, _ := strings.Cut(strings.TrimPrefix(base, "http://"), ":")
-	run(t, "python3", "-c", pipelineClient, host, port, pipelineFile(t, reqs), out)
+	run(t, "python3", "-c", pipelineClient, host, port, tempFile(t, reqs), out)
 
 	got := readResponses(t, out, 2)
 	uploaded := "got " + strconv.Itoa(len(upload))
@@ -184,7 +174,7 @@ func TestPipelinedResponsesInOneSyscall(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			log := filepath.Join(t.TempDir(), "sends")
 			// The server picks its port, so no other test can take it first.
-			srv := exec.Command("python3", append([]string{"-c", pipelineServer, pipelineFile(t, resp), log}, c.cuts...)...)
+			srv := exec.Command("python3", append([]string{"-c", pipelineServer, tempFile(t, resp), log}, c.cuts...)...)
 			var stderr bytes.Buffer
 			srv.Stderr = &stderr
 			stdout, err := srv.StdoutPipe()
@@ -206,7 +196,7 @@ func TestPipelinedResponsesInOneSyscall(t *testing.T) {
 			h := capturePorts(t, httpstream.Config{}, port)
 			out := filepath.Join(t.TempDir(), "out")
 			reqs := []byte("GET /big?pipelined=1 HTTP/1.1\r\nHost: x\r\n\r\nGET /small?pipelined=1 HTTP/1.1\r\nHost: x\r\n\r\n")
-			run(t, "python3", "-c", pipelineClient, "127.0.0.1", strconv.Itoa(port), pipelineFile(t, reqs), out)
+			run(t, "python3", "-c", pipelineClient, "127.0.0.1", strconv.Itoa(port), tempFile(t, reqs), out)
 
 			if received, err := os.ReadFile(out); err != nil || !bytes.Equal(received, resp) {
 				t.Fatalf("the client received %d bytes (%s), want %d (%s); %v", len(received), digest(received), len(resp), digest(resp), err)
@@ -247,7 +237,7 @@ func TestPipelinedRequestInSkippedMiddle(t *testing.T) {
 	reqs = append(reqs, "GET "+small+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"...)
 	out := filepath.Join(t.TempDir(), "out")
 	host, port, _ := strings.Cut(strings.TrimPrefix(base, "http://"), ":")
-	run(t, "python3", "-c", pipelineClient, host, port, pipelineFile(t, reqs), out)
+	run(t, "python3", "-c", pipelineClient, host, port, tempFile(t, reqs), out)
 
 	got := readResponses(t, out, 3)
 	uploads := []exact{

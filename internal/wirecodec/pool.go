@@ -24,8 +24,10 @@ const (
 // what makes skipping the clear safe (gRPC keeps a dirty pool of its own,
 // internal, for the same reason).
 type pool struct {
-	tiers [maxTier - minTier + 1]sync.Pool
+	tiers [tiers]sync.Pool
 }
+
+const tiers = maxTier - minTier + 1
 
 var dirty = &pool{}
 
@@ -40,7 +42,7 @@ func tier(n int) int {
 		return 0
 	}
 	t := bits.Len(uint(n-1)) - minTier
-	if t >= len(dirty.tiers) {
+	if t >= tiers {
 		return -1
 	}
 	return t
